@@ -1,0 +1,403 @@
+"""Config files: TOML layers validated into attrs records, with errors naming file, key and line.
+
+Layers, lowest precedence first: the embedded default (``mmframe/data/default.toml``),
+``[tool.mmframe]`` in the nearest pyproject.toml above the working directory, the config file named
+on the command line, then ``MMFRAME_PLUGINS`` and ``-p`` for plugin selection.  Tables merge key by
+key; ``[plugins] enable`` lists do not replace each other but stack as selection layers (see
+:mod:`mmframe.plugin`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import attrs
+
+from mmframe.errors import ConfigError, UsageError
+from mmframe.options import Option
+from mmframe.plugin import Catalog, Selection, resolve_selection
+
+EMBEDDED = "<embedded default>"
+ENV_PLUGINS = "MMFRAME_PLUGINS"
+
+GiB = 1 << 30
+NR_CPUS = 32  # i386 NR_CPUS in 2.5
+ELEVATORS = ("deadline", "noop")  # core elevators; plugins add theirs (see the block issue)
+
+MACHINE_OPTIONS: tuple[Option, ...] = (
+    Option("cpus", "int", 2, "CPUs (SMP P-III class)", minimum=1, maximum=NR_CPUS),
+    Option("memory", "size", "1GiB", "physical memory", minimum=16 << 20, maximum=64 * GiB),
+    Option("pae", "choice", "auto", "PAE (3-level, 36-bit physical); auto = on above 4GiB",
+           choices=("auto", "on", "off")),
+    Option("highpte", "bool", False, "CONFIG_HIGHPTE: PTE pages from highmem"),
+    Option("l1_cache_bytes", "int", 32, "L1_CACHE_BYTES: 32 on P-III, 128 on P4/Xeon (pte_chain size)",
+           minimum=32, maximum=128),
+    Option("seed", "int", 0, "seed of every random choice (task RNGs, generated workloads)", minimum=0),
+    Option("timeslice", "int", 8, "syscalls a task runs before the next runnable task (logical, not timed)",
+           minimum=1, maximum=1 << 20),
+    Option("costs", "str", "", "cost table file (TOML) overriding entries of the default 2002 table"),
+)
+DISK_OPTIONS: tuple[Option, ...] = (
+    Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
+    Option("elevator", "str", "deadline", "I/O scheduler of this queue"),
+)
+TOP_KEYS = ("machine", "plugins", "block", "scenario")
+
+
+@attrs.frozen(slots=True)
+class Layer:
+    """One parsed TOML document and where it came from."""
+
+    source: str
+    text: str
+    doc: dict[str, Any]
+
+
+@attrs.frozen(slots=True)
+class MachineConfig:
+    cpus: int = 2
+    memory: int = GiB
+    pae: bool = False
+    highpte: bool = False
+    l1_cache_bytes: int = 32
+    seed: int = 0
+    timeslice: int = 8
+    costs: str = ""
+
+
+@attrs.frozen(slots=True)
+class DiskConfig:
+    name: str
+    capacity: int
+    elevator: str
+    plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
+class ScenarioConfig:
+    name: str
+    policies: tuple[tuple[str, ...], ...]
+    params: Mapping[str, Any]
+
+
+@attrs.frozen(slots=True)
+class Config:
+    """A validated run configuration."""
+
+    machine: MachineConfig
+    selection: Selection
+    plugin_options: Mapping[str, Mapping[str, Any]]
+    disks: tuple[DiskConfig, ...]
+    scenario: ScenarioConfig
+    sources: tuple[str, ...]
+    catalog: Catalog = attrs.field(eq=False, repr=False)
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        return self.selection.enabled
+
+    def with_policies(self, extra: Iterable[str]) -> Config:
+        """This config with more plugins enabled (a policy column of a scenario)."""
+        enabled = tuple(dict.fromkeys([*self.selection.enabled, *extra]))
+        sel = Selection(enabled, self.selection.blocked, dict(self.selection.decided_by))
+        return attrs.evolve(self, selection=sel)
+
+
+# --- locating keys in TOML text ------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+
+def _norm(path: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("\"'") for p in path.split("."))
+
+
+def locate(text: str, key: tuple[str, ...]) -> int | None:
+    """Best-effort 1-based line of a dotted key (or table header) in TOML text."""
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), 1):
+        if m := _HEADER.match(line):
+            table = _norm(m.group(1))
+            if table == key:
+                return n
+            continue
+        if m := _KEY.match(line):
+            if table + _norm(m.group(1)) == key:
+                return n
+    return None
+
+
+def _err(layer: Layer, key: tuple[str, ...], message: str, allowed: str | None = None) -> ConfigError:
+    return ConfigError(message, file=layer.source, key=".".join(key), line=locate(layer.text, key),
+                       allowed=allowed)
+
+
+# --- reading layers -------------------------------------------------------------------------
+
+def parse_layer(text: str, source: str) -> Layer:
+    """Parse TOML text; syntax errors become ConfigError with TOML's line."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column \d+\)", msg)
+        raise ConfigError(f"not valid TOML: {msg}", file=source,
+                          line=int(m.group(1)) if m else None) from None
+    return Layer(source, text, doc)
+
+
+def read_file(path: str | os.PathLike[str]) -> Layer:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", file=str(p)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=str(p)) from None
+    return parse_layer(text, str(p))
+
+
+def embedded_layer() -> Layer:
+    text = resources.files("mmframe").joinpath("data/default.toml").read_text(encoding="utf-8")
+    return parse_layer(text, EMBEDDED)
+
+
+def pyproject_layer(cwd: str | os.PathLike[str] | None = None) -> Layer | None:
+    """``[tool.mmframe]`` of the nearest pyproject.toml at or above ``cwd``, if it has one."""
+    here = Path(cwd or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / "pyproject.toml"
+        if candidate.is_file():
+            layer = read_file(candidate)
+            tool = layer.doc.get("tool", {})
+            sub = tool.get("mmframe") if isinstance(tool, dict) else None
+            if sub is None:
+                return None
+            if not isinstance(sub, dict):
+                raise _err(layer, ("tool", "mmframe"), "must be a table")
+            # keys are located under the [tool.mmframe] prefix
+            return Layer(str(candidate), _strip_prefix(layer.text, "tool.mmframe"), sub)
+    return None
+
+
+def _strip_prefix(text: str, prefix: str) -> str:
+    """Rewrite ``[tool.mmframe.x]`` headers to ``[x]`` so key lines are located as in a config file
+    (line numbers are unchanged)."""
+    out = []
+    for line in text.splitlines():
+        m = _HEADER.match(line)
+        if m and _norm(m.group(1))[:2] == ("tool", "mmframe"):
+            rest = ".".join(_norm(m.group(1))[2:])
+            line = f"[{rest}]" if rest else "[__root__]"
+        elif m:
+            line = "[__elsewhere__]"
+        out.append(line)
+    return "\n".join(out)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+def _table(layer: Layer, key: tuple[str, ...], value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _err(layer, key, f"must be a table, got {_tname(value)}")
+    return value
+
+
+def _tname(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def _check_keys(layer: Layer, key: tuple[str, ...], table: dict[str, Any], allowed: Iterable[str]) -> None:
+    allowed = list(allowed)
+    for k in table:
+        if k not in allowed:
+            raise _err(layer, (*key, k), "unknown key", ", ".join(allowed) or "no keys")
+
+
+def _coerce(layer: Layer, key: tuple[str, ...], opt: Option, value: Any) -> Any:
+    try:
+        return opt.coerce(value)
+    except ValueError as exc:
+        raise _err(layer, key, f"invalid value {value!r}", str(exc)) from None
+
+
+def _layer_plugin_tokens(layer: Layer) -> list[str]:
+    plugins = layer.doc.get("plugins", {})
+    if not isinstance(plugins, dict):
+        raise _err(layer, ("plugins",), "must be a table")
+    tokens = plugins.get("enable", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise _err(layer, ("plugins", "enable"), "must be a list of plugin names",
+                   "strings 'NAME' to enable or 'no:NAME' to block")
+    return tokens
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iterable[str] = (),
+                env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+                extra_plugins: Mapping[str, Any] | None = None, use_pyproject: bool = True) -> Config:
+    """Read every layer, resolve the plugin selection, load the catalog and validate everything.
+
+    ``extra_plugins`` hands plugin modules in directly (embedding, tests) as if discovered.
+    """
+    env = os.environ if env is None else env
+    layers = [embedded_layer()]
+    if use_pyproject and (pp := pyproject_layer(cwd)) is not None:
+        layers.append(pp)
+    if path is not None:
+        layers.append(read_file(path))
+    for layer in layers:
+        _check_keys(layer, (), layer.doc, TOP_KEYS)
+    sel_layers: list[tuple[str, list[str]]] = [
+        (f"{layer.source}: plugins.enable", _layer_plugin_tokens(layer)) for layer in layers]
+    if env.get(ENV_PLUGINS, "").strip():
+        sel_layers.append((ENV_PLUGINS, [t for t in env[ENV_PLUGINS].split(",") if t.strip()]))
+    sel_layers.append(("command line (-p)", list(cli_plugins)))
+    selection = resolve_selection(sel_layers)
+    catalog = Catalog(blocked=selection.blocked, extra=dict(extra_plugins or {}))
+    for name in selection.enabled:
+        catalog.require([name], selection.decided_by[name])
+
+    machine: dict[str, Any] = {}
+    plugin_opts: dict[str, dict[str, Any]] = {}
+    disks: dict[str, dict[str, Any]] = {}
+    disk_plugin: dict[str, dict[str, dict[str, Any]]] = {}
+    scenario: dict[str, Any] = {}
+    machine_opts = {o.name: o for o in MACHINE_OPTIONS}
+    disk_opts = {o.name: o for o in DISK_OPTIONS}
+    for layer in layers:
+        doc = layer.doc
+        m = _table(layer, ("machine",), doc.get("machine", {}))
+        _check_keys(layer, ("machine",), m, machine_opts)
+        for k, v in m.items():
+            machine[k] = (_coerce(layer, ("machine", k), machine_opts[k], v), layer)
+        p = _table(layer, ("plugins",), doc.get("plugins", {}))
+        for name, table in p.items():
+            if name == "enable":
+                continue
+            _plugin_known(layer, ("plugins", name), name, catalog)
+            if name not in catalog.plugins:
+                continue  # blocked: its options are not checked
+            table = _table(layer, ("plugins", name), table)
+            opts = catalog.options_of(name)
+            _check_keys(layer, ("plugins", name), table, opts)
+            for k, v in table.items():
+                plugin_opts.setdefault(name, {})[k] = _coerce(layer, ("plugins", name, k), opts[k], v)
+        b = _table(layer, ("block",), doc.get("block", {}))
+        for disk, table in b.items():
+            table = _table(layer, ("block", disk), table)
+            for k, v in table.items():
+                if k in disk_opts:
+                    val = _coerce(layer, ("block", disk, k), disk_opts[k], v)
+                    if k == "elevator" and val not in _elevators(catalog):
+                        raise _err(layer, ("block", disk, k), f"unknown elevator {val!r}",
+                                   ", ".join(_elevators(catalog)))
+                    disks.setdefault(disk, {})[k] = val
+                    continue
+                if k not in catalog.plugins and k not in catalog.blocked:
+                    raise _err(layer, ("block", disk, k), "unknown key",
+                               ", ".join([*disk_opts, *(f"<plugin> table ({n})" for n in
+                                                        sorted(catalog.plugins))]))
+                if k in catalog.blocked:
+                    continue
+                sub = _table(layer, ("block", disk, k), v)
+                qopts = {o.name: o for o in catalog.plugins[k].options if o.scope == "queue"}
+                _check_keys(layer, ("block", disk, k), sub, qopts)
+                for ok, ov in sub.items():
+                    disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = _coerce(
+                        layer, ("block", disk, k, ok), qopts[ok], ov)
+            disks.setdefault(disk, {})
+        s = _table(layer, ("scenario",), doc.get("scenario", {}))
+        for k, v in s.items():
+            scenario[k] = (v, layer)
+
+    mc = _machine_config({k: v for k, (v, _) in machine.items()}, machine)
+    disk_cfgs = tuple(
+        DiskConfig(name, vals.get("capacity", disk_opts["capacity"].coerce(disk_opts["capacity"].default)),
+                   vals.get("elevator", disk_opts["elevator"].default), disk_plugin.get(name, {}))
+        for name, vals in sorted(disks.items()))
+    filled = {name: {**{o.name: o.coerce(o.default) for o in catalog.plugins[name].options},
+                     **plugin_opts.get(name, {})} for name in catalog.plugins}
+    return Config(mc, selection, filled, disk_cfgs, _scenario_config(scenario, catalog),
+                  tuple(layer.source for layer in layers), catalog)
+
+
+def _plugin_known(layer: Layer, key: tuple[str, ...], name: str, catalog: Catalog) -> None:
+    if name not in catalog.plugins and name not in catalog.blocked:
+        raise _err(layer, key, f"unknown plugin {name!r}",
+                   "'enable' or a table per installed plugin: " + (", ".join(sorted(catalog.plugins)) or "none installed"))
+
+
+def _elevators(catalog: Catalog) -> tuple[str, ...]:
+    return ELEVATORS
+
+
+def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]) -> MachineConfig:
+    memory = values.get("memory", MACHINE_OPTIONS[1].coerce(MACHINE_OPTIONS[1].default))
+    pae_choice = values.get("pae", "auto")
+    pae = memory > 4 * GiB if pae_choice == "auto" else pae_choice == "on"
+    if memory > 4 * GiB and not pae:
+        layer = origin.get("pae", origin.get("memory"))[1]
+        raise _err(layer, ("machine", "pae"), f"{memory >> 30}GiB of memory needs PAE "
+                   "(without PAE i386 addresses at most 4GiB)", "pae = 'on' or 'auto', or memory <= 4GiB")
+    if memory % 4096:
+        raise _err(origin["memory"][1], ("machine", "memory"), "must be a whole number of 4KiB pages")
+    l1 = values.get("l1_cache_bytes", 32)
+    if l1 not in (32, 64, 128):
+        raise _err(origin["l1_cache_bytes"][1], ("machine", "l1_cache_bytes"), f"invalid value {l1}",
+                   "32, 64 or 128")
+    return MachineConfig(cpus=values.get("cpus", 2), memory=memory, pae=pae,
+                         highpte=values.get("highpte", False), l1_cache_bytes=l1,
+                         seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
+                         costs=values.get("costs", ""))
+
+
+def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:
+    from mmframe.scenario import all_scenarios
+
+    if "name" not in values:
+        raise ConfigError("no scenario named", key="scenario.name", allowed="a scenario name")
+    name, layer = values["name"]
+    known = all_scenarios(catalog)
+    if not isinstance(name, str) or name not in known:
+        raise _err(layer, ("scenario", "name"), f"unknown scenario {name!r}", ", ".join(sorted(known)))
+    scen = known[name][0]
+    policies_raw, player = values.get("policies", ([[]], layer))
+    if not (isinstance(policies_raw, list) and policies_raw and all(
+            isinstance(p, list) and all(isinstance(n, str) for n in p) for p in policies_raw)):
+        raise _err(player, ("scenario", "policies"), "must be a non-empty list of lists of plugin names",
+                   "e.g. [[], [\"pt_shared\"]]")
+    for pset in policies_raw:
+        for n in pset:
+            if n not in catalog.plugins:
+                raise _err(player, ("scenario", "policies"), f"unknown plugin {n!r}",
+                           ", ".join(sorted(catalog.plugins)) or "none installed")
+    opts = {o.name: o for o in scen.options}
+    params = {o.name: o.coerce(o.default) for o in scen.options}
+    for k, (v, vlayer) in values.items():
+        if k in ("name", "policies"):
+            continue
+        if k not in opts:
+            raise _err(vlayer, ("scenario", k), f"unknown key for scenario {name!r}",
+                       ", ".join(["name", "policies", *opts]))
+        params[k] = _coerce(vlayer, ("scenario", k), opts[k], v)
+    return ScenarioConfig(name, tuple(tuple(p) for p in policies_raw), params)
+
+
+def parse_cli_plugins(tokens: Iterable[str]) -> list[str]:
+    """``-p`` values may be comma-separated, as ``MMFRAME_PLUGINS`` is."""
+    out = []
+    for tok in tokens:
+        parts = [t for t in tok.split(",") if t.strip()]
+        if not parts:
+            raise UsageError("-p needs a plugin name or no:NAME")
+        out.extend(parts)
+    return out

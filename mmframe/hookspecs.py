@@ -1,0 +1,114 @@
+"""The plugin contract: every hook mmframe calls, documented and versioned.
+
+Plugins implement hooks with ``@mmframe.hookimpl`` on functions named ``mmframe_*`` in the module
+their entry point (group ``mmframe``) names.  Installing a plugin never enables it: a run enables it
+by name (config ``[plugins] enable``, ``MMFRAME_PLUGINS``, ``-p NAME``).
+
+Two kinds of hook:
+
+* **registration/lifecycle** hooks (``mmframe_options``, ``mmframe_scenarios``,
+  ``mmframe_cost_entries``, ``mmframe_configure``, ``mmframe_unconfigure``, ``mmframe_report``) run
+  when a machine is built or finishes; they are called per plugin and are never on a hot path.
+* **policy** hooks are ``firstresult``: the first implementation returning non-``None`` decides; the
+  core registers the mainline policy last (``trylast``), so a plugin returning ``None`` defers to it.
+  Two enabled plugins implementing the same policy hook is an error naming both distributions.
+
+When a machine is built each hook is resolved into one plain callable taking the spec's arguments
+positionally in the order documented (see :mod:`mmframe.plugin`); hooks nobody implements are not
+called at all.  ``CONTRACT_VERSION`` follows semver: a minor bump adds hooks, a major bump breaks.
+Each spec's ``since`` says which contract version introduced it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+import pluggy
+
+from mmframe import HOOK_CONTRACT_VERSION as CONTRACT_VERSION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.costs import CostEntry
+    from mmframe.machine import Machine
+    from mmframe.options import Option
+    from mmframe.scenario import Scenario
+
+PROJECT = "mmframe"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["CONTRACT_VERSION", "HOOKS", "HookInfo", "hookimpl", "hookspec"]
+
+
+@attrs.frozen(slots=True)
+class HookInfo:
+    """What the reference says of a hook beyond its docstring."""
+
+    name: str
+    since: str
+    kind: str  # "registration", "lifecycle" or "policy"
+    hot: str  # cost on the hot path, in words
+    firstresult: bool
+
+
+HOOKS: dict[str, HookInfo] = {}
+
+
+def _spec(kind: str, since: str, hot: str, firstresult: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        HOOKS[fn.__name__] = HookInfo(fn.__name__, since, kind, hot, firstresult)
+        return hookspec(firstresult=firstresult)(fn)
+
+    return mark
+
+
+# --- registration -------------------------------------------------------------------------
+
+@_spec("registration", "1.0", "never called on a hot path: once per plugin at discovery")
+def mmframe_options() -> list[Option]:
+    """Declare this plugin's options (:class:`mmframe.options.Option`).
+
+    Called once for each loaded plugin, enabled or not, so ``mmframe plugins`` can list them and a
+    config's ``[plugins.<name>]`` table can be validated.  Options with ``scope="queue"`` may also be
+    set per disk in ``[block.<disk>.<name>]``.  Return a list (possibly empty).
+    """
+
+
+@_spec("registration", "1.0", "never on a hot path: once per machine build")
+def mmframe_scenarios() -> list[Scenario]:
+    """Register named scenarios (:class:`mmframe.scenario.Scenario`) that ``[scenario] name`` picks.
+
+    Only enabled plugins' scenarios (and the core's) can be run; ``mmframe scenarios`` lists the
+    others with the plugin they need.  Two scenarios with one name is an error naming both plugins.
+    """
+
+
+@_spec("registration", "1.0", "never on a hot path: once per machine build")
+def mmframe_cost_entries() -> list[CostEntry]:
+    """Add primitive operations this plugin performs (an elevator's tree step, say) to the cost
+    table.  Names must be prefixed ``<plugin>.``; each entry cites its source or is marked fitted.
+    A cost file (``[machine] costs``) may override their nanoseconds like any core entry.
+    """
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+@_spec("lifecycle", "1.0", "never on a hot path: once per machine build")
+def mmframe_configure(machine: Machine, options: dict[str, Any]) -> None:
+    """A machine with this plugin enabled has been built; ``options`` are this plugin's validated
+    options (defaults filled in).  Called once per enabled plugin, in registration order, before
+    any task runs.  Keep per-machine state on ``machine.plugin_state[<name>]``, not in globals.
+    """
+
+
+@_spec("lifecycle", "1.0", "never on a hot path: once per run")
+def mmframe_report(machine: Machine, figures: dict[str, Any]) -> None:
+    """The run has finished: add this plugin's own figures to ``figures`` (name -> number or
+    text).  Names should be prefixed with the plugin's name.  Called once per enabled plugin.
+    """
+
+
+@_spec("lifecycle", "1.0", "never on a hot path: once per machine teardown")
+def mmframe_unconfigure(machine: Machine) -> None:
+    """The machine is being torn down; release what ``mmframe_configure`` set up."""

@@ -1,0 +1,164 @@
+"""Assemble a Machine from a config: cost table, CPUs and TLBs, event engine, scheduler, memory,
+resolved plugin hooks; run programs on it and return their program-visible results and costs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from mmframe import HOOK_CONTRACT_VERSION, __version__
+from mmframe.config import Config, load_config
+from mmframe.costs import Account, CostEntry, CostTable
+from mmframe.cpu import CPU, TLB
+from mmframe.errors import PluginError
+from mmframe.mm.oracle import OracleMemory
+from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one
+from mmframe.sched import BLOCKED, EventEngine, ProgramError, Scheduler
+from mmframe.usr import SimSignal
+
+PID_RESULTS = frozenset({"fork", "clone", "getpid"})
+
+
+@attrs.frozen(slots=True)
+class TaskResult:
+    """What one task saw: its system calls and their results (pids as lineages), how it ended."""
+
+    lineage: str
+    calls: tuple[tuple[str, Any], ...]
+    status: int | None
+    signal: SimSignal | None
+
+
+@attrs.frozen(slots=True)
+class RunResult:
+    """The outcome of :meth:`Machine.run`: program-visible results per task, and the costs."""
+
+    tasks: Mapping[str, TaskResult]
+    blocked: tuple[str, ...]
+    sim_ns: float
+    syscalls: int
+    counts: Mapping[str, int]
+    tlb: Mapping[str, int]
+    context_switches: int
+    events: int
+    interleaving: tuple[tuple[str, int], ...] | None
+    manifest: Mapping[str, Any]
+
+
+class Machine:
+    """One simulated i386 box built from a :class:`~mmframe.config.Config`."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.cfg = config if config is not None else load_config()
+        self.config = self.cfg.machine
+        self.enabled = self.cfg.enabled
+        catalog = self.cfg.catalog
+        self.hooks = build_hooks(catalog, self.enabled)
+        self.costs = self._cost_table()
+        self.P = SimpleNamespace(**{n: i for n, i in self.costs.id.items() if n.isidentifier()})
+        self.acct = Account(self.costs)
+        self.cpus = [CPU(i) for i in range(self.config.cpus)]
+        self.tlb = TLB(self.cpus, self.acct, self.costs.id)
+        self.engine = EventEngine()
+        self.pid_lineage: dict[int, str] = {}
+        self.plugin_state: dict[str, Any] = {}
+        self.sched = Scheduler(self)
+        self.mm = OracleMemory(self)
+        for info in self._infos():  # each plugin sees only its own options
+            call_one(info, "mmframe_configure", machine=self,
+                     options=dict(self.cfg.plugin_options.get(info.name, {})))
+
+    def _infos(self) -> list[Any]:
+        cat = self.cfg.catalog
+        return [cat.core, *(cat.plugins[n] for n in self.enabled)]
+
+    def close(self) -> dict[str, Any]:
+        """Collect plugins' figures (``mmframe_report``) and tear down (``mmframe_unconfigure``)."""
+        figures: dict[str, Any] = {}
+        for info in self._infos():
+            call_one(info, "mmframe_report", machine=self, figures=figures)
+        for info in reversed(self._infos()):
+            call_one(info, "mmframe_unconfigure", machine=self)
+        return figures
+
+    def _cost_table(self) -> CostTable:
+        table = CostTable.default()
+        catalog = self.cfg.catalog
+        for owner, entries in zip((CORE, *self.enabled),
+                                  call_lifecycle(catalog, self.enabled, "mmframe_cost_entries")):
+            for e in entries or ():
+                if not isinstance(e, CostEntry) or (owner != CORE and not e.name.startswith(owner + ".")):
+                    raise PluginError(f"plugin {owner!r}: mmframe_cost_entries must return CostEntry objects "
+                                      f"named '{owner}.<primitive>', got {e!r}", plugin=owner,
+                                      hook="mmframe_cost_entries")
+                try:
+                    table.add(attrs.evolve(e, owner=owner))
+                except ValueError as exc:
+                    raise PluginError(f"plugin {owner!r}: {exc}", plugin=owner, hook="mmframe_cost_entries") from exc
+        if self.config.costs:
+            table.override(self.config.costs)
+        return table
+
+    def manifest(self) -> dict[str, Any]:
+        """What makes a run reproducible: seed, config, plugins with versions, cost-table digest."""
+        cat = self.cfg.catalog
+        return {
+            "mmframe": __version__,
+            "hook_contract": HOOK_CONTRACT_VERSION,
+            "seed": self.config.seed,
+            "config_sources": list(self.cfg.sources),
+            "machine": attrs.asdict(self.config),
+            "plugins": {n: {"distribution": cat.plugins[n].dist, "version": cat.plugins[n].version,
+                            "options": dict(self.cfg.plugin_options.get(n, {}))} for n in self.enabled},
+            "cost_table": {"name": self.costs.name, "digest": self.costs.digest()},
+        }
+
+    def run(self, program: Callable[..., Any], *args: Any, trace: bool = False) -> RunResult:
+        """Run ``program(ctx, *args)`` as pid 1 until every task has ended or blocks forever."""
+        sched = self.sched
+        root = sched.spawn(program, tuple(args), mm=self.mm.new_mm())
+        root.ready_at = max(c.clock for c in self.cpus)
+        sched.trace = [] if trace else None
+        try:
+            sched.run()
+        except (ProgramError, PluginError):
+            raise
+        except Exception as exc:
+            hit = self.hooks.attribute(exc)
+            if hit is not None:
+                plugin, hook = hit
+                raise PluginError(f"plugin {plugin!r} raised in {hook}: {type(exc).__name__}: {exc}",
+                                  plugin=plugin, hook=hook) from exc
+            raise
+        return self._result(sched.trace)
+
+    def _result(self, trace: list | None) -> RunResult:
+        sched, lin = self.sched, self.pid_lineage
+        tasks = {}
+        for t in sched.tasks.values():
+            calls = tuple((name, _normalize(name, value, raised, lin)) for name, value, raised in t.log)
+            tasks[t.lineage] = TaskResult(t.lineage, calls, t.status, t.signal)
+        return RunResult(
+            tasks=tasks,
+            blocked=tuple(t.lineage for t in sched.tasks.values() if t.state == BLOCKED),
+            sim_ns=max(c.clock for c in self.cpus),
+            syscalls=sum(t.nsys for t in sched.tasks.values()),
+            counts=self.acct.totals(),
+            tlb=dict(self.tlb.counts),
+            context_switches=sum(c.context_switches for c in self.cpus),
+            events=self.engine.fired,
+            interleaving=tuple(trace) if trace is not None else None,
+            manifest=self.manifest(),
+        )
+
+
+def _normalize(name: str, value: Any, raised: bool, lin: Mapping[int, str]) -> Any:
+    if raised:
+        return value
+    if name in PID_RESULTS and isinstance(value, int) and value > 0:
+        return lin.get(value, value)
+    if name == "wait" and isinstance(value, tuple):
+        return (lin.get(value[0], value[0]), value[1])
+    return value

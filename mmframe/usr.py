@@ -1,0 +1,117 @@
+"""The user-space view: system call constructors, constants, and the signal a program can catch.
+
+A simulated program is a generator function ``prog(ctx, *args)`` that ``yield``s system calls and
+receives their results::
+
+    def prog(ctx):
+        pid = yield fork()
+        if pid == 0:
+            yield write(0x1000_0000, 42)
+            yield exit(0)
+        pid, status = yield wait()
+
+A call returns what the syscall returns (a value or ``-errno``).  A synchronous signal (SIGSEGV,
+SIGBUS) is raised into the program as :class:`SimSignal`; uncaught, it kills the task as the default
+action would.  Programs must be deterministic given their syscall results and ``ctx.rng``: ``fork``
+returns in both parent and child by replaying the parent's program with the recorded results (see
+docs/programs.md).  Pass ``fork(child=fn)`` to run a separate function in the child instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+# errno (asm-i386/errno.h)
+EPERM, ENOENT, ESRCH, EINTR, EIO, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT = (
+    1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14)
+EBUSY, EEXIST, EINVAL, ENFILE, EMFILE, EFBIG, ENOSPC, ENOSYS, ERANGE = 16, 17, 22, 23, 24, 27, 28, 38, 34
+ERRNO_NAMES = {v: k for k, v in dict(globals()).items() if k.startswith("E") and isinstance(v, int)}
+
+# signals (asm-i386/signal.h) and si_code values
+SIGBUS, SIGKILL, SIGSEGV, SIGCHLD = 7, 9, 11, 17
+SEGV_MAPERR, SEGV_ACCERR = 1, 2
+BUS_ADRALN, BUS_ADRERR, BUS_OBJERR = 1, 2, 3
+SIGNAL_NAMES = {SIGBUS: "SIGBUS", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGCHLD: "SIGCHLD"}
+
+# mmap / mprotect (asm-i386/mman.h)
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_FAILED = -1
+# open (asm-i386/fcntl.h)
+O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_DIRECT = 0, 1, 2, 0o100, 0o1000, 0o40000
+# shm (linux/ipc.h, linux/shm.h)
+IPC_PRIVATE, IPC_CREAT, IPC_EXCL, IPC_RMID, SHM_RDONLY, SHM_RND = 0, 0o1000, 0o2000, 0, 0o10000, 0o20000
+
+PAGE_SIZE = 4096
+
+
+class SimSignal(Exception):
+    """A synchronous signal delivered to the program (catchable: a handler that longjmps out)."""
+
+    def __init__(self, signo: int, code: int = 0, addr: int | None = None) -> None:
+        self.signo, self.code, self.addr = signo, code, addr
+        super().__init__(f"{SIGNAL_NAMES.get(signo, signo)} code={code} addr={addr if addr is None else hex(addr)}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SimSignal) and (self.signo, self.code, self.addr) == (
+            other.signo, other.code, other.addr)
+
+    def __hash__(self) -> int:
+        return hash((self.signo, self.code, self.addr))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SimSignal, (self.signo, self.code, self.addr))
+
+
+# wait status encoding (as waitpid's)
+def WIFEXITED(status: int) -> bool:
+    return (status & 0x7F) == 0
+
+
+def WEXITSTATUS(status: int) -> int:
+    return (status >> 8) & 0xFF
+
+
+def WIFSIGNALED(status: int) -> bool:
+    return (status & 0x7F) != 0
+
+
+def WTERMSIG(status: int) -> int:
+    return status & 0x7F
+
+
+Program = Callable[..., Any]
+
+
+# --- system call constructors: each returns the tuple the scheduler dispatches ---------------
+def fork(child: Program | None = None, *args: Any) -> tuple: return ("fork", child, args)
+def clone(fn: Program, *args: Any) -> tuple: return ("clone", fn, args)
+def execve(program: Program, *args: Any) -> tuple: return ("execve", program, args)
+def exit(code: int = 0) -> tuple: return ("exit", code)  # noqa: A001 - the syscall's name
+def wait(pid: int = -1) -> tuple: return ("wait", pid)
+def getpid() -> tuple: return ("getpid",)
+def sched_yield() -> tuple: return ("sched_yield",)
+def sleep(ns: int) -> tuple: return ("sleep", ns)
+def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> tuple:
+    return ("mmap", addr, length, prot, flags, fd, offset)
+def munmap(addr: int, length: int) -> tuple: return ("munmap", addr, length)
+def mprotect(addr: int, length: int, prot: int) -> tuple: return ("mprotect", addr, length, prot)
+def brk(addr: int) -> tuple: return ("brk", addr)
+def shmget(key: int, size: int, flags: int) -> tuple: return ("shmget", key, size, flags)
+def shmat(shmid: int, addr: int = 0, flags: int = 0) -> tuple: return ("shmat", shmid, addr, flags)
+def shmdt(addr: int) -> tuple: return ("shmdt", addr)
+def shmctl(shmid: int, cmd: int) -> tuple: return ("shmctl", shmid, cmd)
+def read(addr: int) -> tuple: return ("read", addr)
+def write(addr: int, tag: int) -> tuple: return ("write", addr, tag)
+def touch(start: int, length: int, write: bool = False) -> tuple: return ("touch", start, length, write)
+def open(path: str, flags: int = O_RDONLY) -> tuple: return ("open", path, flags)  # noqa: A001
+def close(fd: int) -> tuple: return ("close", fd)
+def pread(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pread", fd, addr, length, offset)
+def pwrite(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pwrite", fd, addr, length, offset)
+def io_setup(nr_events: int) -> tuple: return ("io_setup", nr_events)
+def io_submit(ctx_id: int, iocbs: list) -> tuple: return ("io_submit", ctx_id, iocbs)
+def io_getevents(ctx_id: int, min_nr: int, nr: int) -> tuple: return ("io_getevents", ctx_id, min_nr, nr)
+
+SYSCALLS = ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "mmap", "munmap",
+            "mprotect", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
+            "close", "pread", "pwrite", "io_setup", "io_submit", "io_getevents")

@@ -1,0 +1,1 @@
+"""Scenario programs shipped with the core."""
