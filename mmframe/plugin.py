@@ -102,8 +102,10 @@ def discover_entry_points() -> list[md.EntryPoint]:
 class Catalog:
     """Every discovered plugin not blocked, loaded, its specs checked and options collected."""
 
-    def __init__(self, blocked: Iterable[str] = (), extra: dict[str, types.ModuleType] | None = None) -> None:
+    def __init__(self, blocked: Iterable[str] = (), extra: dict[str, types.ModuleType] | None = None,
+                 extra_specs: Sequence[types.ModuleType | type] = ()) -> None:
         self.blocked = frozenset(blocked)
+        self.extra_specs = tuple(extra_specs)  # specs beyond the contract (dispatch tests, benchmarks)
         self.plugins: dict[str, PluginInfo] = {}
         for ep in discover_entry_points():
             if ep.name in self.blocked:
@@ -136,7 +138,7 @@ class Catalog:
     def _check_specs(self) -> None:
         for info in [self.core, *self.plugins.values()]:
             assert info.module is not None
-            pm = _new_pm()
+            pm = _new_pm(self.extra_specs)
             try:
                 pm.register(info.module, name=info.name)
                 pm.check_pending()
@@ -160,9 +162,11 @@ def _version() -> str:
     return __version__
 
 
-def _new_pm() -> pluggy.PluginManager:
+def _new_pm(extra_specs: Sequence[types.ModuleType | type] = ()) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    for spec in extra_specs:
+        pm.add_hookspecs(spec)
     return pm
 
 
@@ -296,17 +300,14 @@ def _generate(name: str, argnames: tuple[str, ...], order: list[Any], firstresul
     return env[name]
 
 
-def build_hooks(catalog: Catalog, enabled: Sequence[str], *,
-                extra_specs: Sequence[types.ModuleType | type] = ()) -> Hooks:
+def build_hooks(catalog: Catalog, enabled: Sequence[str]) -> Hooks:
     """A pluggy manager with the core and the enabled plugins, validated and resolved.
 
     Raises PluginError for hooks without a spec and UsageError when two enabled plugins implement
     the same firstresult (policy) hook, naming both distributions.
     """
     catalog.require(enabled, "enabled plugins")
-    pm = _new_pm()
-    for spec in extra_specs:
-        pm.add_hookspecs(spec)
+    pm = _new_pm(catalog.extra_specs)
     pm.register(catalog.core.module, name=CORE)
     for name in enabled:
         info = catalog.plugins[name]

@@ -1,0 +1,73 @@
+"""Run one program under two configurations and compare what the program could observe.
+
+Compared per task (keyed by lineage, so pid numbering never matters): the sequence of system calls
+with their results (values read, pids as lineages, -errno, signals delivered), how the task ended,
+and which tasks were left blocked.  Simulated time, counts and the global interleaving are costs and
+are not compared.  The base of the cross-policy tests: policies change cost, not semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from mmframe.config import Config
+from mmframe.machine import Machine, RunResult
+
+
+@attrs.frozen(slots=True)
+class Difference:
+    task: str
+    what: str
+    a: Any
+    b: Any
+
+    def __str__(self) -> str:
+        return f"task {self.task}: {self.what}: {self.a!r} != {self.b!r}"
+
+
+@attrs.frozen(slots=True)
+class Comparison:
+    a: RunResult
+    b: RunResult
+    differences: tuple[Difference, ...]
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+    def report(self, limit: int = 10) -> str:
+        if self.same:
+            return "no program-visible difference"
+        lines = [str(d) for d in self.differences[:limit]]
+        if len(self.differences) > limit:
+            lines.append(f"... and {len(self.differences) - limit} more")
+        return "\n".join(lines)
+
+
+def compare_results(a: RunResult, b: RunResult) -> Comparison:
+    diffs: list[Difference] = []
+    for lineage in sorted(set(a.tasks) | set(b.tasks)):
+        ta, tb = a.tasks.get(lineage), b.tasks.get(lineage)
+        if ta is None or tb is None:
+            diffs.append(Difference(lineage, "exists", ta is not None, tb is not None))
+            continue
+        for i, (ca, cb) in enumerate(zip(ta.calls, tb.calls)):
+            if ca != cb:
+                diffs.append(Difference(lineage, f"call {i + 1}", ca, cb))
+                break
+        if len(ta.calls) != len(tb.calls):
+            diffs.append(Difference(lineage, "number of calls", len(ta.calls), len(tb.calls)))
+        if ta.status != tb.status:
+            diffs.append(Difference(lineage, "exit status", ta.status, tb.status))
+        if ta.signal != tb.signal:
+            diffs.append(Difference(lineage, "fatal signal", ta.signal, tb.signal))
+    if set(a.blocked) != set(b.blocked):
+        diffs.append(Difference("*", "blocked forever", sorted(a.blocked), sorted(b.blocked)))
+    return Comparison(a, b, tuple(diffs))
+
+
+def differential(program: Callable[..., Any], args: tuple, config_a: Config, config_b: Config) -> Comparison:
+    """Run ``program(*args)`` on a machine built from each config and compare the results."""
+    return compare_results(Machine(config_a).run(program, *args), Machine(config_b).run(program, *args))

@@ -1,0 +1,153 @@
+"""One test per hook of the contract, through a plugin installed as a real distribution."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmframe import HOOK_CONTRACT_VERSION, hookspecs
+from mmframe.cli import hooks_reference, main
+from mmframe.config import load_config
+from mmframe.errors import PluginError
+from mmframe.machine import Machine
+from mmframe.scenario import all_scenarios, run_scenario
+
+FULL = """
+from mmframe.hookspecs import hookimpl
+from mmframe.options import Option
+from mmframe.costs import CostEntry
+from mmframe.scenario import Scenario, Figure
+EVENTS = []
+
+@hookimpl
+def mmframe_options():
+    return [Option("level", "int", 1, "a level", minimum=0, maximum=9)]
+
+@hookimpl
+def mmframe_cost_entries():
+    return [CostEntry("full.step", 42, "estimate", "test figure")]
+
+def _run(ctx):
+    m = ctx.machine()
+    return {"steps": m.costs["full.step"].ns, **m.close()}
+
+@hookimpl
+def mmframe_scenarios():
+    return [Scenario("full-demo", "demo", _run, figures=(Figure("steps", "step ns"),))]
+
+@hookimpl
+def mmframe_configure(machine, options):
+    EVENTS.append(("configure", options["level"]))
+    machine.plugin_state["full"] = options["level"]
+
+@hookimpl
+def mmframe_report(machine, figures):
+    figures["full.level"] = machine.plugin_state["full"]
+
+@hookimpl
+def mmframe_unconfigure(machine):
+    EVENTS.append(("unconfigure",))
+"""
+
+
+def test_mmframe_options(isolated, install_plugin):
+    install_plugin("full", FULL)
+    cfg = load_config(env={})
+    assert [o.name for o in cfg.catalog.plugins["full"].options] == ["level"]
+    assert cfg.plugin_options["full"] == {"level": 1}
+    (isolated / "c.toml").write_text("[plugins.full]\nlevel = 7\n")
+    assert load_config(isolated / "c.toml", env={}).plugin_options["full"] == {"level": 7}
+
+
+def test_mmframe_options_bad_default_is_named(isolated, install_plugin):
+    install_plugin("baddef", "from mmframe.hookspecs import hookimpl\nfrom mmframe.options import Option\n"
+                             "@hookimpl\ndef mmframe_options():\n"
+                             "    return [Option('n', 'int', 'x', 'bad default')]\n")
+    with pytest.raises(PluginError, match="'baddef'.*default of option 'n'"):
+        load_config(env={})
+
+
+def test_mmframe_scenarios(isolated, install_plugin):
+    install_plugin("full", FULL)
+    cfg = load_config(env={})
+    assert all_scenarios(cfg.catalog)["full-demo"][1] == "full"
+    (isolated / "c.toml").write_text("[scenario]\nname = 'full-demo'\n")
+    with pytest.raises(Exception, match="does not enable"):
+        run_scenario(load_config(isolated / "c.toml", env={}))
+    scen, cols = run_scenario(load_config(isolated / "c.toml", env={}, cli_plugins=["full"]))
+    assert cols[0].figures["steps"] == 42.0
+
+
+def test_mmframe_scenarios_duplicate_names_are_an_error(isolated, install_plugin):
+    install_plugin("dup", "from mmframe.hookspecs import hookimpl\nfrom mmframe.scenario import Scenario\n"
+                          "@hookimpl\ndef mmframe_scenarios():\n    return [Scenario('spawn', 'x', None)]\n")
+    with pytest.raises(PluginError, match="'spawn' is registered by both 'mmframe.core' and 'dup'"):
+        load_config(env={})
+
+
+def test_mmframe_cost_entries(isolated, install_plugin):
+    install_plugin("full", FULL)
+    m = Machine(load_config(env={}, cli_plugins=["full"]))
+    assert m.costs["full.step"].owner == "full" and m.costs["full.step"].ns == 42
+    assert "full.step" not in Machine(load_config(env={})).costs.id  # not enabled: not added
+
+
+def test_mmframe_cost_entries_must_be_prefixed(isolated, install_plugin):
+    install_plugin("loose", "from mmframe.hookspecs import hookimpl\nfrom mmframe.costs import CostEntry\n"
+                            "@hookimpl\ndef mmframe_cost_entries():\n"
+                            "    return [CostEntry('syscall', 1, 'estimate', 'x')]\n")
+    with pytest.raises(PluginError, match="named 'loose.<primitive>'"):
+        Machine(load_config(env={}, cli_plugins=["loose"]))
+
+
+def test_mmframe_configure(isolated, install_plugin):
+    mod = install_plugin("full", FULL)
+    (isolated / "c.toml").write_text("[plugins]\nenable = ['full']\n[plugins.full]\nlevel = 5\n")
+    m = Machine(load_config(isolated / "c.toml", env={}))
+    assert sys.modules[mod].EVENTS == [("configure", 5)] and m.plugin_state["full"] == 5
+
+
+def test_mmframe_configure_that_raises_is_named(isolated, install_plugin):
+    install_plugin("boom", "from mmframe.hookspecs import hookimpl\n"
+                           "@hookimpl\ndef mmframe_configure(machine):\n    raise KeyError('k')\n")
+    with pytest.raises(PluginError, match="plugin 'boom' raised in mmframe_configure: KeyError"):
+        Machine(load_config(env={}, cli_plugins=["boom"]))
+
+
+def test_mmframe_report(isolated, install_plugin):
+    install_plugin("full", FULL)
+    m = Machine(load_config(env={}, cli_plugins=["full"]))
+    assert m.close()["full.level"] == 1
+
+
+def test_mmframe_unconfigure(isolated, install_plugin):
+    mod = install_plugin("full", FULL)
+    m = Machine(load_config(env={}, cli_plugins=["full"]))
+    m.close()
+    assert sys.modules[mod].EVENTS[-1] == ("unconfigure",)
+
+
+def test_every_hook_spec_has_its_own_test():
+    names = {n for n, obj in globals().items() if n.startswith("test_") and callable(obj)}
+    for hook in hookspecs.HOOKS:
+        assert f"test_{hook}" in names, f"hook {hook} has no test_{hook} in this file"
+
+
+def test_every_spec_is_documented_and_versioned():
+    for name, info in hookspecs.HOOKS.items():
+        fn = getattr(hookspecs, name)
+        assert inspect.getdoc(fn) and info.since and info.hot
+        assert tuple(int(x) for x in info.since.split(".")) <= tuple(int(x) for x in HOOK_CONTRACT_VERSION.split("."))
+
+
+def test_hooks_reference_has_not_drifted():
+    ref = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
+    assert ref.read_text() == hooks_reference(), "regenerate with: mmframe hooks > docs/hooks.md"
+
+
+def test_hooks_command(capsys):
+    assert main(["hooks"]) == 0
+    assert capsys.readouterr().out == hooks_reference()
