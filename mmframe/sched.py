@@ -73,7 +73,7 @@ class Task:
 
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
-                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key")
+                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -97,6 +97,7 @@ class Task:
         self.row: list[int] = []
         self.nexec = 0
         self.seed_key = lineage  # a forked child replays with its parent's key
+        self.blocked_in = ""  # the call a blocked task sleeps in, logged when it is woken
 
     def __repr__(self) -> str:
         return f"<Task pid={self.pid} {self.lineage} {self.state}>"
@@ -167,7 +168,8 @@ class Scheduler:
         except StopIteration:
             raise ProgramError(f"task {task.lineage}: program ended during fork replay") from None
         if not isinstance(call, tuple) or call[0] != "fork":
-            raise ProgramError(f"task {task.lineage}: fork replay did not end at the fork (got {call!r})")
+            raise ProgramError(f"task {task.lineage}: program {_pname(task.program)} is not deterministic: "
+                               f"fork replay reached {call!r} where the parent forked")
         task.log = list(entries) + [("fork", 0, False)]
         task.resume = 0
 
@@ -181,6 +183,7 @@ class Scheduler:
         if task.state != BLOCKED:
             return
         task.resume = result
+        task.log.append((task.blocked_in, result, False))
         task.ready_at = self.engine.now
         self._make_runnable(task)
 
@@ -237,6 +240,7 @@ class Scheduler:
                     raise ProgramError(f"task {task.lineage}: bad arguments to {call[0]}: {exc}") from None
                 raise
             if result is BLOCK:
+                task.blocked_in = call[0]
                 break
             if result is RESTART:
                 task.resume = None
