@@ -216,3 +216,9 @@ def test_raising_impl_is_attributed_to_plugin_and_hook():
 def test_core_is_always_registered_first():
     hooks = build_hooks(Catalog(), [])
     assert hooks.plugin_names == (CORE,)
+
+
+def test_enabled_order_follows_the_deciding_layer():
+    """A plugin re-enabled by a higher layer registers later, so pluggy calls it first."""
+    sel = resolve_selection([("low", ["x", "y"]), ("high", ["x"])])
+    assert sel.enabled == ("y", "x") and sel.decided_by == {"x": "high", "y": "low"}

@@ -434,3 +434,46 @@ def test_generated_programs_give_the_same_results_under_both_tables(two_tables, 
     assert a.blocked == ()
     if not timers:
         assert a.interleaving == b.interleaving
+
+
+def test_events_fire_only_once_every_busy_cpu_has_passed_them(isolated):
+    """The horizon: a timer due at t wakes its task only when no CPU with runnable work is behind t,
+    so a woken task never runs 'in the past' of another CPU's pending work."""
+    def napper(ctx):
+        for _ in range(5):
+            yield sleep(3000)
+            yield getpid()
+
+    def spinner(ctx, n):
+        for _ in range(n):
+            yield getpid()
+
+    def prog(ctx):
+        yield clone(napper)
+        yield clone(spinner, 400)
+        yield clone(spinner, 400)
+        for _ in range(3):
+            yield wait()
+
+    m = machine(cpus=2)
+    seen = []
+    wake = m.sched.wake
+
+    def checking_wake(task, result):
+        busy = [c.clock for c in m.cpus if c.nr_running]
+        seen.append((m.engine.now, min(busy) if busy else None))
+        wake(task, result)
+
+    m.sched.wake = checking_wake
+    m.run(prog)
+    timer_wakes = [(t, b) for t, b in seen if b is not None]
+    assert len(timer_wakes) >= 3
+    assert all(t <= b for t, b in timer_wakes), timer_wakes
+
+
+def test_charge_counts_n_operations(isolated):
+    m = machine()
+    acct, P = m.acct, m.P
+    acct.ns = 0.0
+    acct.charge(P.invlpg, 7)
+    assert acct.row[P.invlpg] == 7 and acct.ns == 7 * m.costs["invlpg"].ns
