@@ -127,13 +127,14 @@ class Account:
     the scheduler and hook call sites switch it.
     """
 
-    __slots__ = ("table", "ns_of", "rows", "row", "ns")
+    __slots__ = ("table", "ns_of", "rows", "row", "ns", "task")
 
     def __init__(self, table: CostTable) -> None:
         self.table = table
         self.ns_of = table.ns
         self.rows: dict[tuple[str, str], list[int]] = {}
-        self.row = self.row_for("<machine>", "core")
+        self.task = "<machine>"  # lineage of the task being charged
+        self.row = self.row_for(self.task, "core")
         self.ns = 0.0
 
     def row_for(self, task: str, owner: str) -> list[int]:

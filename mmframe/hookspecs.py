@@ -112,3 +112,25 @@ def mmframe_report(machine: Machine, figures: dict[str, Any]) -> None:
 @_spec("lifecycle", "1.0", "never on a hot path: once per machine teardown")
 def mmframe_unconfigure(machine: Machine) -> None:
     """The machine is being torn down; release what ``mmframe_configure`` set up."""
+
+
+# --- policy: allocation (issue: core memory 1/3) ------------------------------------------------
+
+@_spec("policy", "1.1", "every page allocation: keep it O(1); return None to defer", firstresult=True)
+def mmframe_alloc_pages(alloc: Any, gfp_mask: int, order: int, cpu: int) -> int | None:
+    """Allocate ``2**order`` pages for ``gfp_mask`` (``mmframe.mm.page`` GFP flags) on CPU ``cpu``.
+
+    Return the first pfn, ``-1`` for failure, or ``None`` to defer to the next implementation; the
+    core's (``trylast``) is 2.5.49's ``__alloc_pages`` on ``alloc`` (a
+    :class:`mmframe.mm.page_alloc.PageAllocator`).  A policy takes pages only through ``alloc``'s
+    primitives, which charge their own costs.  Counts made while a plugin's implementation runs are
+    attributed to that plugin.
+    """
+
+
+@_spec("policy", "1.1", "every page free: keep it O(1); return None to defer", firstresult=True)
+def mmframe_free_pages(alloc: Any, pfn: int, order: int, cpu: int) -> bool | None:
+    """The last reference to the block at ``pfn`` is gone: free it.  Return ``True`` if handled (a
+    reservation pool kept the page, say) or ``None`` to defer; the core's (``trylast``) returns it to
+    the per-CPU hot list (order 0) or the buddy lists.
+    """

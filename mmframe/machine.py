@@ -14,6 +14,9 @@ from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
 from mmframe.errors import PluginError
 from mmframe.mm.oracle import OracleMemory
+from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
+from mmframe.mm.page_alloc import PageAllocator
+from mmframe.mm.slab import KmemCache
 from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one
 from mmframe.sched import BLOCKED, EventEngine, ProgramError, Scheduler
 from mmframe.usr import SimSignal
@@ -65,10 +68,80 @@ class Machine:
         self.pid_lineage: dict[int, str] = {}
         self.plugin_state: dict[str, Any] = {}
         self.sched = Scheduler(self)
+        self.pagealloc = PageAllocator(self.config.memory, self.config.cpus, self.config.pae,
+                                       self.config.highpte, self.acct, self.costs.id)
+        self._alloc_hook = self.policy("mmframe_alloc_pages")
+        self._free_hook = self.policy("mmframe_free_pages")
         self.mm = OracleMemory(self)
         for info in self._infos():  # each plugin sees only its own options
             call_one(info, "mmframe_configure", machine=self,
                      options=dict(self.cfg.plugin_options.get(info.name, {})))
+
+    # --- policy hooks and physical memory -----------------------------------------------------
+    def policy(self, hook: str) -> Callable[..., Any]:
+        """The resolved callable of a policy hook.  When a plugin implements it, the counts made
+        during the call go to that plugin's row of the current task (the core's otherwise)."""
+        rh = self.hooks.resolved[hook]
+        owners = [o for o in rh.owners if o != CORE]
+        call = rh.call
+        if not owners:
+            return call
+        owner, acct = owners[0], self.acct
+
+        def attributed(*args: Any) -> Any:
+            prev = acct.row
+            acct.row = acct.row_for(acct.task, owner)
+            try:
+                return call(*args)
+            finally:
+                acct.row = prev
+
+        return attributed
+
+    def current_cpu(self) -> int:
+        cur = self.sched.current
+        return cur.cpu.id if cur is not None else 0
+
+    def alloc_pages(self, gfp: int, order: int = 0) -> int:
+        """Allocate through the allocation policy hook on the current CPU: a pfn, or -1."""
+        return self._alloc_hook(self.pagealloc, gfp, order, self.current_cpu())
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """Free a block whose last reference is gone, through the free policy hook."""
+        self._free_hook(self.pagealloc, pfn, order, self.current_cpu())
+
+    def kmem_cache(self, name: str, size: int, align: int = 4) -> KmemCache:
+        """The named kernel-object cache, created on first use."""
+        cache = self.pagealloc.kernel_objects.get(name)
+        if cache is None:
+            cache = self.pagealloc.kernel_objects[name] = KmemCache(self, name, size, align)
+        return cache
+
+    def meminfo(self) -> dict[str, int]:
+        """``/proc/meminfo`` of 2.5.49 (kB) with mmframe's labelled extras (``mmframe.*``)."""
+        pa = self.pagealloc
+        kb = lambda pages: pages * (PAGE_SIZE >> 10)  # noqa: E731
+        total = pa.npages - pa.reserved_pages
+        high = pa.zone_by_idx.get(ZONE_HIGHMEM)
+        high_total = high.present_pages if high else 0
+        free = pa.nr_free_pages()
+        high_free = high.free_pages if high else 0
+        chains = pa.kernel_objects.get("pte_chain")
+        return {
+            "MemTotal": kb(total), "MemFree": kb(free),
+            "HighTotal": kb(high_total), "HighFree": kb(high_free),
+            "LowTotal": kb(total - high_total), "LowFree": kb(free - high_free),
+            "PageTables": kb(pa.page_table_pages),
+            "ReverseMaps": self.reverse_maps(),
+            "mmframe.PteChainBytes": chains.bytes if chains else 0,
+            "mmframe.MemMapBytes": pa.mem_map_bytes,
+            "mmframe.KernelObjectBytes": sum(c.bytes for c in pa.kernel_objects.values()),
+            "mmframe.PerCpuPages": sum(z.pcp_pages() for z in pa.zones),
+        }
+
+    def reverse_maps(self) -> int:
+        """Number of rmap entries (``ReverseMaps:``): none until the page-table model lands."""
+        return 0
 
     def _infos(self) -> list[Any]:
         cat = self.cfg.catalog

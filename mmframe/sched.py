@@ -119,6 +119,7 @@ class Scheduler:
         self.next_pid = 1
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.trace: list[tuple[str, int]] | None = None  # (lineage, nsys) when tracing interleaving
+        self.current: Task | None = None  # the task whose system call is running
         for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep"):
             self.handlers[name] = getattr(self, "sys_" + name)
 
@@ -206,7 +207,8 @@ class Scheduler:
     def _run_slice(self, task: Task) -> None:
         m = self.m
         cpu, acct = task.cpu, m.acct
-        acct.row = task.row
+        acct.row, acct.task = task.row, task.lineage
+        self.current = task
         acct.ns = 0.0
         if task.ready_at > cpu.clock:
             cpu.idle_ns += task.ready_at - cpu.clock

@@ -1,0 +1,279 @@
+"""Zones, the buddy allocator, watermarks and per-CPU hot/cold page lists, as 2.5.49 had them.
+
+``__alloc_pages`` walks the zonelist of the GFP class with an incremental min (each zone adds its
+``pages_low``, then ``pages_min`` on the second pass: lower-zone protection); ``__GFP_HIGH`` dips to a
+quarter of min; an atomic allocation fails where a waiting one would reclaim.  There is no reclaim
+yet: a waiting allocation of order <= 3 that 2.5 would retry forever is reported as a simulated
+out-of-memory event and fails.  Failure is always a returned ``-1``, never an exception.
+
+Complexity: order-0 allocation and free through the per-CPU lists are O(1) amortised (a batch of
+``batch`` pages moves to or from the buddy lists when a list runs low or high); buddy allocation and
+free are O(MAX_ORDER).  Free-block heads live in one dict per (zone, order), so a 64 GiB machine
+costs a few thousand entries, not one object per page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmframe.mm.page import (DMA_END_PFN, LOWMEM_END_PFN, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, PG_highmem,
+                             PG_reserved, ZONE_DMA, ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, MemMap,
+                             __GFP_COLD, __GFP_DMA, __GFP_HIGH, __GFP_HIGHMEM, __GFP_WAIT,
+                             struct_page_bytes)
+
+# Python mangles ``__names`` inside class bodies, so the allocator uses these aliases of the flags.
+GFP_COLD_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_WAIT_ = __GFP_COLD, __GFP_DMA, __GFP_HIGH, __GFP_HIGHMEM, __GFP_WAIT
+
+KERNEL_IMAGE_END = (4 << 20) >> PAGE_SHIFT  # bzImage text+data+bss loaded at 1 MiB: ~3 MiB (estimate)
+
+
+class PerCpuPages:
+    """One per-CPU page list (``struct per_cpu_pages``): LIFO, refilled/drained ``batch`` at a time."""
+
+    __slots__ = ("list", "low", "high", "batch")
+
+    def __init__(self, low: int, high: int, batch: int) -> None:
+        self.list: list[int] = []
+        self.low, self.high, self.batch = low, high, batch
+
+
+class Zone:
+    """One zone: its pfn range, buddy free lists, watermarks and per-CPU lists."""
+
+    __slots__ = ("idx", "name", "start_pfn", "end_pfn", "present_pages", "free_area", "free_pages",
+                 "pages_min", "pages_low", "pages_high", "pageset", "alloc_count", "fallback_count")
+
+    def __init__(self, idx: int, start_pfn: int, end_pfn: int, ncpus: int) -> None:
+        self.idx, self.name = idx, ZONE_NAMES[idx]
+        self.start_pfn, self.end_pfn = start_pfn, end_pfn
+        self.present_pages = end_pfn - start_pfn
+        self.free_area: list[dict[int, None]] = [{} for _ in range(MAX_ORDER)]
+        self.free_pages = 0
+        # free_area_init_core: zone_balance_ratio 128, clamped to [20, 255]
+        mask = min(max(self.present_pages // 128, 20), 255)
+        self.pages_min, self.pages_low, self.pages_high = mask, 2 * mask, 3 * mask
+        # 2.6.0-era sizing (the 2.5.49 constants are unconfirmed; see docs/memory.md)
+        batch = max(min(self.present_pages // 1024, (256 << 10) // PAGE_SIZE) // 4, 1)
+        self.pageset = [(PerCpuPages(2 * batch, 6 * batch, batch), PerCpuPages(0, 2 * batch, batch))
+                        for _ in range(ncpus)]
+        self.alloc_count = 0
+        self.fallback_count = 0
+
+    def pcp_pages(self) -> int:
+        return sum(len(hot.list) + len(cold.list) for hot, cold in self.pageset)
+
+
+class PageAllocator:
+    """Physical memory of one machine: mem_map, zones, zonelists, allocation and freeing."""
+
+    def __init__(self, memory: int, ncpus: int, pae: bool, highpte: bool, acct: Any, ids: dict[str, int]) -> None:
+        self.npages = memory >> PAGE_SHIFT
+        self.mem_map = MemMap(self.npages)
+        self.acct = acct
+        self.P_pcp, self.P_buddy, self.P_step = ids["pcp_page"], ids["buddy_block"], ids["buddy_step"]
+        bounds = [(ZONE_DMA, 0, min(DMA_END_PFN, self.npages)),
+                  (ZONE_NORMAL, DMA_END_PFN, min(LOWMEM_END_PFN, self.npages)),
+                  (ZONE_HIGHMEM, LOWMEM_END_PFN, self.npages)]
+        self.zones = [Zone(i, s, e, ncpus) for i, s, e in bounds if e > s]
+        self.zone_by_idx = {z.idx: z for z in self.zones}
+        self.zonelists = {k: [self.zone_by_idx[i] for i in order if i in self.zone_by_idx]
+                          for k, order in ((ZONE_DMA, (ZONE_DMA,)), (ZONE_NORMAL, (ZONE_NORMAL, ZONE_DMA)),
+                                           (ZONE_HIGHMEM, (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)))}
+        self.mem_map_bytes = self.npages * struct_page_bytes(pae, highpte)
+        self.events: list[tuple[str, int, int]] = []  # ("oom", gfp, order), ("kswapd", ...)
+        self.kernel_objects: dict[str, Any] = {}  # slab caches by name (mm/slab.py)
+        self.page_table_pages = 0
+        self.blocks: dict[int, int] = {}  # live allocations of order > 0: head pfn -> order
+        self._boot()
+
+    # --- boot -----------------------------------------------------------------------------
+    def _boot(self) -> None:
+        """Reserve what the kernel holds from boot (BIOS page, ISA hole, image, mem_map at 16 MiB as
+        bootmem placed it above MAX_DMA_ADDRESS) and free the rest into the buddy lists."""
+        reserved = np.zeros(self.npages, dtype=bool)
+        reserved[0] = True
+        reserved[(640 << 10) >> PAGE_SHIFT: (1 << 20) >> PAGE_SHIFT] = True
+        reserved[(1 << 20) >> PAGE_SHIFT: min(KERNEL_IMAGE_END, self.npages)] = True
+        mm_pages = -(-self.mem_map_bytes // PAGE_SIZE)
+        start = DMA_END_PFN if self.npages > DMA_END_PFN + mm_pages else KERNEL_IMAGE_END
+        if start + mm_pages > min(self.npages, LOWMEM_END_PFN):
+            raise ValueError(f"mem_map ({self.mem_map_bytes >> 20} MiB) does not fit in lowmem")
+        reserved[start:start + mm_pages] = True
+        self.mem_map_pages = mm_pages
+        self.reserved_pages = int(reserved.sum())
+        flags, count = self.mem_map.np("flags"), self.mem_map.np("count")
+        flags[reserved] |= 1 << PG_reserved
+        count[reserved] = 1
+        if ZONE_HIGHMEM in self.zone_by_idx:
+            flags[LOWMEM_END_PFN:] |= 1 << PG_highmem
+        for z in self.zones:
+            free = ~reserved[z.start_pfn:z.end_pfn]
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], free.astype(np.int8), [0]))))
+            for s, e in zip(edges[::2], edges[1::2]):
+                self._free_range(z, z.start_pfn + int(s), z.start_pfn + int(e))
+
+    def _free_range(self, z: Zone, pfn: int, end: int) -> None:
+        while pfn < end:
+            order = MAX_ORDER - 1
+            while order and ((pfn - z.start_pfn) & ((1 << order) - 1) or pfn + (1 << order) > end):
+                order -= 1
+            z.free_area[order][pfn] = None
+            z.free_pages += 1 << order
+            pfn += 1 << order
+
+    # --- buddy ------------------------------------------------------------------------------
+    def zone_of(self, pfn: int) -> Zone:
+        if pfn >= LOWMEM_END_PFN and ZONE_HIGHMEM in self.zone_by_idx:
+            return self.zone_by_idx[ZONE_HIGHMEM]
+        return self.zone_by_idx[ZONE_NORMAL if pfn >= DMA_END_PFN else ZONE_DMA]
+
+    def _rmqueue(self, z: Zone, order: int) -> int:
+        """``__rmqueue``: the smallest free block of at least ``order``, split down.  -1 if none."""
+        areas = z.free_area
+        for cur in range(order, MAX_ORDER):
+            if areas[cur]:
+                pfn = areas[cur].popitem()[0]
+                while cur > order:
+                    cur -= 1
+                    areas[cur][pfn + (1 << cur)] = None
+                    self.acct.charge(self.P_step)
+                z.free_pages -= 1 << order
+                self.acct.charge(self.P_buddy)
+                return pfn
+        return -1
+
+    def _free_block(self, z: Zone, pfn: int, order: int) -> None:
+        """``__free_pages_bulk`` for one block: coalesce with free buddies up to MAX_ORDER-1."""
+        areas, base = z.free_area, z.start_pfn
+        z.free_pages += 1 << order
+        while order < MAX_ORDER - 1:
+            buddy = base + ((pfn - base) ^ (1 << order))
+            if buddy not in areas[order]:
+                break
+            del areas[order][buddy]
+            self.acct.charge(self.P_step)
+            pfn = min(pfn, buddy)
+            order += 1
+        areas[order][pfn] = None
+        self.acct.charge(self.P_buddy)
+
+    # --- allocation ---------------------------------------------------------------------------
+    def _buffered_rmqueue(self, z: Zone, order: int, gfp: int, cpu: int) -> int:
+        if order == 0:
+            pcp = z.pageset[cpu][1 if gfp & GFP_COLD_ else 0]
+            lst = pcp.list
+            if len(lst) <= pcp.low:
+                for _ in range(pcp.batch):  # rmqueue_bulk
+                    pfn = self._rmqueue(z, 0)
+                    if pfn < 0:
+                        break
+                    lst.append(pfn)
+            if not lst:
+                return -1
+            pfn = lst.pop()
+            self.acct.charge(self.P_pcp)
+        else:
+            pfn = self._rmqueue(z, order)
+            if pfn < 0:
+                return -1
+            self.blocks[pfn] = order
+        self.mem_map.count[pfn] = 1
+        z.alloc_count += 1
+        return pfn
+
+    def _alloc_pages(self, gfp: int, order: int, cpu: int, memalloc: bool = False) -> int:
+        """``__alloc_pages`` (Python would mangle the kernel's name): the 2.5.49 algorithm, returning
+        a pfn or -1 (see the module docstring)."""
+        zonelist = self.zonelists[ZONE_HIGHMEM if gfp & GFP_HIGHMEM_ else ZONE_DMA if gfp & GFP_DMA_
+                                  else ZONE_NORMAL]
+        need = 1 << order
+        min_ = need
+        for z in zonelist:  # pass 1: incremental pages_low
+            min_ += z.pages_low
+            if z.free_pages > min_ or z.free_pages >= z.pages_high:
+                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
+                if pfn >= 0:
+                    if z is not zonelist[0]:
+                        z.fallback_count += 1
+                    return pfn
+        self.events.append(("kswapd", gfp, order))  # wakeup_kswapd: no reclaim until vmscan lands
+        min_ = need
+        for z in zonelist:  # pass 2: incremental pages_min, a quarter of it for __GFP_HIGH
+            min_ += z.pages_min >> 2 if gfp & GFP_HIGH_ else z.pages_min
+            if z.free_pages > min_ or z.free_pages >= z.pages_high:
+                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
+                if pfn >= 0:
+                    if z is not zonelist[0]:
+                        z.fallback_count += 1
+                    return pfn
+        if memalloc:  # PF_MEMALLOC / PF_MEMDIE: ignore the watermarks
+            for z in zonelist:
+                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
+                if pfn >= 0:
+                    return pfn
+        if not gfp & GFP_WAIT_:
+            return -1
+        # try_to_free_pages() would run here; nothing can free memory yet.  2.5 loops forever for
+        # order <= 3; mmframe reports the out-of-memory event and fails instead.
+        self.events.append(("oom", gfp, order))
+        return -1
+
+    def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
+        """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
+        self.mem_map.count[pfn] = 0
+        z = self.zone_of(pfn)
+        if order == 0:
+            pcp = z.pageset[cpu][1 if cold else 0]
+            lst = pcp.list
+            if len(lst) >= pcp.high:  # free_pages_bulk of a batch, oldest first
+                drained, lst[:pcp.batch] = lst[:pcp.batch], []
+                for p in drained:
+                    self._free_block(z, p, 0)
+            lst.append(pfn)
+            self.acct.charge(self.P_pcp)
+        else:
+            del self.blocks[pfn]
+            self._free_block(z, pfn, order)
+
+    def drain_pages(self) -> None:
+        """Return every per-CPU page to the buddy lists (``drain_local_pages`` on every CPU)."""
+        for z in self.zones:
+            for pair in z.pageset:
+                for pcp in pair:
+                    for p in pcp.list:
+                        self._free_block(z, p, 0)
+                    pcp.list.clear()
+
+    # --- accounting -----------------------------------------------------------------------
+    def nr_free_pages(self) -> int:
+        return sum(z.free_pages for z in self.zones)
+
+    def check(self) -> None:
+        """The conservation checker: raise AssertionError unless, per zone, buddy free + per-CPU +
+        allocated = present, free blocks are aligned, disjoint and hold no referenced page."""
+        count = self.mem_map.np("count")
+        for z in self.zones:
+            covered = np.zeros(z.present_pages, dtype=np.int8)
+            free = 0
+            for order, area in enumerate(z.free_area):
+                for pfn in area:
+                    rel = pfn - z.start_pfn
+                    assert rel % (1 << order) == 0, f"{z.name}: block {pfn} not aligned to order {order}"
+                    assert 0 <= rel and rel + (1 << order) <= z.present_pages, f"{z.name}: block {pfn} outside"
+                    covered[rel:rel + (1 << order)] += 1
+                    free += 1 << order
+            assert free == z.free_pages, f"{z.name}: free_pages {z.free_pages} but lists hold {free}"
+            for pair in z.pageset:
+                for pcp in pair:
+                    for pfn in pcp.list:
+                        covered[pfn - z.start_pfn] += 1
+            assert covered.max(initial=0) <= 1, f"{z.name}: a page is free twice"
+            for head, order in self.blocks.items():  # tails of live higher-order allocations
+                if z.start_pfn <= head < z.end_pfn:
+                    covered[head - z.start_pfn + 1:head - z.start_pfn + (1 << order)] += 1
+            assert covered.max(initial=0) <= 1, f"{z.name}: a page is both free and allocated"
+            zc = count[z.start_pfn:z.end_pfn]
+            assert not (zc[covered == 1] != 0).any(), f"{z.name}: a free page or tail has references"
+            assert (zc[covered == 0] > 0).all(), f"{z.name}: a page is neither free nor referenced (leak)"
