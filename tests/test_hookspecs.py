@@ -151,3 +151,53 @@ def test_hooks_reference_has_not_drifted():
 def test_hooks_command(capsys):
     assert main(["hooks"]) == 0
     assert capsys.readouterr().out == hooks_reference()
+
+
+POOL = """
+from mmframe.hookspecs import hookimpl
+from mmframe.mm.page import GFP_KERNEL, __GFP_RESERVE
+POOL = []
+KEPT = []
+
+@hookimpl
+def mmframe_configure(machine):
+    POOL.extend(machine.pagealloc._alloc_pages(GFP_KERNEL, 0, 0) for _ in range(4))
+
+@hookimpl
+def mmframe_alloc_pages(alloc, gfp_mask, order, cpu):
+    if gfp_mask & __GFP_RESERVE and order == 0 and POOL:
+        return POOL.pop()
+    return None
+
+@hookimpl
+def mmframe_free_pages(alloc, pfn, order):
+    if len(KEPT) < 2 and order == 0:
+        KEPT.append(pfn)
+        return True
+    return None
+"""
+
+
+def test_mmframe_alloc_pages(isolated, install_plugin):
+    from mmframe.mm.page import GFP_KERNEL, __GFP_RESERVE
+    mod = install_plugin("pool", POOL)
+    m = Machine(load_config(env={}, cli_plugins=["pool"]))
+    pool = list(sys.modules[mod].POOL)
+    assert m.alloc_pages(GFP_KERNEL | __GFP_RESERVE) == pool[-1]  # the plugin's page
+    plain = m.alloc_pages(GFP_KERNEL)  # deferred to the core's __alloc_pages
+    assert plain >= 0 and plain not in pool
+    assert m.acct.totals(owner="pool").get("pcp_page") == 1  # the core work ran under the plugin's hook
+    mainline = Machine(load_config(env={}))
+    assert mainline.alloc_pages(GFP_KERNEL | __GFP_RESERVE) >= 0 and mainline.acct.owners() == ["core"]
+
+
+def test_mmframe_free_pages(isolated, install_plugin):
+    from mmframe.mm.page import GFP_KERNEL
+    mod = install_plugin("pool", POOL)
+    m = Machine(load_config(env={}, cli_plugins=["pool"]))
+    pages = [m.alloc_pages(GFP_KERNEL) for _ in range(3)]
+    free_before = m.pagealloc.zone_by_idx[1].pcp_pages()
+    for p in pages:
+        m.free_pages(p)
+    assert sys.modules[mod].KEPT == pages[:2]  # kept by the plugin
+    assert m.pagealloc.zone_by_idx[1].pcp_pages() == free_before + 1  # the third went to the core
