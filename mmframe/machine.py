@@ -104,11 +104,13 @@ class Machine:
 
     def alloc_pages(self, gfp: int, order: int = 0) -> int:
         """Allocate through the allocation policy hook on the current CPU: a pfn, or -1."""
-        return self._alloc_hook(self.pagealloc, gfp, order, self.current_cpu())
+        cur = self.sched.current
+        return self._alloc_hook(self.pagealloc, gfp, order, cur.cpu.id if cur is not None else 0)
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """Free a block whose last reference is gone, through the free policy hook."""
-        self._free_hook(self.pagealloc, pfn, order, self.current_cpu())
+        cur = self.sched.current
+        self._free_hook(self.pagealloc, pfn, order, cur.cpu.id if cur is not None else 0)
 
     def kmem_cache(self, name: str, size: int, align: int = 4) -> KmemCache:
         """The named kernel-object cache, created on first use."""

@@ -81,6 +81,9 @@ class PageAllocator:
         self.zonelists = {k: [self.zone_by_idx[i] for i in order if i in self.zone_by_idx]
                           for k, order in ((ZONE_DMA, (ZONE_DMA,)), (ZONE_NORMAL, (ZONE_NORMAL, ZONE_DMA)),
                                            (ZONE_HIGHMEM, (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)))}
+        # indexed by gfp & (__GFP_DMA | __GFP_HIGHMEM), as the kernel's node_zonelists[gfp & GFP_ZONEMASK]
+        self.zonelist_of = [self.zonelists[ZONE_NORMAL], self.zonelists[ZONE_DMA],
+                            self.zonelists[ZONE_HIGHMEM], self.zonelists[ZONE_HIGHMEM]]
         self.mem_map_bytes = self.npages * struct_page_bytes(pae, highpte)
         self.events: list[tuple[str, int, int]] = []  # ("oom", gfp, order), ("kswapd", ...)
         self.kernel_objects: dict[str, Any] = {}  # slab caches by name (mm/slab.py)
@@ -173,7 +176,9 @@ class PageAllocator:
             if not lst:
                 return -1
             pfn = lst.pop()
-            self.acct.charge(self.P_pcp)
+            acct = self.acct
+            acct.row[self.P_pcp] += 1
+            acct.ns += acct.ns_of[self.P_pcp]
         else:
             pfn = self._rmqueue(z, order)
             if pfn < 0:
@@ -183,31 +188,31 @@ class PageAllocator:
         z.alloc_count += 1
         return pfn
 
+    def _zonelist_pass(self, zonelist: list[Zone], gfp: int, order: int, cpu: int, use_min: bool) -> int:
+        """One walk of the zonelist with an incremental min: each zone adds its ``pages_low`` (pass
+        1) or ``pages_min`` (pass 2, a quarter of it for ``__GFP_HIGH``) before being tried."""
+        min_ = 1 << order
+        for z in zonelist:
+            min_ += (z.pages_min >> 2 if gfp & GFP_HIGH_ else z.pages_min) if use_min else z.pages_low
+            if z.free_pages > min_ or z.free_pages >= z.pages_high:
+                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
+                if pfn >= 0:
+                    if z is not zonelist[0]:
+                        z.fallback_count += 1
+                    return pfn
+        return -1
+
     def _alloc_pages(self, gfp: int, order: int, cpu: int, memalloc: bool = False) -> int:
         """``__alloc_pages`` (Python would mangle the kernel's name): the 2.5.49 algorithm, returning
         a pfn or -1 (see the module docstring)."""
-        zonelist = self.zonelists[ZONE_HIGHMEM if gfp & GFP_HIGHMEM_ else ZONE_DMA if gfp & GFP_DMA_
-                                  else ZONE_NORMAL]
-        need = 1 << order
-        min_ = need
-        for z in zonelist:  # pass 1: incremental pages_low
-            min_ += z.pages_low
-            if z.free_pages > min_ or z.free_pages >= z.pages_high:
-                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
-                if pfn >= 0:
-                    if z is not zonelist[0]:
-                        z.fallback_count += 1
-                    return pfn
+        zonelist = self.zonelist_of[gfp & 3]
+        pfn = self._zonelist_pass(zonelist, gfp, order, cpu, False)  # pass 1: incremental pages_low
+        if pfn >= 0:
+            return pfn
         self.events.append(("kswapd", gfp, order))  # wakeup_kswapd: no reclaim until vmscan lands
-        min_ = need
-        for z in zonelist:  # pass 2: incremental pages_min, a quarter of it for __GFP_HIGH
-            min_ += z.pages_min >> 2 if gfp & GFP_HIGH_ else z.pages_min
-            if z.free_pages > min_ or z.free_pages >= z.pages_high:
-                pfn = self._buffered_rmqueue(z, order, gfp, cpu)
-                if pfn >= 0:
-                    if z is not zonelist[0]:
-                        z.fallback_count += 1
-                    return pfn
+        pfn = self._zonelist_pass(zonelist, gfp, order, cpu, True)  # pass 2: incremental pages_min
+        if pfn >= 0:
+            return pfn
         if memalloc:  # PF_MEMALLOC / PF_MEMDIE: ignore the watermarks
             for z in zonelist:
                 pfn = self._buffered_rmqueue(z, order, gfp, cpu)
@@ -232,7 +237,9 @@ class PageAllocator:
                 for p in drained:
                     self._free_block(z, p, 0)
             lst.append(pfn)
-            self.acct.charge(self.P_pcp)
+            acct = self.acct
+            acct.row[self.P_pcp] += 1
+            acct.ns += acct.ns_of[self.P_pcp]
         else:
             del self.blocks[pfn]
             self._free_block(z, pfn, order)
@@ -277,3 +284,4 @@ class PageAllocator:
             zc = count[z.start_pfn:z.end_pfn]
             assert not (zc[covered == 1] != 0).any(), f"{z.name}: a free page or tail has references"
             assert (zc[covered == 0] > 0).all(), f"{z.name}: a page is neither free nor referenced (leak)"
+
