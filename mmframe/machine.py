@@ -98,10 +98,6 @@ class Machine:
 
         return attributed
 
-    def current_cpu(self) -> int:
-        cur = self.sched.current
-        return cur.cpu.id if cur is not None else 0
-
     def alloc_pages(self, gfp: int, order: int = 0) -> int:
         """Allocate through the allocation policy hook on the current CPU: a pfn, or -1."""
         cur = self.sched.current

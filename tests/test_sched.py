@@ -45,8 +45,8 @@ def two_tables(isolated, tmp_path):
 
 
 def machine(cpus=2, **kw):
-    return Machine(attrs.evolve(load_config(use_pyproject=False, env={}),
-                                machine=attrs.evolve(load_config(use_pyproject=False, env={}).machine, cpus=cpus, **kw)))
+    cfg = load_config(use_pyproject=False, env={})
+    return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, cpus=cpus, **kw)))
 
 
 # --- programs -------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ import numpy as np
 
 from mmframe.mm.page import (DMA_END_PFN, LOWMEM_END_PFN, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, PG_highmem,
                              PG_reserved, ZONE_DMA, ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, MemMap,
-                             __GFP_COLD, __GFP_DMA, __GFP_HIGH, __GFP_HIGHMEM, __GFP_WAIT,
+                             __GFP_COLD, __GFP_HIGH, __GFP_WAIT,
                              struct_page_bytes)
 
 # Python mangles ``__names`` inside class bodies, so the allocator uses these aliases of the flags.
-GFP_COLD_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_WAIT_ = __GFP_COLD, __GFP_DMA, __GFP_HIGH, __GFP_HIGHMEM, __GFP_WAIT
+GFP_COLD_, GFP_HIGH_, GFP_WAIT_ = __GFP_COLD, __GFP_HIGH, __GFP_WAIT
 
 KERNEL_IMAGE_END = (4 << 20) >> PAGE_SHIFT  # bzImage text+data+bss loaded at 1 MiB: ~3 MiB (estimate)
 
