@@ -78,6 +78,9 @@ class PageAllocator:
                   (ZONE_HIGHMEM, LOWMEM_END_PFN, self.npages)]
         self.zones = [Zone(i, s, e, ncpus) for i, s, e in bounds if e > s]
         self.zone_by_idx = {z.idx: z for z in self.zones}
+        self.highmem = self.zone_by_idx.get(ZONE_HIGHMEM)
+        self.first_high_pfn = LOWMEM_END_PFN if self.highmem is not None else self.npages
+        self.ns_pcp = acct.ns_of[self.P_pcp]
         self.zonelists = {k: [self.zone_by_idx[i] for i in order if i in self.zone_by_idx]
                           for k, order in ((ZONE_DMA, (ZONE_DMA,)), (ZONE_NORMAL, (ZONE_NORMAL, ZONE_DMA)),
                                            (ZONE_HIGHMEM, (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)))}
@@ -206,6 +209,20 @@ class PageAllocator:
         """``__alloc_pages`` (Python would mangle the kernel's name): the 2.5.49 algorithm, returning
         a pfn or -1 (see the module docstring)."""
         zonelist = self.zonelist_of[gfp & 3]
+        if order == 0:  # the common case, inlined: pass 1 on the first zone from a non-low pcp list
+            z = zonelist[0]
+            free = z.free_pages
+            if free > z.pages_low + 1 or free >= z.pages_high:
+                pcp = z.pageset[cpu][(gfp >> 8) & 1]  # __GFP_COLD is 0x100
+                lst = pcp.list
+                if len(lst) > pcp.low:
+                    pfn = lst.pop()
+                    acct = self.acct
+                    acct.row[self.P_pcp] += 1
+                    acct.ns += self.ns_pcp
+                    self.mem_map.count[pfn] = 1
+                    z.alloc_count += 1
+                    return pfn
         pfn = self._zonelist_pass(zonelist, gfp, order, cpu, False)  # pass 1: incremental pages_low
         if pfn >= 0:
             return pfn
@@ -228,7 +245,7 @@ class PageAllocator:
     def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
         """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
         self.mem_map.count[pfn] = 0
-        z = self.zone_of(pfn)
+        z = self.zone_of(pfn) if pfn < self.first_high_pfn else self.highmem
         if order == 0:
             pcp = z.pageset[cpu][1 if cold else 0]
             lst = pcp.list
@@ -239,7 +256,7 @@ class PageAllocator:
             lst.append(pfn)
             acct = self.acct
             acct.row[self.P_pcp] += 1
-            acct.ns += acct.ns_of[self.P_pcp]
+            acct.ns += self.ns_pcp
         else:
             del self.blocks[pfn]
             self._free_block(z, pfn, order)
