@@ -41,6 +41,8 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
     Option("timeslice", "int", 8, "syscalls a task runs before the next runnable task (logical, not timed)",
            minimum=1, maximum=1 << 20),
     Option("costs", "str", "", "cost table file (TOML) overriding entries of the default 2002 table"),
+    Option("debug_vm", "str", "off", "run the memory invariant checker: off, exit (when a run ends) or "
+           "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
@@ -68,6 +70,7 @@ class MachineConfig:
     seed: int = 0
     timeslice: int = 8
     costs: str = ""
+    debug_vm: str = "off"
 
 
 @attrs.frozen(slots=True)
@@ -357,7 +360,7 @@ def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]
     return MachineConfig(cpus=values.get("cpus", 2), memory=memory, pae=pae,
                          highpte=values.get("highpte", False), l1_cache_bytes=l1,
                          seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
-                         costs=values.get("costs", ""))
+                         costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"))
 
 
 def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:

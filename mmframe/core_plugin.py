@@ -24,3 +24,14 @@ def mmframe_alloc_pages(alloc, gfp_mask: int, order: int, cpu: int) -> int:
 def mmframe_free_pages(alloc, pfn: int, order: int, cpu: int) -> bool:
     alloc.free_pages(pfn, order, cpu)
     return True
+
+
+@hookimpl(trylast=True)
+def mmframe_copy_pte_page(vm, src, dst, idx: int) -> bool:
+    from mmframe.mm.fork import copy_pte_page
+    return copy_pte_page(vm, src, dst, idx)
+
+
+@hookimpl(trylast=True)
+def mmframe_handle_mm_fault(vm, mm, vma, address: int, write_access: bool) -> int:
+    return vm.handle_mm_fault(mm, vma, address, write_access)

@@ -134,3 +134,44 @@ def mmframe_free_pages(alloc: Any, pfn: int, order: int, cpu: int) -> bool | Non
     reservation pool kept the page, say) or ``None`` to defer; the core's (``trylast``) returns it to
     the per-CPU hot list (order 0) or the buddy lists.
     """
+
+
+# --- policy: page tables (issue: core memory 2/3) ------------------------------------------------
+
+@_spec("policy", "1.2", "once per populated PMD slot at fork; return None to defer", firstresult=True)
+def mmframe_copy_pte_page(vm: Any, src: Any, dst: Any, idx: int) -> bool | None:
+    """fork (``dup_mmap``): give the child ``dst`` what the parent ``src`` has in PMD slot ``idx``.
+
+    Called once per populated slot, however many VMAs span it (a PTE page maps 4 MiB, 2 MiB with
+    PAE); ``dst`` already has all of ``src``'s VMAs.  Return ``True`` when done, ``None`` to defer;
+    the core's (``trylast``) copies every present PTE into a new PTE page, write-protects private
+    writable ones in both, and takes page references and rmap entries (``copy_page_range``).  A
+    policy works only through ``vm``'s primitives (:class:`mmframe.mm.memory.Memory`:
+    ``pmd_share``, ``pmd_wrprotect``...), which charge their own costs.
+    """
+
+
+@_spec("policy", "1.2", "every page fault: keep it O(1) when not acting; return None to defer",
+       firstresult=True)
+def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_access: bool) -> int | None:
+    """A fault at ``address`` in ``vma`` (already checked: the access is allowed by the VMA).
+
+    Return a ``VM_FAULT_*`` code (:mod:`mmframe.mm.memory`) when handled, or ``None`` to defer (a
+    policy may first change the page tables, e.g. unshare a PTE page, then defer); the core's
+    (``trylast``) is 2.5.49's ``handle_mm_fault``: zero-fill, ``ZERO_PAGE`` on read, copy-on-write
+    decided by the page's reference count.
+    """
+
+
+@_spec("policy", "1.2", "every write to a PTE page (each fault, each zap and mprotect range)",
+       firstresult=True)
+def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
+    """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
+    ``idx`` for ``reason`` (one of :data:`mmframe.mm.memory.REASONS`: fault, cow, zap, mprotect,
+    exit, fork, mmap, swap_out, walker).
+
+    Called before every write to a PTE page, so a policy can make the page private first (unshare)
+    or do the whole change at the PMD level: return ``True`` when the policy has completed the
+    change itself (only for zap, exit and mprotect over the whole page), ``None`` to let the core
+    write the entries.  Nobody implements it in mainline, so it costs nothing there.
+    """

@@ -13,7 +13,7 @@ from mmframe.config import Config, load_config
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
 from mmframe.errors import PluginError
-from mmframe.mm.oracle import OracleMemory
+from mmframe.mm.memory import Memory
 from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
 from mmframe.mm.page_alloc import PageAllocator
 from mmframe.mm.slab import KmemCache
@@ -72,7 +72,7 @@ class Machine:
                                        self.config.highpte, self.acct, self.costs.id)
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
-        self.mm = OracleMemory(self)
+        self.mm = Memory(self)
         for info in self._infos():  # each plugin sees only its own options
             call_one(info, "mmframe_configure", machine=self,
                      options=dict(self.cfg.plugin_options.get(info.name, {})))
@@ -138,8 +138,8 @@ class Machine:
         }
 
     def reverse_maps(self) -> int:
-        """Number of rmap entries (``ReverseMaps:``): none until the page-table model lands."""
-        return 0
+        """Number of rmap entries (``ReverseMaps:``: pte addresses on all pages' chains)."""
+        return self.mm.reverse_maps()
 
     def _infos(self) -> list[Any]:
         cat = self.cfg.catalog
@@ -189,11 +189,14 @@ class Machine:
     def run(self, program: Callable[..., Any], *args: Any, trace: bool = False) -> RunResult:
         """Run ``program(ctx, *args)`` as pid 1 until every task has ended or blocks forever."""
         sched = self.sched
+        self.mm.task_created(sched.next_pid)
         root = sched.spawn(program, tuple(args), mm=self.mm.new_mm())
         root.ready_at = max(c.clock for c in self.cpus)
         sched.trace = [] if trace else None
         try:
             sched.run()
+            if self.config.debug_vm != "off":
+                self.mm.check()
         except (ProgramError, PluginError):
             raise
         except Exception as exc:

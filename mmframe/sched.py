@@ -16,7 +16,8 @@ import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from mmframe.usr import ECHILD, EINVAL, ENOENT, ENOSYS, SimSignal
+from mmframe.mm.memory import Killed
+from mmframe.usr import ECHILD, EINVAL, ENOENT, ENOMEM, ENOSYS, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -237,6 +238,8 @@ class Scheduler:
                 task.throw = sig
                 task.log.append((call[0], sig, True))
                 continue
+            except Killed:
+                break
             except TypeError as exc:
                 if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:  # binding failed
                     raise ProgramError(f"task {task.lineage}: bad arguments to {call[0]}: {exc}") from None
@@ -301,8 +304,12 @@ class Scheduler:
         return BLOCK
 
     def sys_fork(self, task: Task, child_fn: Callable[..., Any] | None = None, args: tuple = ()) -> int:
+        self.m.acct.charge(self.m.P.copy_process)
+        if not self.m.mm.task_created(self.next_pid):
+            return -ENOMEM
         mm = self.m.mm.dup_mm(task) if task.mm is not None else None
         if isinstance(mm, int):  # -ENOMEM and friends from the mm layer
+            self.m.mm.task_released(self.next_pid)
             return mm
         if child_fn is None:
             child = self.spawn(task.program, task.args, parent=task, mm=mm, replay=list(task.log))
@@ -314,6 +321,9 @@ class Scheduler:
     def sys_clone(self, task: Task, fn: Callable[..., Any], args: tuple = ()) -> int:
         if not callable(fn):
             return -EINVAL
+        self.m.acct.charge(self.m.P.copy_process)
+        if not self.m.mm.task_created(self.next_pid):
+            return -ENOMEM
         if task.mm is not None:
             task.mm.users += 1
         return self.spawn(fn, tuple(args), parent=task, mm=task.mm).pid
@@ -342,8 +352,10 @@ class Scheduler:
             task.cpu.nr_running -= 1
         task.status = status
         task.cpu.nr_tasks -= 1
+        self.m.acct.charge(self.m.P.exit_process)
         if task.mm is not None:
             self.m.mm.exit_mm(task)
+        self.m.mm.task_released(task.pid)
         for child in task.children:  # orphans are reaped by "init" when they exit
             child.parent = None
             if child.state == ZOMBIE:
@@ -361,6 +373,12 @@ class Scheduler:
             self.wake(parent, (task.pid, status))
         else:
             parent.zombies.append(task)
+
+    def kill(self, task: Task, signo: int) -> None:
+        """Kill ``task`` from inside a system call (the out-of-memory killer's SIGKILL): the
+        handler then raises :class:`~mmframe.mm.memory.Killed`, which ends the time slice."""
+        task.signal = SimSignal(signo)
+        self.do_exit(task, signo & 0x7F)
 
     def sys_wait(self, task: Task, pid: int = -1) -> Any:
         for z in task.zombies:

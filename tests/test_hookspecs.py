@@ -201,3 +201,106 @@ def test_mmframe_free_pages(isolated, install_plugin):
         m.free_pages(p)
     assert sys.modules[mod].KEPT == pages[:2]  # kept by the plugin
     assert m.pagealloc.zone_by_idx[1].pcp_pages() == free_before + 1  # the third went to the core
+
+
+PT = """
+from mmframe.hookspecs import hookimpl
+COPIED, FAULTS, CHANGES = [], [], []
+FAIL_COPY = []
+
+@hookimpl
+def mmframe_copy_pte_page(vm, src, dst, idx):
+    COPIED.append(idx)
+    return False if FAIL_COPY else None
+
+@hookimpl
+def mmframe_handle_mm_fault(vm, mm, vma, address, write_access):
+    FAULTS.append((address, write_access))
+    idx = address >> vm.sh
+    if write_access and mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx):
+        vm.pmd_set_writable(mm, idx, True)
+    return None
+
+@hookimpl
+def mmframe_pte_change(vm, mm, idx, reason, start, end):
+    CHANGES.append((reason, idx, start, end))
+    return None
+"""
+
+
+def _pt_machine(install_plugin):
+    mod = install_plugin("pt", PT)
+    m = Machine(load_config(env={}, cli_plugins=["pt"]))
+    return m, sys.modules[mod]
+
+
+def _anon(length, shared=False):
+    from mmframe import usr
+    return usr.mmap(0, length, usr.PROT_READ | usr.PROT_WRITE,
+                    (usr.MAP_SHARED if shared else usr.MAP_PRIVATE) | usr.MAP_ANONYMOUS)
+
+
+def test_mmframe_copy_pte_page(isolated, install_plugin):
+    from mmframe import usr
+    m, plugin = _pt_machine(install_plugin)
+
+    def prog(ctx):
+        a = yield _anon(4 << 20)  # not 4 MiB aligned: spans two PTE pages
+        b = yield _anon(64 << 10)  # right after it, in the second PTE page
+        yield usr.touch(a, 4 << 20, True)
+        yield usr.touch(b, 64 << 10, True)
+        pid = yield usr.fork(quiet)
+        yield usr.wait(pid)
+        plugin.FAIL_COPY.append(1)
+        return (yield usr.fork(quiet))
+
+    def quiet(ctx):
+        yield usr.exit(0)
+
+    r = m.run(prog)
+    slots = [i for i, pt in enumerate(m.mm.mms[1].ptp) if pt is not None] if 1 in m.mm.mms else None
+    assert len(set(plugin.COPIED[:len(plugin.COPIED) - 1])) == len(plugin.COPIED) - 1  # each slot once
+    assert plugin.COPIED[0] == 0x4000_0000 >> m.mm.sh and slots is None
+    assert r.tasks["1"].calls[-1] == ("fork", -usr.ENOMEM)  # False from the hook: fork fails cleanly
+    m.mm.check()
+
+
+def test_mmframe_handle_mm_fault(isolated, install_plugin):
+    from mmframe import usr
+    m, plugin = _pt_machine(install_plugin)
+    vm = m.mm
+    m.sched.handlers["wrprotect_pmd"] = lambda task, addr: vm.pmd_set_writable(task.mm, addr >> vm.sh, False)
+
+    def prog(ctx):
+        a = yield _anon(4096)
+        yield usr.write(a, 1)
+        yield ("wrprotect_pmd", a)
+        yield usr.write(a, 2)  # the hardware faults on the PMD; the plugin makes it writable
+        return (yield usr.read(a))
+
+    r = m.run(prog)
+    assert r.tasks["1"].calls[-1] == ("read", 2)
+    assert [w for _, w in plugin.FAULTS] == [True, True]
+
+
+def test_mmframe_pte_change(isolated, install_plugin):
+    from mmframe import usr
+    m, plugin = _pt_machine(install_plugin)
+
+    def prog(ctx):
+        a = yield _anon(3 * 4096)
+        yield usr.write(a, 1)
+        yield usr.mprotect(a, 4096, usr.PROT_READ)
+        yield usr.munmap(a, 4096)
+        pid = yield usr.fork(quiet)
+        yield usr.wait(pid)
+
+    def quiet(ctx):
+        yield usr.exit(0)
+
+    m.run(prog)
+    reasons = [c[0] for c in plugin.CHANGES]
+    assert reasons[:3] == ["fault", "mprotect", "zap"] and reasons.count("exit") == 2  # child, parent
+    assert plugin.CHANGES[0][2:] == (0, 1)
+    mainline = Machine(load_config(env={}))
+    assert mainline.mm._pte_hook is None  # nobody implements it: never called

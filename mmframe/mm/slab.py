@@ -1,8 +1,10 @@
-"""A slab-like accounting of kernel objects in lowmem (pte_chains, radix-tree nodes, tasks).
+"""A slab-like accounting of kernel objects in lowmem (pte_chains, VMAs, mm and task structs).
 
-Each cache packs ``PAGE_SIZE // size`` objects into order-0 GFP_KERNEL pages (objects are aligned
-to ``align``; the slab's own management overhead is not modelled), takes a page when every slab is
-full and gives one back when its last object goes, so lowmem in kernel objects is exact to the page.
+Each cache packs ``PAGE_SIZE // size`` objects into order-0 pages (objects are aligned to
+``align``); it takes a page when the objects no longer fit and gives one back when they fit in one
+page fewer.  Objects are assumed packed: the slab's fragmentation and management overhead are not
+modelled, so lowmem in kernel objects is exact to the page for a packed cache and a lower bound
+otherwise.  Bulk paths (fork, exit) allocate and free many objects in one call.
 """
 
 from __future__ import annotations
@@ -13,46 +15,45 @@ from mmframe.mm.page import GFP_KERNEL, PAGE_SIZE
 
 
 class KmemCache:
-    """``kmem_cache_t``: objects of one size; ``alloc`` returns a handle (the slab's pfn) or -1."""
+    """``kmem_cache_t``: objects of one size, counted; pages come from the machine's allocator."""
 
-    __slots__ = ("name", "size", "per_slab", "slabs", "partial", "objects", "machine")
+    __slots__ = ("name", "size", "per_slab", "pages", "objects", "machine", "failures")
 
     def __init__(self, machine: Any, name: str, size: int, align: int = 4) -> None:
         self.machine, self.name = machine, name
         self.size = -(-size // align) * align
         self.per_slab = PAGE_SIZE // self.size
-        self.slabs: dict[int, int] = {}  # pfn -> objects in use
-        self.partial: list[int] = []  # slabs with room, most recently used last
+        self.pages: list[int] = []  # pfns of the slab pages
         self.objects = 0
+        self.failures = 0  # allocations that found no page
 
-    def alloc(self, gfp: int = GFP_KERNEL) -> int:
-        """``kmem_cache_alloc``; -1 when no page could be had (the caller decides what that means)."""
-        if not self.partial:
-            pfn = self.machine.alloc_pages(gfp, 0)
-            if pfn < 0:
-                return -1
-            self.slabs[pfn] = 0
-            self.partial.append(pfn)
-        pfn = self.partial[-1]
-        self.slabs[pfn] += 1
-        if self.slabs[pfn] == self.per_slab:
-            self.partial.pop()
-        self.objects += 1
-        return pfn
+    def alloc(self, gfp: int = GFP_KERNEL, n: int = 1) -> int:
+        """``kmem_cache_alloc`` of ``n`` objects: the pfn of the slab holding the last one, or -1
+        (nothing allocated) when no page could be had; the caller decides what failure means."""
+        objects = self.objects + n
+        need = -(-objects // self.per_slab) - len(self.pages)
+        if need > 0:
+            got = []
+            for _ in range(need):
+                pfn = self.machine.alloc_pages(gfp, 0)
+                if pfn < 0:
+                    for p in got:
+                        self.machine.free_pages(p, 0)
+                    self.failures += 1
+                    return -1
+                got.append(pfn)
+            self.pages.extend(got)
+        self.objects = objects
+        return self.pages[-1] if self.pages else -1
 
-    def free(self, pfn: int) -> None:
-        """``kmem_cache_free`` of an object living in slab ``pfn``."""
-        used = self.slabs[pfn]
-        if used == self.per_slab:
-            self.partial.append(pfn)
-        self.objects -= 1
-        if used == 1:
-            del self.slabs[pfn]
-            self.partial.remove(pfn)
-            self.machine.free_pages(pfn, 0)
-        else:
-            self.slabs[pfn] = used - 1
+    def free(self, handle: int = 0, n: int = 1) -> None:
+        """``kmem_cache_free`` of ``n`` objects; a page goes back once the rest fit without it."""
+        self.objects -= n
+        assert self.objects >= 0, f"{self.name}: freed more objects than allocated"
+        keep = -(-self.objects // self.per_slab)
+        while len(self.pages) > keep:
+            self.machine.free_pages(self.pages.pop(), 0)
 
     @property
     def bytes(self) -> int:
-        return len(self.slabs) * PAGE_SIZE
+        return len(self.pages) * PAGE_SIZE

@@ -1,0 +1,85 @@
+"""``debug_vm``: the memory model's invariant checker (O(memory); for tests and debug runs).
+
+* every mm's PMD entries point at the PTE pages it lists, and it is among their owners;
+* a PTE page's reference count equals its owners; its ``rss`` equals its present entries that
+  map pages not reserved; its rmap ids point at entries naming that page and slot;
+* every page's reference count equals its mappings (distinct PTE slots) plus its other holders
+  (a shared object's page cache, pins); its rmap entry count equals its mappings;
+* pte_chain objects equal what the rmap counts imply;
+* the allocator's conservation checker holds;
+* with no live mm, nothing is left: no PTE page, rmap entry, object page or pin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmframe.mm.page import PG_reserved
+from mmframe.mm.pgtable import _PAGE_RW, PTE_PRESENT_MASK
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.mm.memory import Memory
+
+
+def check(vm: Memory) -> None:
+    count = vm.count_np
+    flags = vm.flags_np
+    npages = len(count)
+    mapped = np.zeros(npages, dtype=np.int64)
+    seen: set[int] = set()
+    rmap = vm.rmap
+    e_page = np.frombuffer(rmap.page, dtype=np.int32)
+    e_ptep = np.frombuffer(rmap.ptep, dtype=np.int64)
+    for mm in vm.mms.values():
+        for idx, pt in enumerate(mm.ptp):
+            e = mm.pmd[idx]
+            if pt is None:
+                assert e == 0, f"mm {mm.id}: PMD slot {idx} set with no PTE page"
+                continue
+            assert e >> 12 == pt.pfn, f"mm {mm.id}: PMD slot {idx} points at {e >> 12}, not {pt.pfn}"
+            assert mm in pt.owners, f"mm {mm.id}: not an owner of the PTE page in slot {idx}"
+            assert pt.idx == idx, f"PTE page {pt.pfn} used at slot {idx} but made for {pt.idx}"
+            if e & _PAGE_RW == 0:
+                assert count[pt.pfn] > 1 or vm._pte_hook is not None, \
+                    f"mm {mm.id}: write-protected PMD {idx} with no sharing policy"
+            seen.add(pt.pfn)
+    assert seen == set(vm.ptpages), f"PTE pages in use {sorted(seen)} != registered {sorted(vm.ptpages)}"
+    live = set(vm.mms.values())
+    for pfn, pt in vm.ptpages.items():
+        assert count[pfn] == len(pt.owners) >= 1, f"PTE page {pfn}: count {count[pfn]}, owners {len(pt.owners)}"
+        assert all(o in live for o in pt.owners), f"PTE page {pfn}: a dead mm among its owners"
+        v = pt.np().astype(np.int64)
+        pres = np.flatnonzero(v & PTE_PRESENT_MASK)
+        pfns = v[pres] >> 12
+        real = (flags[pfns] >> PG_reserved) & 1 == 0
+        assert pt.rss == int(real.sum()), f"PTE page {pfn}: rss {pt.rss} but {int(real.sum())} mapped pages"
+        rid = pt.np_rid()
+        slots = pres[real]
+        assert (rid[slots] >= 0).all(), f"PTE page {pfn}: a mapped slot without an rmap entry"
+        others = np.ones(len(rid), dtype=bool)
+        others[slots] = False
+        assert (rid[others] == -1).all(), f"PTE page {pfn}: an rmap entry for an empty or reserved slot"
+        ids = rid[slots]
+        assert (e_page[ids] == pfns[real]).all(), f"PTE page {pfn}: rmap entry names another page"
+        assert (e_ptep[ids] == pfn * 1024 + slots).all(), f"PTE page {pfn}: rmap entry names another pte"
+        np.add.at(mapped, pfns[real], 1)
+    k = np.frombuffer(rmap.k, dtype=np.int32)
+    assert (k == mapped).all(), f"rmap counts disagree with page tables at pages {np.flatnonzero(k != mapped)[:8]}"
+    assert rmap.entries() == int(mapped.sum()), "rmap entry table holds stale entries"
+    other = np.zeros(npages, dtype=np.int64)
+    for obj in vm.objects:
+        for pfn in obj.pages.values():
+            other[pfn] += 1
+    for pfn, n in vm.pins.items():
+        other[pfn] += n
+    user = (mapped > 0) | (other > 0)
+    bad = np.flatnonzero(user & (count != mapped + other))
+    assert not len(bad), f"page {bad[0]}: count {count[bad[0]]} != mappings {mapped[bad[0]]} + holders {other[bad[0]]}"
+    expect = int(rmap._nchains_np(mapped).sum())
+    assert rmap.chains == expect, f"pte_chains {rmap.chains} but the rmap implies {expect}"
+    vm.pa.check()
+    if not vm.mms:
+        assert not vm.ptpages and rmap.entries() == 0 and not vm.pins, "memory left behind after every mm went"
+        assert not any(obj.pages for obj in vm.objects), "object pages left behind after every mm went"

@@ -1,0 +1,139 @@
+"""fork's half of the memory model: ``dup_mmap`` and the default ``copy_page_range``.
+
+``dup_mmap`` copies the VMAs, then calls the ``mmframe_copy_pte_page`` hook once per populated PMD
+slot of the parent (a PTE page spans VMAs, so a policy decides per PTE page, never per VMA), then
+flushes the parent's TLB (its PTEs were write-protected).  The default copies a PTE page a VMA
+range at a time: every present entry is copied, private writable ones (``VM_MAYWRITE`` without
+``VM_SHARED``) are write-protected in both, shared ones are made clean, all are made old; each
+page not reserved gains a reference and an rmap entry in the child.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmframe.mm import memory as M
+from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK, PtePage
+from mmframe.mm.vma import VM_DONTCOPY, VM_SHARED
+from mmframe.usr import ENOMEM
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.mm.memory import Memory, MMStruct
+
+
+def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
+    new = vm.new_mm()
+    if new is None:
+        return -ENOMEM
+    for v in old.vmas:
+        if v.flags & VM_DONTCOPY:
+            continue
+        if not vm.vma_alloc():
+            _abort(vm, new)
+            return -ENOMEM
+        new.vmas.insert(v.clone(v.start, v.end))
+    hook = vm._copy_hook
+    for idx, pt in enumerate(old.ptp):
+        if pt is not None and hook(vm, old, new, idx) is False:
+            _abort(vm, new)
+            return -ENOMEM
+    vm.flush_tlb_mm(old)
+    return new
+
+
+def _abort(vm: Memory, new: MMStruct) -> None:
+    from mmframe.mm.exit import exit_mmap
+    exit_mmap(vm, new, vm._cpu())
+
+
+def copy_pte_page(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:
+    """The mainline policy (2.5.49 ``copy_page_range`` for one PTE page): False if no page."""
+    spt = src.ptp[idx]
+    dpt = vm.pte_alloc(dst, idx)
+    if dpt is None:
+        return False
+    copy_pte_range(vm, src, spt, dpt, idx, wrprotect_src=True, src_owner=src)
+    return True
+
+
+def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: int, *, wrprotect_src: bool,
+                   src_owner: MMStruct, reason: int = M.FORK) -> None:
+    """Copy the entries of ``spt`` under ``mm``'s VMAs into ``dpt``, with references and rmap
+    entries; copy-on-write entries are write-protected in the copy (and in ``spt`` when
+    ``wrprotect_src``, through the choke point as ``src_owner``'s write)."""
+    acct = vm.acct
+    if spt.high:
+        acct.charge(vm.P_kmap)
+    if dpt.high:
+        acct.charge(vm.P_kmap)
+    base = idx << vm.sh
+    for v in mm.vmas.overlapping(base, base + (1 << vm.sh)):
+        i0 = (max(v.start, base) - base) >> M.PAGE_SHIFT
+        i1 = (min(v.end, base + (1 << vm.sh)) - base) >> M.PAGE_SHIFT
+        cow, shared = v.cow, bool(v.flags & VM_SHARED)
+        if i1 - i0 < M.BULK_MIN:
+            _copy_slow(vm, spt, dpt, i0, i1, cow, shared, wrprotect_src, src_owner, idx, reason)
+            continue
+        s = spt.np()[i0:i1]
+        pres = np.flatnonzero(s & PTE_PRESENT_MASK)
+        if not len(pres):
+            continue
+        vals = s[pres]
+        t = vals.dtype.type
+        if cow:
+            wr = (vals & _PAGE_RW) != 0
+            if wr.any():
+                if wrprotect_src:
+                    vm.pte_change(src_owner, idx, reason, i0, i1)
+                    s[pres[wr]] &= t(~_PAGE_RW & _mask(s))
+                vals = vals & t(~_PAGE_RW & _mask(s))
+        if shared:
+            vals = vals & t(~_PAGE_DIRTY & _mask(s))
+        vals = vals & t(~_PAGE_ACCESSED & _mask(s))
+        dpt.np()[i0:i1][pres] = vals
+        acct.charge(vm.P_pte_copy, len(pres))
+        pfns = (vals >> t(M.PAGE_SHIFT)).astype(np.int64)
+        real = (vm.flags_np[pfns] & M._RESERVED) == 0
+        rp = pfns[real]
+        if len(rp):
+            np.add.at(vm.count_np, rp, 1)
+            acct.charge(vm.P_ref, len(rp))
+            dpt.rss += len(rp)
+            vm.rmap.add_bulk(rp, dpt, pres[real] + i0)
+
+
+def _mask(a: np.ndarray) -> int:
+    return (1 << (8 * a.itemsize)) - 1
+
+
+def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bool, shared: bool,
+               wrprotect_src: bool, src_owner: MMStruct, idx: int, reason: int) -> None:
+    """The same copy an entry at a time (the single path the bulk one must agree with)."""
+    acct, flags, count = vm.acct, vm.flags, vm.count
+    sp, dp = spt.ptes, dpt.ptes
+    changed = False
+    for i in range(i0, i1):
+        pte = sp[i]
+        if not pte & PTE_PRESENT_MASK:
+            continue
+        if cow and pte & _PAGE_RW:
+            if wrprotect_src:
+                if not changed:
+                    vm.pte_change(src_owner, idx, reason, i0, i1)
+                    changed = True
+                sp[i] = pte & ~_PAGE_RW
+            pte &= ~_PAGE_RW
+        if shared:
+            pte &= ~_PAGE_DIRTY
+        pte &= ~_PAGE_ACCESSED
+        dp[i] = pte
+        acct.charge(vm.P_pte_copy)
+        pfn = pte >> M.PAGE_SHIFT
+        if flags[pfn] & M._RESERVED:
+            continue
+        count[pfn] += 1
+        acct.charge(vm.P_ref)
+        dpt.rss += 1
+        vm.rmap.add(pfn, dpt, i)

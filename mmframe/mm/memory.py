@@ -1,0 +1,699 @@
+"""The memory subsystem of one machine: address spaces, the page-table choke point, faults
+(zero-fill, ZERO_PAGE, copy-on-write), zap, mprotect's PTE pass, and the primitives a page-table
+policy uses (share a PTE page, write-protect a PMD, copy a PTE page).
+
+Accesses are checked through the page tables first (the "hardware" walk: PMD entry, PTE, the RW
+bit of both); VMAs are consulted only on a fault.  Every write to a PTE page goes through
+:meth:`Memory.pte_change`, which names its reason and calls the ``mmframe_pte_change`` hook.
+
+Single paths work an entry at a time; bulk paths (fork copy, zap, mprotect, touch) work a PTE page
+at a time on numpy views and charge exactly what the single path would (``BULK_MIN`` entries or
+more take the bulk path; tests run both and compare).  Complexity: a fault is O(log V) for the VMA
+lookup plus O(1); fork and exit are O(PTE pages) numpy operations plus O(pages freed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmframe.mm.page import GFP_HIGHUSER, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE, PG_reserved, __GFP_HIGHMEM
+from mmframe.mm.pgtable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE,
+                                PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE, Geometry, PtePage)
+from mmframe.mm.rmap import Rmap, nrpte
+from mmframe.mm.vma import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
+from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.machine import Machine
+    from mmframe.sched import Task
+
+# handle_mm_fault results (2.5.49 include/linux/mm.h)
+VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
+
+#: Why a PTE page is being written (the choke point's reason argument).
+REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare")
+FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE = range(len(REASONS))
+
+#: Ranges of at least this many entries take the numpy path (tests set it to compare both paths).
+BULK_MIN = 24
+
+_RESERVED = 1 << PG_reserved
+_PTE_CHG_MASK = ~0xFFF | _PAGE_ACCESSED | _PAGE_DIRTY  # pte_modify keeps pfn, accessed, dirty
+ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
+
+# sizes of kernel objects (i386 2.5, estimates to the cache line; see docs/memory.md)
+TASK_STRUCT_BYTES, MM_STRUCT_BYTES, VMA_BYTES = 1536, 384, 64
+
+
+class Killed(Exception):
+    """The task was killed inside a system call (SIGKILL from the out-of-memory path)."""
+
+
+class MMStruct:
+    """``mm_struct``: the PMD level, the PTE pages it points at, the VMAs, users and TLB mask."""
+
+    __slots__ = ("id", "pmd", "ptp", "vmas", "users", "cpu_vm_mask", "pgd_pages", "dead")
+
+    def __init__(self, mm_id: int, geo: Geometry) -> None:
+        self.id = mm_id
+        self.pmd = [0] * geo.user_pmds
+        self.ptp: list[PtePage | None] = [None] * geo.user_pmds
+        self.vmas = VMAList()
+        self.users = 1
+        self.cpu_vm_mask: set[int] = set()
+        self.pgd_pages: list[int] = []
+        self.dead = False
+
+    def rss(self) -> int:
+        """Resident pages, derived from the PTE pages' counts (a shared PTE page counts in each)."""
+        return sum(pt.rss for pt in self.ptp if pt is not None)
+
+    def __repr__(self) -> str:
+        return f"<mm {self.id} vmas={len(self.vmas)}>"
+
+
+class Memory:
+    """Everything behind the memory system calls of one machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        m = self.m = machine
+        cfg = m.config
+        self.geo = geo = Geometry(cfg.pae)
+        self.sh, self.mask = geo.pmd_shift, geo.ptrs_per_pte - 1
+        self.pgdir_shift = 30 if cfg.pae else 22
+        self.pa = pa = m.pagealloc
+        mem = pa.mem_map
+        self.tag, self.count, self.flags = mem.tag, mem.count, mem.flags
+        self.count_np, self.flags_np = mem.np("count"), mem.np("flags")
+        self.acct = m.acct
+        self.highpte = bool(cfg.highpte)
+        self.first_high = pa.first_high_pfn
+        self.nrpte = nrpte(cfg.l1_cache_bytes, cfg.pae, self.highpte)
+        self.rmap = Rmap(m, mem.rmap, self.nrpte, cfg.l1_cache_bytes)
+        self.ptpages: dict[int, PtePage] = {}  # every live PTE page by pfn
+        self.mms: dict[int, MMStruct] = {}
+        self.next_mm = 1
+        self.objects: set[ShmemObject] = set()
+        self.pins: dict[int, int] = {}  # pfn -> references held by get_user_pages-style pins
+        self.pte_changes = [0] * len(REASONS)
+        self.c_mm = m.kmem_cache("mm_struct", MM_STRUCT_BYTES, 32)
+        self.c_vma = m.kmem_cache("vm_area_struct", VMA_BYTES, 32)
+        self.c_task = m.kmem_cache("task_struct", TASK_STRUCT_BYTES, 32)
+        self.c_pgd = m.kmem_cache("pae_pgd", 32, 32) if cfg.pae else None
+        self.kstacks: dict[int, int] = {}  # task pid -> kernel stack (order 1)
+        P = m.P
+        self.P_fault, self.P_clear, self.P_copy, self.P_kmap = P.page_fault, P.clear_page, P.copy_page, P.kmap_atomic
+        self.P_pte_set, self.P_pte_clear, self.P_pte_copy, self.P_ref = P.pte_set, P.pte_clear, P.pte_copy, P.page_ref
+        self.P_vma, self.P_pcl = P.vma_op, P.page_cache_lookup
+        self._fault_hook = m.policy("mmframe_handle_mm_fault")
+        self._copy_hook = m.policy("mmframe_copy_pte_page")
+        self._pte_hook = m.policy("mmframe_pte_change")
+        self.fault_hook_is_core = not [o for o in m.hooks.resolved["mmframe_handle_mm_fault"].owners
+                                       if o != "mmframe.core"]
+        from mmframe.mm import mmap
+        sched = m.sched
+        for name in ("read", "write", "touch"):
+            sched.handlers[name] = getattr(self, "sys_" + name)
+        for name in ("mmap", "munmap", "mprotect"):
+            sched.handlers[name] = getattr(mmap, "sys_" + name).__get__(self)
+
+    # --- address spaces -----------------------------------------------------------------------
+    def new_mm(self) -> MMStruct | None:
+        """``mm_alloc`` + ``pgd_alloc``: None when lowmem cannot supply them."""
+        if self.c_mm.alloc() < 0:
+            return None
+        mm = MMStruct(self.next_mm, self.geo)
+        pages = []
+        for _ in range(self.geo.pmd_pages or 1):
+            pfn = self.m.alloc_pages(GFP_KERNEL, 0)
+            if pfn < 0:
+                for p in pages:
+                    self.m.free_pages(p, 0)
+                self.c_mm.free()
+                return None
+            pages.append(pfn)
+            self.acct.charge(self.P_clear)
+        if self.c_pgd is not None and self.c_pgd.alloc() < 0:
+            for p in pages:
+                self.m.free_pages(p, 0)
+            self.c_mm.free()
+            return None
+        mm.pgd_pages = pages
+        self.pa.page_table_pages += len(pages)
+        self.next_mm += 1
+        self.mms[mm.id] = mm
+        return mm
+
+    def _free_mm(self, mm: MMStruct) -> None:
+        for p in mm.pgd_pages:
+            self.m.free_pages(p, 0)
+        self.pa.page_table_pages -= len(mm.pgd_pages)
+        mm.pgd_pages = []
+        if self.c_pgd is not None:
+            self.c_pgd.free()
+        self.c_mm.free()
+        mm.dead = True
+        del self.mms[mm.id]
+
+    def dup_mm(self, task: Task) -> MMStruct | int:
+        from mmframe.mm.fork import dup_mmap
+        return dup_mmap(self, task.mm)
+
+    def exit_mm(self, task: Task) -> None:
+        mm, task.mm = task.mm, None
+        mm.users -= 1
+        if mm.users == 0:
+            from mmframe.mm.exit import exit_mmap
+            exit_mmap(self, mm, self._cpu())
+
+    def exec_mm(self, task: Task) -> None:
+        self.exit_mm(task)
+        task.mm = self.new_mm()
+        self.m.tlb.switch_mm(task.cpu, task.mm)
+
+    def task_created(self, pid: int) -> bool:
+        """``dup_task_struct``: a task_struct from its slab and an 8 KiB (order-1) kernel stack."""
+        if self.c_task.alloc() < 0:
+            return False
+        stack = self.m.alloc_pages(GFP_KERNEL, 1)
+        if stack < 0:
+            self.c_task.free()
+            return False
+        self.kstacks[pid] = stack
+        return True
+
+    def task_released(self, pid: int) -> None:
+        stack = self.kstacks.pop(pid, None)
+        if stack is not None:
+            self.m.free_pages(stack, 1)
+            self.c_task.free()
+
+    def _cpu(self) -> Any:
+        cur = self.m.sched.current
+        return cur.cpu if cur is not None else self.m.cpus[0]
+
+    # --- pages --------------------------------------------------------------------------------
+    def alloc_user_page(self) -> int:
+        """A zeroed GFP_HIGHUSER page (clear_user_highpage), or -1."""
+        pfn = self.m.alloc_pages(GFP_HIGHUSER, 0)
+        if pfn >= 0:
+            self.acct.charge(self.P_clear)
+            if pfn >= self.first_high:
+                self.acct.charge(self.P_kmap)
+            self.tag[pfn] = 0
+        return pfn
+
+    def put_page(self, pfn: int) -> None:
+        c = self.count[pfn] - 1
+        self.count[pfn] = c
+        self.acct.charge(self.P_ref)
+        if c == 0:
+            self.m.free_pages(pfn, 0)
+
+    def pin(self, mm: MMStruct, addr: int) -> int:
+        """Take a reference on the page mapped at ``addr`` (as get_user_pages for direct I/O does);
+        the pfn, or -1 if nothing is mapped there.  A pinned page is copied, not reused, on COW."""
+        pt = mm.ptp[addr >> self.sh]
+        if pt is None:
+            return -1
+        pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
+        if not pte & PTE_PRESENT_MASK or self.flags[pte >> PAGE_SHIFT] & _RESERVED:
+            return -1
+        pfn = pte >> PAGE_SHIFT
+        self.count[pfn] += 1
+        self.pins[pfn] = self.pins.get(pfn, 0) + 1
+        self.acct.charge(self.P_ref)
+        return pfn
+
+    def unpin(self, pfn: int) -> None:
+        n = self.pins[pfn] - 1
+        if n:
+            self.pins[pfn] = n
+        else:
+            del self.pins[pfn]
+        self.put_page(pfn)
+
+    # --- PTE pages and the PMD level (primitives a page-table policy uses) ----------------------
+    def pte_alloc(self, mm: MMStruct, idx: int) -> PtePage | None:
+        """``pte_alloc_map``: a zeroed PTE page (highmem with HIGHPTE) installed writable in slot
+        ``idx``; None when no page could be had."""
+        pfn = self.m.alloc_pages(GFP_KERNEL | __GFP_HIGHMEM if self.highpte else GFP_KERNEL, 0)
+        if pfn < 0:
+            return None
+        high = pfn >= self.first_high
+        self.acct.charge(self.P_clear)
+        if high:
+            self.acct.charge(self.P_kmap)
+        self.pa.page_table_pages += 1
+        pt = PtePage(pfn, self.geo, idx, high)
+        pt.owners.append(mm)
+        self.ptpages[pfn] = pt
+        mm.ptp[idx] = pt
+        mm.pmd[idx] = (pfn << PAGE_SHIFT) | _PAGE_TABLE
+        return pt
+
+    def pmd_share(self, src: MMStruct, dst: MMStruct, idx: int, writable: bool) -> None:
+        """Point ``dst``'s slot ``idx`` at ``src``'s PTE page: one more reference and owner."""
+        pt = src.ptp[idx]
+        assert pt is not None and dst.ptp[idx] is None
+        self.count[pt.pfn] += 1
+        pt.owners.append(dst)
+        dst.ptp[idx] = pt
+        dst.pmd[idx] = (pt.pfn << PAGE_SHIFT) | (_PAGE_TABLE if writable else _PAGE_TABLE & ~_PAGE_RW)
+        self.acct.charge(self.P_ref)
+        self.acct.charge(self.P_pte_set)
+
+    def pmd_set_writable(self, mm: MMStruct, idx: int, writable: bool) -> None:
+        """``pmd_mkwrite`` / ``pmd_wrprotect``; flushing the TLB is the caller's business."""
+        e = mm.pmd[idx]
+        mm.pmd[idx] = e | _PAGE_RW if writable else e & ~_PAGE_RW
+        self.acct.charge(self.P_pte_set)
+
+    def pmd_writable(self, mm: MMStruct, idx: int) -> bool:
+        return bool(mm.pmd[idx] & _PAGE_RW)
+
+    def pmd_drop(self, mm: MMStruct, idx: int) -> None:
+        """Clear ``mm``'s slot ``idx`` and drop its reference on the PTE page; the last owner's
+        drop zaps what is left in it and frees it (``pte_free``)."""
+        pt = mm.ptp[idx]
+        assert pt is not None
+        mm.ptp[idx] = None
+        mm.pmd[idx] = 0
+        pt.owners.remove(mm)
+        c = self.count[pt.pfn] - 1
+        self.acct.charge(self.P_ref)
+        if c:
+            self.count[pt.pfn] = c
+            return
+        if pt.rss or pt.rid.count(-1) != len(pt.rid) or any(pt.ptes):
+            self.zap_pte_range(pt, 0, len(pt.ptes))
+        del self.ptpages[pt.pfn]
+        self.pa.page_table_pages -= 1
+        self.m.free_pages(pt.pfn, 0)
+
+    def sharers(self, pt: PtePage) -> int:
+        """How many mms use this PTE page (its page count)."""
+        return self.count[pt.pfn]
+
+    def flush_tlb_mm(self, mm: MMStruct) -> None:
+        self.m.tlb.flush_tlb_mm(mm, self._cpu())
+
+    def unshare(self, mm: MMStruct, idx: int) -> PtePage | None:
+        """Give ``mm`` a private copy of the shared PTE page in slot ``idx`` (the 2002 patch's
+        ``pte_unshare``): a new PTE page with every present entry copied, page references and
+        rmap entries for each; copy-on-write entries write-protected in the copy, and in the
+        source too when only one sharer remains; the PMD made writable; the mm's TLB flushed.
+        With a count of one only the PMD is made writable.  None if no page could be had."""
+        self.pte_changes[UNSHARE] += 1
+        old = mm.ptp[idx]
+        assert old is not None
+        if self.count[old.pfn] == 1:
+            self.pmd_set_writable(mm, idx, True)
+            self.flush_tlb_mm(mm)
+            return old
+        old.owners.remove(mm)
+        mm.ptp[idx] = None
+        new = self.pte_alloc(mm, idx)
+        if new is None:
+            old.owners.append(mm)
+            mm.ptp[idx] = old
+            return None
+        self.count[old.pfn] -= 1
+        self.acct.charge(self.P_ref)
+        from mmframe.mm.fork import copy_pte_range
+        copy_pte_range(self, mm, old, new, idx, wrprotect_src=self.count[old.pfn] == 1, src_owner=old.owners[0],
+                       reason=UNSHARE)
+        self.flush_tlb_mm(mm)
+        return new
+
+    # --- the choke point --------------------------------------------------------------------------
+    def pte_change(self, mm: MMStruct, idx: int, reason: int, start: int, end: int) -> PtePage | None:
+        """Every write to a PTE page starts here: count the reason, let the policy act (unshare,
+        or do the change at the PMD level and return True), map the page (``kmap_atomic`` with
+        HIGHPTE).  Returns the PTE page to write, or None when the policy did the change."""
+        self.pte_changes[reason] += 1
+        hook = self._pte_hook
+        if hook is not None and hook(self, mm, idx, REASONS[reason], start, end):
+            return None
+        pt = mm.ptp[idx]
+        if pt is not None and pt.high:
+            self.acct.charge(self.P_kmap)
+        return pt
+
+    # --- accesses (the hardware walk) ------------------------------------------------------------
+    def sys_read(self, task: Task, addr: int) -> int:
+        mm = task.mm
+        for _ in range(4):
+            if 0 <= addr < TASK_SIZE:
+                idx = addr >> self.sh
+                pt = mm.ptp[idx]
+                if pt is not None:
+                    pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
+                    if pte & _PAGE_PRESENT:
+                        return self.tag[pte >> PAGE_SHIFT]
+            self.do_page_fault(task, addr, False)
+        raise AssertionError(f"read fault at {addr:#x} did not make the page present")
+
+    def sys_write(self, task: Task, addr: int, tag: int) -> int:
+        mm = task.mm
+        for _ in range(4):
+            if 0 <= addr < TASK_SIZE:
+                idx = addr >> self.sh
+                pt = mm.ptp[idx]
+                if pt is not None and mm.pmd[idx] & _PAGE_RW:
+                    pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
+                    if pte & 3 == 3:  # present and writable
+                        self.tag[pte >> PAGE_SHIFT] = tag
+                        return 0
+            self.do_page_fault(task, addr, True)
+        raise AssertionError(f"write fault at {addr:#x} did not make the page writable")
+
+    def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
+        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
+        self.acct.charge(self.P_fault)
+        mm = task.mm
+        if not 0 <= addr < TASK_SIZE:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
+        vma = mm.vmas.find(addr)
+        if vma is None or vma.start > addr:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
+        if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
+            raise SimSignal(SIGSEGV, SEGV_ACCERR, addr)
+        r = self._fault_hook(self, mm, vma, addr, write)
+        if r == VM_FAULT_OOM:
+            self.m.sched.kill(task, SIGKILL)
+            raise Killed()
+        if r == VM_FAULT_SIGBUS:
+            raise SimSignal(SIGBUS, BUS_ADRERR, addr)
+        return r
+
+    def handle_mm_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
+        """2.5.49 ``handle_mm_fault`` / ``handle_pte_fault`` (the core's fault policy)."""
+        idx = addr >> self.sh
+        pt = mm.ptp[idx]
+        if pt is None:
+            pt = self.pte_alloc(mm, idx)
+            if pt is None:
+                return VM_FAULT_OOM
+        i = (addr >> PAGE_SHIFT) & self.mask
+        pte = pt.ptes[i]
+        if not pte & PTE_PRESENT_MASK:
+            if vma.obj is not None:
+                return self.do_no_page(mm, vma, addr, idx, i, write)
+            return self.do_anonymous_page(mm, vma, addr, idx, i, write)
+        if write and not pte & _PAGE_RW:
+            return self.do_wp_page(mm, vma, addr, idx, i, pte)
+        if write and not mm.pmd[idx] & _PAGE_RW:
+            raise AssertionError(f"write fault at {addr:#x}: PMD write-protected and no policy unshared it")
+        return VM_FAULT_MINOR  # spurious: another sharer filled it, or a read of a present page
+
+    def do_anonymous_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
+        acct = self.acct
+        if not write:
+            pt = self.pte_change(mm, idx, FAULT, i, i + 1)
+            pt.ptes[i] = (ZERO_PFN << PAGE_SHIFT) | PAGE_READONLY  # pte_wrprotect(ZERO_PAGE)
+            acct.charge(self.P_pte_set)
+            return VM_FAULT_MINOR
+        pfn = self.alloc_user_page()
+        if pfn < 0:
+            return VM_FAULT_OOM
+        pt = self.pte_change(mm, idx, FAULT, i, i + 1)
+        pt.ptes[i] = (pfn << PAGE_SHIFT) | vma.page_prot | _PAGE_RW | _PAGE_DIRTY
+        acct.charge(self.P_pte_set)
+        pt.rss += 1
+        self.rmap.add(pfn, pt, i)
+        return VM_FAULT_MINOR
+
+    def do_no_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
+        """A fault in a mapping with a backing object (shared anonymous memory: shmem_nopage)."""
+        pfn = self.obj_page(vma.obj, vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT))
+        if pfn < 0:
+            return VM_FAULT_OOM
+        self.count[pfn] += 1
+        self.acct.charge(self.P_ref)
+        prot = vma.page_prot
+        if write:
+            prot |= _PAGE_RW | _PAGE_DIRTY
+        pt = self.pte_change(mm, idx, FAULT, i, i + 1)
+        pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
+        self.acct.charge(self.P_pte_set)
+        pt.rss += 1
+        self.rmap.add(pfn, pt, i)
+        return VM_FAULT_MINOR
+
+    def obj_page(self, obj: ShmemObject, pgoff: int) -> int:
+        """The object's page at ``pgoff``, allocated zeroed on first use (the cache's reference)."""
+        self.acct.charge(self.P_pcl)
+        pfn = obj.pages.get(pgoff)
+        if pfn is None:
+            pfn = self.alloc_user_page()
+            if pfn < 0:
+                return -1
+            obj.pages[pgoff] = pfn
+        return pfn
+
+    def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
+        """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""
+        acct = self.acct
+        old = pte >> PAGE_SHIFT
+        reserved = self.flags[old] & _RESERVED
+        if vma.flags & VM_SHARED or (not reserved and self.count[old] == 1):
+            pt = self.pte_change(mm, idx, COW, i, i + 1)
+            pt.ptes[i] = pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED
+            acct.charge(self.P_pte_set)
+            self.m.tlb.flush_tlb_page(mm, self._cpu(), addr)
+            return VM_FAULT_MINOR
+        new = self.m.alloc_pages(GFP_HIGHUSER, 0)
+        if new < 0:
+            return VM_FAULT_OOM
+        # copy_cow_page: the ZERO_PAGE is cleared, not copied; highmem pages are kmapped
+        acct.charge(self.P_clear if reserved else self.P_copy)
+        acct.charge(self.P_kmap, (new >= self.first_high) + (not reserved and old >= self.first_high))
+        self.tag[new] = self.tag[old]
+        pt = self.pte_change(mm, idx, COW, i, i + 1)
+        if reserved:
+            pt.rss += 1
+        else:
+            self.rmap.remove(old, pt, i)
+        pt.ptes[i] = (new << PAGE_SHIFT) | vma.page_prot | _PAGE_RW | _PAGE_DIRTY
+        acct.charge(self.P_pte_set)
+        self.rmap.add(new, pt, i)
+        self.m.tlb.flush_tlb_page(mm, self._cpu(), addr)
+        if not reserved:
+            self.put_page(old)
+        return VM_FAULT_MINOR
+
+    # --- touch: a range of accesses, bulk where it can be -----------------------------------------
+    def sys_touch(self, task: Task, start: int, length: int, write: bool = False) -> int:
+        if length < 0:
+            return -22  # EINVAL
+        mm = task.mm
+        addr, end = start & ~(PAGE_SIZE - 1), start + length
+        while addr < end:
+            vma = mm.vmas.find(addr) if 0 <= addr < TASK_SIZE else None
+            if vma is None or vma.start > addr or not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
+                self.do_page_fault(task, addr, write)  # raises the signal
+                raise AssertionError("unreachable")
+            idx = addr >> self.sh
+            run_end = min(end, vma.end, (idx + 1) << self.sh)
+            self._touch_run(task, mm, vma, idx, addr, run_end, write)
+            addr = (run_end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        return 0
+
+    def _touch_run(self, task: Task, mm: MMStruct, vma: VMA, idx: int, lo: int, hi: int, write: bool) -> None:
+        """Access every page of ``[lo, hi)`` (one VMA, one PMD slot): a fault where the hardware
+        would take one; entries with nothing mapped are filled a PTE page at a time."""
+        base = idx << self.sh
+        i0, i1 = (lo - base) >> PAGE_SHIFT, (hi - base + PAGE_SIZE - 1) >> PAGE_SHIFT
+        if write and mm.ptp[idx] is not None and not mm.pmd[idx] & _PAGE_RW:
+            self.do_page_fault(task, lo, True)  # a write-protected PMD: the policy's business
+        pt = mm.ptp[idx]
+        if pt is None:
+            need = np.arange(i0, i1)
+            empty = need
+        else:
+            seg = pt.np()[i0:i1]
+            bad = (seg & _PAGE_PRESENT) == 0
+            if write:
+                bad |= (seg & _PAGE_RW) == 0
+            need = np.flatnonzero(bad) + i0
+            empty = need[(pt.np()[need] & PTE_PRESENT_MASK) == 0] if len(need) else need
+        if not len(need):
+            return
+        if len(empty) >= BULK_MIN and self.fault_hook_is_core and len(empty) == len(need):
+            self._fill_bulk(task, mm, vma, idx, empty, write)
+            return
+        for i in need.tolist():
+            self.do_page_fault(task, base + (i << PAGE_SHIFT), write)
+
+    def _fill_bulk(self, task: Task, mm: MMStruct, vma: VMA, idx: int, slots: np.ndarray, write: bool) -> None:
+        """Anonymous or shared-object faults on empty entries, a PTE page at a time, charging what
+        one fault per entry would: the trap, the page, the PTE, the rmap entry, a kmap each."""
+        n = len(slots)
+        acct = self.acct
+        pt = mm.ptp[idx]
+        if pt is None:
+            pt = self.pte_alloc(mm, idx)
+            if pt is None:
+                self.m.sched.kill(task, SIGKILL)
+                raise Killed()
+        acct.charge(self.P_fault, n)
+        if vma.obj is None and not write:
+            pt = self.pte_change(mm, idx, FAULT, int(slots[0]), int(slots[-1]) + 1)
+            if pt.high:
+                acct.charge(self.P_kmap, n - 1)
+            pt.np()[slots] = (ZERO_PFN << PAGE_SHIFT) | PAGE_READONLY
+            acct.charge(self.P_pte_set, n)
+            return
+        pfns = np.empty(n, dtype=np.int64)
+        base = idx << self.sh
+        for j, i in enumerate(slots.tolist()):
+            if vma.obj is None:
+                pfn = self.alloc_user_page()
+            else:
+                pfn = self.obj_page(vma.obj, vma.pgoff + ((base + (i << PAGE_SHIFT) - vma.start) >> PAGE_SHIFT))
+                if pfn >= 0:
+                    self.count[pfn] += 1
+                    acct.charge(self.P_ref)
+            if pfn < 0:  # fill what we have, then the out-of-memory kill
+                if j:
+                    self._install(mm, vma, idx, slots[:j], pfns[:j], write)
+                self.m.sched.kill(task, SIGKILL)
+                raise Killed()
+            pfns[j] = pfn
+        self._install(mm, vma, idx, slots, pfns, write)
+
+    def _install(self, mm: MMStruct, vma: VMA, idx: int, slots: np.ndarray, pfns: np.ndarray, write: bool) -> None:
+        n = len(slots)
+        pt = self.pte_change(mm, idx, FAULT, int(slots[0]), int(slots[-1]) + 1)
+        if pt.high:
+            self.acct.charge(self.P_kmap, n - 1)
+        prot = vma.page_prot | (_PAGE_RW | _PAGE_DIRTY if write else 0)
+        pt.np()[slots] = (pfns << PAGE_SHIFT) | prot
+        self.acct.charge(self.P_pte_set, n)
+        pt.rss += n
+        self.rmap.add_bulk(pfns, pt, slots)
+
+    # --- zap and mprotect's PTE pass ---------------------------------------------------------------
+    def zap_range(self, mm: MMStruct, start: int, end: int, reason: int = ZAP) -> None:
+        """``zap_page_range``: clear the PTEs of ``[start, end)`` through the choke point."""
+        sh = self.sh
+        for idx in range(start >> sh, ((end - 1) >> sh) + 1):
+            if mm.ptp[idx] is None:
+                continue
+            base = idx << sh
+            i0 = (max(start, base) - base) >> PAGE_SHIFT
+            i1 = (min(end, base + (1 << sh)) - base) >> PAGE_SHIFT
+            pt = self.pte_change(mm, idx, reason, i0, i1)
+            if pt is not None:
+                self.zap_pte_range(pt, i0, i1)
+
+    def zap_pte_range(self, pt: PtePage, i0: int, i1: int) -> None:
+        """Clear entries ``[i0, i1)`` of one PTE page: drop rmap entries and page references."""
+        if i1 - i0 < BULK_MIN:
+            ptes, flags, acct = pt.ptes, self.flags, self.acct
+            for i in range(i0, i1):
+                pte = ptes[i]
+                if not pte & PTE_PRESENT_MASK:
+                    continue
+                ptes[i] = 0
+                acct.charge(self.P_pte_clear)
+                pfn = pte >> PAGE_SHIFT
+                if flags[pfn] & _RESERVED:
+                    continue
+                self.rmap.remove(pfn, pt, i)
+                pt.rss -= 1
+                self.put_page(pfn)
+            return
+        v = pt.np()[i0:i1]
+        pres = np.flatnonzero(v & PTE_PRESENT_MASK)
+        if not len(pres):
+            return
+        pfns = (v[pres] >> PAGE_SHIFT).astype(np.int64)
+        v[pres] = 0
+        self.acct.charge(self.P_pte_clear, len(pres))
+        real = (self.flags_np[pfns] & _RESERVED) == 0
+        rp = pfns[real]
+        if not len(rp):
+            return
+        self.rmap.remove_bulk(rp, pt, pres[real] + i0)
+        pt.rss -= len(rp)
+        self.release_pages(rp)
+
+    def release_pages(self, pfns: np.ndarray) -> None:
+        """``put_page`` on each, in order, freeing those whose last reference went."""
+        self.acct.charge(self.P_ref, len(pfns))
+        count = self.count_np
+        np.subtract.at(count, pfns, 1)
+        gone = pfns[count[pfns] == 0]
+        if len(gone):
+            free, seen = self.m.free_pages, set()
+            for pfn in gone.tolist():
+                if pfn not in seen:
+                    seen.add(pfn)
+                    free(pfn, 0)
+
+    def change_protection(self, mm: MMStruct, start: int, end: int, prot: int) -> None:
+        """mprotect's ``change_pte_range`` over ``[start, end)``: ``pte_modify`` every present entry."""
+        sh = self.sh
+        for idx in range(start >> sh, ((end - 1) >> sh) + 1):
+            if mm.ptp[idx] is None:
+                continue
+            base = idx << sh
+            i0 = (max(start, base) - base) >> PAGE_SHIFT
+            i1 = (min(end, base + (1 << sh)) - base) >> PAGE_SHIFT
+            pt = self.pte_change(mm, idx, MPROTECT, i0, i1)
+            if pt is None:
+                continue
+            if i1 - i0 < BULK_MIN:
+                ptes = pt.ptes
+                for i in range(i0, i1):
+                    pte = ptes[i]
+                    if pte & PTE_PRESENT_MASK:
+                        ptes[i] = (pte & _PTE_CHG_MASK) | prot
+                        self.acct.charge(self.P_pte_set)
+                continue
+            v = pt.np()[i0:i1]
+            pres = np.flatnonzero(v & PTE_PRESENT_MASK)
+            if len(pres):
+                v[pres] = (v[pres] & v.dtype.type(_PTE_CHG_MASK & (2 ** (8 * v.itemsize) - 1))) | v.dtype.type(prot)
+                self.acct.charge(self.P_pte_set, len(pres))
+
+    # --- objects ----------------------------------------------------------------------------------
+    def new_object(self, npages: int) -> ShmemObject:
+        obj = ShmemObject(npages)
+        self.objects.add(obj)
+        return obj
+
+    def put_object(self, obj: ShmemObject) -> None:
+        obj.refs -= 1
+        if obj.refs == 0:
+            if obj.on_release is not None and obj.on_release(obj):
+                return
+            self.drop_object_pages(obj)
+
+    def drop_object_pages(self, obj: ShmemObject) -> None:
+        for pfn in obj.pages.values():
+            self.put_page(pfn)
+        obj.pages.clear()
+        self.objects.discard(obj)
+
+    def vma_free(self, vma: VMA) -> None:
+        if vma.obj is not None:
+            self.put_object(vma.obj)
+        self.c_vma.free()
+        self.acct.charge(self.P_vma)
+
+    def vma_alloc(self) -> bool:
+        self.acct.charge(self.P_vma)
+        return self.c_vma.alloc() >= 0
+
+    # --- reports ---------------------------------------------------------------------------------
+    def reverse_maps(self) -> int:
+        return self.rmap.entries()
+
+    def check(self) -> None:
+        from mmframe.mm.debug_vm import check
+        check(self)

@@ -1,0 +1,133 @@
+"""``vm_area_struct``: the mappings of an address space, in a sorted container keyed by start.
+
+``find_vma`` is 2.5's: the first VMA ending above the address, through a one-entry ``mmap_cache``
+first; O(log V) otherwise.  Splitting is here; merging and the full mapping calls are in
+:mod:`mmframe.mm.mmap`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from mmframe.mm.page import PAGE_SHIFT
+from mmframe.mm.pgtable import PAGE_COPY, PAGE_NONE, PAGE_READONLY, PAGE_SHARED
+
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE = 0x10, 0x20, 0x40, 0x80
+VM_GROWSDOWN, VM_LOCKED, VM_IO, VM_DONTCOPY, VM_RESERVED = 0x100, 0x2000, 0x4000, 0x20000, 0x80000
+
+
+def vm_page_prot(flags: int) -> int:
+    """i386 ``protection_map``: private writable mappings are read-only until a COW fault."""
+    if not flags & (VM_READ | VM_WRITE | VM_EXEC):
+        return PAGE_NONE
+    if flags & VM_WRITE:
+        return PAGE_SHARED if flags & VM_SHARED else PAGE_COPY
+    return PAGE_READONLY
+
+
+class VMA:
+    """One mapping ``[start, end)``: flags, the page protection they imply, backing object."""
+
+    __slots__ = ("start", "end", "flags", "page_prot", "obj", "pgoff")
+
+    def __init__(self, start: int, end: int, flags: int, obj: Any = None, pgoff: int = 0) -> None:
+        self.start, self.end, self.flags, self.obj, self.pgoff = start, end, flags, obj, pgoff
+        self.page_prot = vm_page_prot(flags)
+
+    def set_flags(self, flags: int) -> None:
+        self.flags = flags
+        self.page_prot = vm_page_prot(flags)
+
+    def clone(self, start: int, end: int) -> VMA:
+        """A copy covering ``[start, end)`` of this one (the object gains a reference)."""
+        v = VMA(start, end, self.flags, self.obj, self.pgoff + ((start - self.start) >> PAGE_SHIFT))
+        if self.obj is not None:
+            self.obj.get()
+        return v
+
+    @property
+    def cow(self) -> bool:
+        """Private and may be written: copy-on-write applies (``copy_page_range``'s test)."""
+        return self.flags & (VM_SHARED | VM_MAYWRITE) == VM_MAYWRITE
+
+    def __repr__(self) -> str:
+        return f"<VMA {self.start:#x}-{self.end:#x} flags={self.flags:#x}>"
+
+
+class VMAList:
+    """The VMAs of one mm (the kernel's list plus AVL tree), with ``mmap_cache``."""
+
+    __slots__ = ("tree", "cache")
+
+    def __init__(self) -> None:
+        self.tree: SortedDict = SortedDict()
+        self.cache: VMA | None = None
+
+    def __len__(self) -> int:
+        return len(self.tree)
+
+    def __iter__(self):
+        return iter(self.tree.values())
+
+    def find(self, addr: int) -> VMA | None:
+        """``find_vma``: the first VMA with ``end > addr`` (it may start above ``addr``)."""
+        c = self.cache
+        if c is not None and c.start <= addr < c.end:
+            return c
+        tree = self.tree
+        i = tree.bisect_right(addr) - 1
+        if i >= 0:
+            v = tree.peekitem(i)[1]
+            if addr < v.end:
+                self.cache = v
+                return v
+        if i + 1 < len(tree):
+            return tree.peekitem(i + 1)[1]
+        return None
+
+    def overlapping(self, start: int, end: int) -> list[VMA]:
+        tree = self.tree
+        i = max(tree.bisect_right(start) - 1, 0)
+        out = []
+        for v in tree.values()[i:]:
+            if v.start >= end:
+                break
+            if v.end > start:
+                out.append(v)
+        return out
+
+    def insert(self, v: VMA) -> None:
+        self.tree[v.start] = v
+
+    def remove(self, v: VMA) -> None:
+        del self.tree[v.start]
+        if self.cache is v:
+            self.cache = None
+
+    def neighbours(self, start: int, end: int) -> tuple[VMA | None, VMA | None]:
+        """The VMAs just below ``start`` and from ``end`` up (for free_pgtables and merging)."""
+        tree = self.tree
+        i = tree.bisect_left(start) - 1
+        prev = tree.peekitem(i)[1] if i >= 0 else None
+        j = tree.bisect_left(end)
+        nxt = tree.peekitem(j)[1] if j < len(tree) else None
+        return prev, nxt
+
+
+class ShmemObject:
+    """The object behind shared anonymous memory (2.5's shmem inode; SysV shm uses the same):
+    a page cache of ``pgoff -> pfn`` holding one reference per page, and a count of users."""
+
+    __slots__ = ("pages", "refs", "npages", "on_release")
+
+    def __init__(self, npages: int) -> None:
+        self.pages: dict[int, int] = {}
+        self.refs = 1
+        self.npages = npages
+        self.on_release: Any = None
+
+    def get(self) -> None:
+        self.refs += 1
