@@ -73,9 +73,26 @@ class Machine:
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
         self.mm = Memory(self)
+        if self.config.debug_vm == "syscall":
+            self._check_every_syscall()
         for info in self._infos():  # each plugin sees only its own options
             call_one(info, "mmframe_configure", machine=self,
                      options=dict(self.cfg.plugin_options.get(info.name, {})))
+
+    def _check_every_syscall(self) -> None:
+        """debug_vm = "syscall": run the memory invariant checker after every system call."""
+        check, handlers = self.mm.check, self.sched.handlers
+
+        def checked(handler: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*args: Any) -> Any:
+                try:
+                    return handler(*args)
+                finally:
+                    check()
+            return run
+
+        for name in list(handlers):
+            handlers[name] = checked(handlers[name])
 
     # --- policy hooks and physical memory -----------------------------------------------------
     def policy(self, hook: str) -> Callable[..., Any]:

@@ -40,6 +40,7 @@ FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE = range(l
 BULK_MIN = 24
 
 _RESERVED = 1 << PG_reserved
+GFP_PTE_HIGH = GFP_KERNEL | __GFP_HIGHMEM  # pte_alloc_one with CONFIG_HIGHPTE (no mangling here)
 _PTE_CHG_MASK = ~0xFFF | _PAGE_ACCESSED | _PAGE_DIRTY  # pte_modify keeps pfn, accessed, dirty
 ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
 
@@ -239,7 +240,7 @@ class Memory:
     def pte_alloc(self, mm: MMStruct, idx: int) -> PtePage | None:
         """``pte_alloc_map``: a zeroed PTE page (highmem with HIGHPTE) installed writable in slot
         ``idx``; None when no page could be had."""
-        pfn = self.m.alloc_pages(GFP_KERNEL | __GFP_HIGHMEM if self.highpte else GFP_KERNEL, 0)
+        pfn = self.m.alloc_pages(GFP_PTE_HIGH if self.highpte else GFP_KERNEL, 0)
         if pfn < 0:
             return None
         high = pfn >= self.first_high

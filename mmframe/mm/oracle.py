@@ -3,8 +3,8 @@ no physical pages and no costs beyond TLB accounting.
 
 It answers the program-visible questions (which value a read returns, which access raises SIGSEGV
 with which si_code, what mmap/munmap/mprotect return) the way 2.5.49 does for anonymous mappings.
-The machine uses it until the page-table model lands; from then on it is the oracle the real memory
-model is checked against differentially.  Complexity: O(log V) per access for V mappings.
+The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
+a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
 
 from __future__ import annotations
@@ -77,6 +77,18 @@ class OracleMemory:
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
+    def task_created(self, pid: int) -> bool:
+        return True
+
+    def task_released(self, pid: int) -> None:
+        pass
+
+    def reverse_maps(self) -> int:
+        return 0
+
+    def check(self) -> None:
+        pass
+
     def new_mm(self) -> OracleMM:
         return OracleMM()
 
@@ -101,7 +113,7 @@ class OracleMemory:
         a = mm.find(addr)
         if a is None:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
-        if not (a.prot & (PROT_WRITE if write else PROT_READ)):
+        if not (a.prot & (PROT_WRITE if write else PROT_READ | PROT_EXEC)):  # i386: exec implies read
             raise SimSignal(SIGSEGV, SEGV_ACCERR, addr)
         return a
 
