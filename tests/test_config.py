@@ -62,8 +62,8 @@ CASES = [
     ("[scenario]\nname = 'nosuch'\n", "scenario.name", 2, "unknown scenario", "spawn"),
     ("[scenario]\npolicies = 'pt_shared'\n", "scenario.policies", 2, "list of lists", None),
     ("[scenario]\npolicies = [['ghost']]\n", "scenario.policies", 2, "unknown plugin 'ghost'", "tree"),
-    ("[scenario]\nchildren = 0\n", "scenario.children", 2, "invalid value", ">= 1"),
-    ("[scenario]\nkids = 2\n", "scenario.kids", 2, "unknown key for scenario 'spawn'", "children"),
+    ("[scenario]\nname = \"spawn\"\nchildren = 0\n", "scenario.children", 3, "invalid value", ">= 1"),
+    ("[scenario]\nkids = 2\n", "scenario.kids", 2, "unknown key for scenario 'fork-scaling'", "sizes"),
 ]
 
 
@@ -129,6 +129,7 @@ def test_valid_document_is_applied(isolated, install_plugin):
         [block.sda.tree]
         depth = 16
         [scenario]
+        name = "spawn"
         children = 3
         sleep = "2ms"
     """)

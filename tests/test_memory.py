@@ -302,3 +302,15 @@ def test_generated_programs_match_the_oracle(ops, pae):
     oracle.mm = OracleMemory(oracle)
     a, b = real.run(_program, ops), oracle.run(_program, ops)
     assert not compare_results(a, b).differences
+
+
+def test_fork_scaling_scenario_figures_follow_the_model(isolated):
+    from mmframe.scenario import run_scenario
+    (isolated / "run.toml").write_text('[scenario]\nname = "fork-scaling"\nsizes = ["4MiB", "40MiB"]\n'
+                                       'memory = "256MiB"\n')
+    scen, cols = run_scenario(load_config(isolated / "run.toml", env={}))
+    f = cols[0].figures
+    assert f["fork 40MiB"] > 5 * f["fork 4MiB"] and f["fork+exit 40MiB"] > f["fork 40MiB"]
+    assert f["page tables 4MiB"] == 4 * 4  # two pgds and two PTE pages (the region is 4 MiB aligned)
+    assert f["pte_chains 40MiB"] == 10240 * 32 // 1024  # a chain per page once it has two mappings
+    assert f["fork 40MiB / 2.5.41"] == pytest.approx(f["fork 40MiB"] / 28.4)

@@ -1,0 +1,113 @@
+"""``fork-scaling``: fork, and fork+exit, of a task with 4 MiB to 2 GiB resident.
+
+McCracken's test of October 2002 (LKML, "shared page tables timing", 2.5.41): the parent maps a
+shared memory object and touches every page before the test; then it forks a child that exits at
+once, and waits.  Simulated fork time is what the parent is charged for the fork call; fork+exit
+adds the child's exit and the parent's wait (everything charged from the fork to the wait's return).
+His figures for 40 MB (2.5.41, unknown machine: its 400 KiB fork took 1.7 ms) are printed beside
+the model's, with the ratio; the model's cost table is a 790 MHz P-III's (docs/costs.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import attrs
+
+from mmframe.options import Option
+from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.units import format_size
+from mmframe.usr import MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, exit, fork, mmap, touch, wait
+
+MCCRACKEN_40MB = {"fork": 28.4, "fork_exit": 44.2}  # ms, 2.5.41 (shared: 3.4, 4.1)
+SIZES = ("4MiB", "40MiB", "256MiB", "1GiB", "2GiB")
+
+
+def fork_program(ctx: Any, size: int) -> Any:
+    base = yield mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+    yield touch(base, size, True)
+    yield ("mark", "before")
+    pid = yield fork(_quit)
+    yield ("mark", "forked")
+    yield wait(pid)
+    yield ("mark", "reaped")
+
+
+def _quit(ctx: Any) -> Any:
+    yield exit(0)
+
+
+def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
+    """Simulated ms of fork and fork+exit for ``size`` resident, with lowmem figures after fork."""
+    m = ctx.machine()
+    ns = m.costs.ns
+    marks: dict[str, tuple[float, float]] = {}
+    lowmem: dict[str, int] = {}
+
+    def total(task: str | None) -> float:
+        return sum(c * ns[m.costs.id[n]] for n, c in m.acct.totals(task=task).items())
+
+    def mark(task: Any, name: str) -> int:
+        marks[name] = (total(task.lineage), total(None))
+        if name == "forked":
+            info = m.meminfo()
+            lowmem["pt_kb"], lowmem["chain_kb"] = info["PageTables"], info["mmframe.PteChainBytes"] >> 10
+        return 0
+
+    m.sched.handlers["mark"] = mark
+    t0 = time.perf_counter()
+    m.run(fork_program, size)
+    wall = time.perf_counter() - t0
+    m.close()
+    fork_ns = marks["forked"][0] - marks["before"][0]
+    both_ns = marks["reaped"][1] - marks["before"][1]
+    return {"fork": fork_ns / 1e6, "fork_exit": both_ns / 1e6, "wall": wall, **lowmem}
+
+
+def run(ctx: ScenarioContext) -> Mapping[str, Any]:
+    p = ctx.params
+    memory = p["memory"]
+    cfg = ctx.config
+    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory,
+                                                 pae=cfg.machine.pae or memory > (4 << 30)))
+    sub = ScenarioContext(cfg, p)
+    figures: dict[str, Any] = {}
+    for size in p["sizes"]:
+        name = format_size(size)
+        got = measure(sub, size)
+        figures[f"fork {name}"] = got["fork"]
+        figures[f"fork+exit {name}"] = got["fork_exit"]
+        figures[f"page tables {name}"] = got["pt_kb"]
+        figures[f"pte_chains {name}"] = got["chain_kb"]
+        figures[f"sim wall {name}"] = got["wall"]
+        if size == 40 << 20:
+            for k, label in (("fork", "fork"), ("fork_exit", "fork+exit")):
+                figures[f"{label} 40MiB / 2.5.41"] = got[k] / MCCRACKEN_40MB[k]
+    return figures
+
+
+def _figures() -> tuple[Figure, ...]:
+    out = []
+    for s in SIZES:
+        out += [Figure(f"fork {s}", f"fork, {s} resident", "ms"),
+                Figure(f"fork+exit {s}", f"fork+exit, {s} resident", "ms"),
+                Figure(f"page tables {s}", f"PageTables after fork, {s}", "kB"),
+                Figure(f"pte_chains {s}", f"pte_chain lowmem after fork, {s}", "kB"),
+                Figure(f"sim wall {s}", f"simulator wall time, {s}", "s")]
+        if s == "40MiB":
+            out += [Figure("fork 40MiB / 2.5.41", "fork 40 MiB vs 2.5.41's 28.4 ms (ratio)"),
+                    Figure("fork+exit 40MiB / 2.5.41", "fork+exit 40 MiB vs 2.5.41's 44.2 ms (ratio)")]
+    return tuple(out)
+
+
+SCENARIO = Scenario(
+    name="fork-scaling",
+    help="fork and fork+exit of a task with 4 MiB to 2 GiB of touched shared memory (McCracken's 2002 test)",
+    run=run,
+    options=(
+        Option("sizes", "list[size]", list(SIZES), "resident sizes to fork"),
+        Option("memory", "size", "4GiB", "machine memory for this scenario (PAE is turned on above 4 GiB)"),
+    ),
+    figures=_figures(),
+)
