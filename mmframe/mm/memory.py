@@ -324,7 +324,7 @@ class Memory:
         self.count[old.pfn] -= 1
         self.acct.charge(self.P_ref)
         from mmframe.mm.fork import copy_pte_range
-        copy_pte_range(self, mm, old, new, idx, wrprotect_src=self.count[old.pfn] == 1, src_owner=old.owners[0],
+        copy_pte_range(self, mm, old, new, idx, wrprotect_src=True, src_owner=old.owners[0],
                        reason=UNSHARE)
         self.flush_tlb_mm(mm)
         return new

@@ -1,0 +1,107 @@
+"""pt_shared: shared page tables at fork, as Dave McCracken's shpte patch did in 2.5.41-mm .. 2.5.54-mm2.
+
+At fork the child's PMD points at each of the parent's PTE pages (one reference per PTE page, no
+per-entry work), write-protected in both unless a writable shared mapping covers the whole PTE
+page.  A write fault into a write-protected shared PTE page unshares it (``Memory.unshare``: copy
+the table; with a count of one only the PMD is made writable); read faults fill the shared table for
+every sharer.  A whole-PTE-page munmap is a PMD operation; so is a whole-page mprotect that leaves
+the page readable but not writable; any other change to a shared PTE page (partial munmap or
+mprotect, mmap over it, copy-on-write) unshares first.  exit only dereferences a shared PTE page
+(the core does that for any PTE page with more than one user).
+
+Departure from the patch, for correctness: ``Memory.unshare`` write-protects copy-on-write entries
+in the source table whenever it copies, not only when one sharer remains, because a sharer that
+exits later would otherwise leave the last one with writable entries to pages another copy maps.
+
+Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmframe.hookspecs import hookimpl
+from mmframe.mm.memory import VM_FAULT_OOM
+from mmframe.mm.vma import VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE
+from mmframe.options import Option
+
+NAME = "pt_shared"
+
+
+@hookimpl
+def mmframe_options() -> list[Option]:
+    return [
+        Option("share", "bool", True, "share PTE pages at fork (false: loaded, but fork copies as mainline)"),
+        Option("min_rss", "int", 0, "mmframe experiment, not in the 2002 patch: PTE pages with fewer present "
+               "pages than this are copied at fork as mainline does (0 shares every PTE page)",
+               minimum=0, maximum=1024),
+    ]
+
+
+@hookimpl
+def mmframe_configure(machine: Any, options: dict[str, Any]) -> None:
+    machine.plugin_state[NAME] = {**options, "shared_at_fork": 0, "unshares": 0, "pmd_ops": 0}
+
+
+@hookimpl
+def mmframe_report(machine: Any, figures: dict[str, Any]) -> None:
+    st = machine.plugin_state[NAME]
+    figures.update({f"{NAME}.shared_at_fork": st["shared_at_fork"], f"{NAME}.unshares": st["unshares"],
+                    f"{NAME}.pmd_ops": st["pmd_ops"]})
+
+
+def _shared_writable_whole(vm: Any, mm: Any, idx: int) -> bool:
+    base = idx << vm.sh
+    v = mm.vmas.find(base)
+    return (v is not None and v.start <= base and v.end >= base + (1 << vm.sh)
+            and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE)
+
+
+@hookimpl
+def mmframe_copy_pte_page(vm: Any, src: Any, dst: Any, idx: int) -> bool | None:
+    st = vm.m.plugin_state[NAME]
+    if not st["share"] or src.ptp[idx].rss < st["min_rss"]:
+        return None
+    writable = _shared_writable_whole(vm, src, idx)
+    vm.pmd_share(src, dst, idx, writable and vm.pmd_writable(src, idx))
+    if not writable and vm.pmd_writable(src, idx):
+        vm.pmd_set_writable(src, idx, False)
+    st["shared_at_fork"] += 1
+    return True
+
+
+def _unshare(vm: Any, mm: Any, idx: int) -> bool:
+    vm.m.plugin_state[NAME]["unshares"] += 1
+    return vm.unshare(mm, idx) is not None
+
+
+@hookimpl
+def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_access: bool) -> int | None:
+    if write_access:
+        idx = address >> vm.sh
+        if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):
+            return VM_FAULT_OOM
+    return None
+
+
+@hookimpl
+def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
+    pt = mm.ptp[idx]
+    if pt is None or vm.sharers(pt) == 1 or reason in ("fault", "fork", "unshare", "exit"):
+        return None
+    st = vm.m.plugin_state[NAME]
+    whole = start == 0 and end == vm.geo.ptrs_per_pte
+    if whole and reason == "zap":
+        vm.pmd_drop(mm, idx)
+        st["pmd_ops"] += 1
+        return True
+    if whole and reason == "mprotect":
+        v = mm.vmas.find(idx << vm.sh)
+        if v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or (v.flags & VM_WRITE and not v.flags & VM_SHARED):
+            if vm.pmd_writable(mm, idx):
+                vm.pmd_set_writable(mm, idx, False)
+            st["pmd_ops"] += 1
+            return True
+    if not _unshare(vm, mm, idx):
+        raise MemoryError(f"{NAME}: no page to unshare a PTE page for {reason}")
+    return None

@@ -1,0 +1,184 @@
+"""pt_shared against mainline: the same program-visible results on generated workloads biased to the
+hard cases, with the debug_vm checker after every system call; and what sharing saves."""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmframe.config import load_config
+from mmframe.differential import compare_results
+from mmframe.machine import Machine
+from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
+                         PROT_WRITE, SimSignal, exit, fork, mmap, mprotect, munmap, read, touch, wait, write)
+
+RW = PROT_READ | PROT_WRITE
+MiB = 1 << 20
+SMALL = 0x1040_0000 - 24 * PAGE_SIZE  # 48 pages across a 4 MiB (and 2 MiB) boundary
+BIG = 0x2000_0000  # 8 MiB: two whole PTE pages without PAE, four with PAE
+
+
+def machine(policies=(), memory=48 * MiB, pae=False, debug="syscall", **opts) -> Machine:
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(policies))
+    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory, pae=pae, debug_vm=debug))
+    if opts:
+        cfg = attrs.evolve(cfg, plugin_options={**cfg.plugin_options, "pt_shared": {
+            **cfg.plugin_options.get("pt_shared", {}), **opts}})
+    return Machine(cfg)
+
+
+PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
+HALF = st.integers(0, 1)
+OP = st.one_of(
+    st.tuples(st.just("mmap"), st.integers(0, 47), st.integers(1, 30), PROTS, st.booleans()),
+    st.tuples(st.just("munmap"), st.integers(0, 47), st.integers(1, 30)),
+    st.tuples(st.just("mprotect"), st.integers(0, 47), st.integers(1, 30), PROTS),
+    st.tuples(st.just("write"), st.integers(0, 47), st.integers(1, 99)),
+    st.tuples(st.just("read"), st.integers(0, 47)),
+    st.tuples(st.just("touch"), st.integers(0, 47), st.integers(1, 30), st.booleans()),
+    st.tuples(st.just("bigmap"), st.booleans()),
+    st.tuples(st.just("bigtouch"), HALF, st.booleans()),
+    st.tuples(st.just("bigwrite"), st.integers(0, 20), st.integers(1, 99)),  # pages _look reads
+    st.tuples(st.just("bigmunmap"), HALF),
+    st.tuples(st.just("bigmprotect"), HALF, PROTS),
+    st.tuples(st.just("bigmapinto"), HALF, st.booleans()),  # mmap over part of a (shared) PTE page
+)
+LEAF = st.lists(OP, max_size=6)
+NESTED = st.lists(st.one_of(OP, st.tuples(st.just("fork"), LEAF, st.booleans())), max_size=6)
+PROGRAM = st.lists(st.one_of(OP, st.tuples(st.just("fork"), NESTED, st.booleans())), max_size=16)
+
+
+def _call(op):
+    name, *a = op
+    flags = MAP_ANONYMOUS | MAP_FIXED
+    if name == "mmap":
+        return mmap(SMALL + a[0] * PAGE_SIZE, a[1] * PAGE_SIZE, a[2], flags | (MAP_SHARED if a[3] else MAP_PRIVATE))
+    if name == "munmap":
+        return munmap(SMALL + a[0] * PAGE_SIZE, a[1] * PAGE_SIZE)
+    if name == "mprotect":
+        return mprotect(SMALL + a[0] * PAGE_SIZE, a[1] * PAGE_SIZE, a[2])
+    if name == "write":
+        return write(SMALL + a[0] * PAGE_SIZE, a[1])
+    if name == "read":
+        return read(SMALL + a[0] * PAGE_SIZE)
+    if name == "touch":
+        return touch(SMALL + a[0] * PAGE_SIZE, a[1] * PAGE_SIZE, a[2])
+    half = BIG + (a[0] & 1) * 4 * MiB if a else BIG
+    if name == "bigmap":
+        return mmap(BIG, 8 * MiB, RW, flags | (MAP_SHARED if a[0] else MAP_PRIVATE))
+    if name == "bigtouch":
+        return touch(half, 4 * MiB, a[1])
+    if name == "bigwrite":
+        return write(BIG + a[0] * 97 * PAGE_SIZE, a[1])
+    if name == "bigmunmap":
+        return munmap(half, 4 * MiB)
+    if name == "bigmprotect":
+        return mprotect(half, 4 * MiB, a[1])
+    return mmap(half + 64 * PAGE_SIZE, 16 * PAGE_SIZE, RW, flags | (MAP_SHARED if a[1] else MAP_PRIVATE))
+
+
+def _run_ops(ops):
+    later = 0
+    for op in ops:
+        if op[0] == "fork":  # wait now, or let parent and child interleave and reap at the end
+            pid = yield fork(_child, op[1])
+            if pid > 0 and op[2]:
+                yield wait(pid)
+            else:
+                later += pid > 0
+            continue
+        try:
+            yield _call(op)
+        except SimSignal:
+            pass
+    for _ in range(later):
+        yield wait()
+
+
+def _populate(shared_big):
+    """Fork after populating: every generated program starts with memory in both windows."""
+    yield mmap(SMALL, 48 * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    for p in range(0, 48, 3):
+        yield write(SMALL + p * PAGE_SIZE, 100 + p)
+    yield mmap(BIG, 8 * MiB, RW, MAP_ANONYMOUS | MAP_FIXED | (MAP_SHARED if shared_big else MAP_PRIVATE))
+    yield touch(BIG, 5 * MiB, True)
+    for p in range(0, 2048, 97):
+        yield write(BIG + p * PAGE_SIZE, 200 + p)
+
+
+def _look():
+    for addr in [SMALL + p * PAGE_SIZE for p in range(0, 48, 5)] + [BIG + p * 97 * PAGE_SIZE for p in range(21)]:
+        try:
+            yield read(addr)
+        except SimSignal:
+            pass
+
+
+def _child(ctx, ops):
+    yield from _run_ops(ops)
+    yield from _look()
+
+
+def _program(ctx, ops, shared_big):
+    yield from _populate(shared_big)
+    yield from _run_ops(ops)
+    yield from _look()
+    return 0
+
+
+@settings(max_examples=70, deadline=None)
+@given(PROGRAM, st.booleans(), st.booleans())
+def test_pt_shared_changes_cost_not_semantics(ops, pae, shared_big):
+    a = machine(pae=pae).run(_program, ops, shared_big)
+    b = machine(["pt_shared"], pae=pae).run(_program, ops, shared_big)
+    assert not compare_results(a, b).differences
+
+
+def _sga(ctx, size, children):
+    base = yield mmap(0, size, RW, MAP_SHARED | MAP_ANONYMOUS)
+    yield touch(base, size, True)
+    pids = []
+    for _ in range(children):
+        pid = yield fork(_reader, base, size)
+        pids.append(pid)
+    yield ("snapshot",)
+    for pid in pids:
+        yield wait(pid)
+
+
+def _reader(ctx, base, size):
+    yield touch(base, size, True)
+    yield ("wait_here",)
+    yield exit(0)
+
+
+def test_sharing_saves_page_tables_and_pte_chains():
+    seen = {}
+    for pol in ((), ("pt_shared",)):
+        m = machine(pol, memory=256 * MiB, debug="exit")
+        m.sched.handlers["snapshot"] = lambda task: seen.__setitem__(pol, m.meminfo()) or 0
+        m.sched.handlers["wait_here"] = lambda task: 0
+        m.run(_sga, 32 * MiB, 4)
+    plain, shared = seen[()], seen[("pt_shared",)]
+    # without sharing each child has 8 PTE pages and a pte_chain slot per page; with it, none
+    assert plain["PageTables"] - shared["PageTables"] >= 4 * 8 * 4
+    assert plain["ReverseMaps"] == 5 * 8192 and shared["ReverseMaps"] == 8192
+    assert shared["mmframe.PteChainBytes"] == 0 < plain["mmframe.PteChainBytes"]
+
+
+def test_min_rss_option_copies_sparse_pte_pages():
+    def prog(ctx):
+        a = yield mmap(0x2000_0000, 8 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        yield touch(a, 4 * MiB, True)  # one dense PTE page
+        yield write(a + 4 * MiB, 1)  # one sparse one
+        pid = yield fork(_quiet)
+        yield wait(pid)
+
+    m = machine(["pt_shared"], memory=64 * MiB, min_rss=16)
+    m.run(prog)
+    assert m.close()["pt_shared.shared_at_fork"] == 1
+
+
+def _quiet(ctx):
+    yield exit(0)
