@@ -23,7 +23,7 @@ from mmframe.mm.pgtable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAG
                                 PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE, Geometry, PtePage)
 from mmframe.mm.rmap import Rmap, nrpte
 from mmframe.mm.vma import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
-from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
+from mmframe.usr import EINVAL, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -288,7 +288,7 @@ class Memory:
         if c:
             self.count[pt.pfn] = c
             return
-        if pt.rss or pt.rid.count(-1) != len(pt.rid) or any(pt.ptes):
+        if any(pt.ptes):
             self.zap_pte_range(pt, 0, len(pt.ptes))
         del self.ptpages[pt.pfn]
         self.pa.page_table_pages -= 1
@@ -358,6 +358,8 @@ class Memory:
         raise AssertionError(f"read fault at {addr:#x} did not make the page present")
 
     def sys_write(self, task: Task, addr: int, tag: int) -> int:
+        if type(tag) is not int or tag >> 63 not in (0, -1):
+            return -EINVAL  # a page's content tag is a 64-bit signed integer
         mm = task.mm
         for _ in range(4):
             if 0 <= addr < TASK_SIZE:
@@ -489,7 +491,7 @@ class Memory:
     # --- touch: a range of accesses, bulk where it can be -----------------------------------------
     def sys_touch(self, task: Task, start: int, length: int, write: bool = False) -> int:
         if length < 0:
-            return -22  # EINVAL
+            return -EINVAL
         mm = task.mm
         addr, end = start & ~(PAGE_SIZE - 1), start + length
         while addr < end:
@@ -578,15 +580,17 @@ class Memory:
         self.rmap.add_bulk(pfns, pt, slots)
 
     # --- zap and mprotect's PTE pass ---------------------------------------------------------------
-    def zap_range(self, mm: MMStruct, start: int, end: int, reason: int = ZAP) -> None:
-        """``zap_page_range``: clear the PTEs of ``[start, end)`` through the choke point."""
+    def pmd_slots(self, mm: MMStruct, start: int, end: int):
+        """The populated PMD slots under ``[start, end)``, each as ``(idx, first, end)`` entries."""
         sh = self.sh
         for idx in range(start >> sh, ((end - 1) >> sh) + 1):
-            if mm.ptp[idx] is None:
-                continue
-            base = idx << sh
-            i0 = (max(start, base) - base) >> PAGE_SHIFT
-            i1 = (min(end, base + (1 << sh)) - base) >> PAGE_SHIFT
+            if mm.ptp[idx] is not None:
+                base = idx << sh
+                yield idx, (max(start, base) - base) >> PAGE_SHIFT, (min(end, base + (1 << sh)) - base) >> PAGE_SHIFT
+
+    def zap_range(self, mm: MMStruct, start: int, end: int, reason: int = ZAP) -> None:
+        """``zap_page_range``: clear the PTEs of ``[start, end)`` through the choke point."""
+        for idx, i0, i1 in self.pmd_slots(mm, start, end):
             pt = self.pte_change(mm, idx, reason, i0, i1)
             if pt is not None:
                 self.zap_pte_range(pt, i0, i1)
@@ -638,13 +642,7 @@ class Memory:
 
     def change_protection(self, mm: MMStruct, start: int, end: int, prot: int) -> None:
         """mprotect's ``change_pte_range`` over ``[start, end)``: ``pte_modify`` every present entry."""
-        sh = self.sh
-        for idx in range(start >> sh, ((end - 1) >> sh) + 1):
-            if mm.ptp[idx] is None:
-                continue
-            base = idx << sh
-            i0 = (max(start, base) - base) >> PAGE_SHIFT
-            i1 = (min(end, base + (1 << sh)) - base) >> PAGE_SHIFT
+        for idx, i0, i1 in self.pmd_slots(mm, start, end):
             pt = self.pte_change(mm, idx, MPROTECT, i0, i1)
             if pt is None:
                 continue

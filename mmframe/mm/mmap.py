@@ -56,7 +56,8 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
     if flags & MAP_FIXED:
         if addr & (PAGE_SIZE - 1) or addr < 0 or addr + length > TASK_SIZE:
             return -EINVAL
-        do_munmap(vm, task, addr, length)
+        if do_munmap(vm, task, addr, length) < 0:
+            return -ENOMEM
     else:
         found = get_unmapped_area(mm, addr & ~(PAGE_SIZE - 1) if addr > 0 else 0, length)
         if found is None:
@@ -79,32 +80,47 @@ def _tell_policy(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     """A new mapping over existing PTE pages is a change to them (a sharing policy unshares)."""
     if vm._pte_hook is None:
         return
-    sh = vm.sh
-    for idx in range(start >> sh, ((end - 1) >> sh) + 1):
-        if mm.ptp[idx] is not None:
-            base = idx << sh
-            vm.pte_change(mm, idx, M.MMAP, (max(start, base) - base) >> M.PAGE_SHIFT,
-                          (min(end, base + (1 << sh)) - base) >> M.PAGE_SHIFT)
+    for idx, i0, i1 in vm.pmd_slots(mm, start, end):
+        vm.pte_change(mm, idx, M.MMAP, i0, i1)
 
 
-def do_munmap(vm: Memory, task: Task, start: int, length: int) -> None:
+def split_vma(vm: Memory, mm: MMStruct, v: VMA, addr: int) -> bool:
+    """2.5's ``split_vma``: ``v`` keeps ``[v.start, addr)``, a new VMA takes ``[addr, v.end)``.
+    False, with nothing changed, when no vm_area_struct could be had."""
+    if not vm.vma_alloc():
+        return False
+    mm.vmas.remove(v)
+    upper = v.clone(addr, v.end)
+    v.end = addr
+    mm.vmas.insert(v)
+    mm.vmas.insert(upper)
+    return True
+
+
+def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int, wanted=lambda v: True) -> bool:
+    """Split the VMAs straddling ``start`` and ``end`` (those ``wanted``); False on -ENOMEM."""
+    for at in (start, end):
+        v = mm.vmas.find(at)
+        if v is not None and v.start < at and wanted(v) and not split_vma(vm, mm, v, at):
+            return False
+    return True
+
+
+def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
     mm, end = task.mm, start + length
+    if not mm.vmas.overlapping(start, end):
+        return 0
+    if not _split_edges(vm, mm, start, end):
+        return -ENOMEM
     hit = mm.vmas.overlapping(start, end)
-    if not hit:
-        return
-    for v in hit:  # split the VMAs at the edges
+    for v in hit:
         mm.vmas.remove(v)
-        if v.start < start:
-            if vm.vma_alloc():
-                mm.vmas.insert(v.clone(v.start, start))
-        if v.end > end:
-            if vm.vma_alloc():
-                mm.vmas.insert(v.clone(end, v.end))
-    vm.zap_range(mm, max(start, hit[0].start), min(end, hit[-1].end))
+    vm.zap_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
     free_pgtables(vm, mm, start, end)
+    return 0
 
 
 def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
@@ -129,8 +145,7 @@ def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
 def sys_munmap(vm: Memory, task: Task, addr: int, length: int) -> int:
     if addr & (PAGE_SIZE - 1) or length <= 0 or addr < 0 or addr + length > TASK_SIZE:
         return -EINVAL
-    do_munmap(vm, task, addr, (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
-    return 0
+    return do_munmap(vm, task, addr, (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 
 
 def sys_mprotect(vm: Memory, task: Task, addr: int, length: int, prot: int) -> int:
@@ -149,25 +164,17 @@ def sys_mprotect(vm: Memory, task: Task, addr: int, length: int, prot: int) -> i
     if covered < end:
         return -ENOMEM
     newbits = prot_flags(prot)
+    newflags = lambda v: (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | newbits  # noqa: E731
+    if not _split_edges(vm, mm, addr, end, lambda v: newflags(v) != v.flags):
+        return -ENOMEM
     changed = False
-    for v in hit:
-        nflags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | newbits
+    for v in mm.vmas.overlapping(addr, end):
+        nflags = newflags(v)
         if nflags == v.flags:  # mprotect_fixup: nothing to do, no flush
             continue
         changed = True
-        mm.vmas.remove(v)
-        if v.start < addr and vm.vma_alloc():
-            mm.vmas.insert(v.clone(v.start, addr))
-        if v.end > end and vm.vma_alloc():
-            mm.vmas.insert(v.clone(end, v.end))
-        lo, hi = max(v.start, addr), min(v.end, end)
-        mid = v.clone(lo, hi) if (v.start < addr or v.end > end) else v
-        if mid is not v:
-            vm.vma_alloc()
-            vm.vma_free(v)
-        mid.set_flags(nflags)
-        mm.vmas.insert(mid)
-        vm.change_protection(mm, lo, hi, mid.page_prot)
+        v.set_flags(nflags)
+        vm.change_protection(mm, v.start, v.end, v.page_prot)
     if changed:  # change_protection always ends with flush_tlb_range, upgrade or not
         vm.m.tlb.flush_tlb_range(mm, vm._cpu(), addr, end)
     return 0

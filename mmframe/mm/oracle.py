@@ -125,6 +125,8 @@ class OracleMemory:
         return a.obj.get(self._key(a, addr), 0)
 
     def sys_write(self, task: Task, addr: int, tag: int) -> int:
+        if type(tag) is not int or tag >> 63 not in (0, -1):
+            return -EINVAL  # a page's content tag is a 64-bit signed integer
         a = self._access(task.mm, addr, True)
         a.obj[self._key(a, addr)] = tag
         return 0
