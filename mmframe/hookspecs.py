@@ -160,6 +160,11 @@ def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_acce
     policy may first change the page tables, e.g. unshare a PTE page, then defer); the core's
     (``trylast``) is 2.5.49's ``handle_mm_fault``: zero-fill, ``ZERO_PAGE`` on read, copy-on-write
     decided by the page's reference count.
+
+    ``touch`` over a range calls it for the first faulting entry of each PTE page; when every entry
+    it must fault there is empty, the rest are then filled as the core's implementation would, in
+    bulk (the costs are the same per entry).  Writes into a PTE page whose PMD is still read-only
+    after that first fault take the single path, entry by entry.
     """
 
 

@@ -23,8 +23,8 @@ RW = PROT_READ | PROT_WRITE
 MiB = 1 << 20
 
 
-def machine(memory: int = 64 * MiB, debug: str = "syscall", **kw) -> Machine:
-    cfg = load_config(use_pyproject=False, env={})
+def machine(memory: int = 64 * MiB, debug: str = "syscall", policies=(), **kw) -> Machine:
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(policies))
     return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory, debug_vm=debug, **kw)))
 
 
@@ -214,11 +214,12 @@ def _workload(ctx):
     return (yield read(a + 4 * MiB))
 
 
-def test_bulk_paths_charge_what_the_single_paths_charge(monkeypatch):
+@pytest.mark.parametrize("policies", [(), ("pt_shared",)])
+def test_bulk_paths_charge_what_the_single_paths_charge(monkeypatch, policies):
     runs = {}
     for bulk_min in (1, 10**9):
         monkeypatch.setattr(M, "BULK_MIN", bulk_min)
-        m = machine(memory=128 * MiB, debug="exit")
+        m = machine(memory=128 * MiB, debug="exit", policies=policies)
         r = m.run(_workload)
         runs[bulk_min] = (dict(r.counts), r.tasks["1"].calls, m.meminfo())
     (c1, calls1, info1), (c2, calls2, info2) = runs[1], runs[10**9]

@@ -525,9 +525,16 @@ class Memory:
             empty = need[(pt.np()[need] & PTE_PRESENT_MASK) == 0] if len(need) else need
         if not len(need):
             return
-        if len(empty) >= BULK_MIN and self.fault_hook_is_core and len(empty) == len(need):
-            self._fill_bulk(task, mm, vma, idx, empty, write)
-            return
+        if len(empty) >= BULK_MIN and len(empty) == len(need):
+            if not self.fault_hook_is_core:  # the policy sees the first fault of the PTE page
+                self.do_page_fault(task, base + (int(empty[0]) << PAGE_SHIFT), write)
+                pt = mm.ptp[idx]
+                empty = empty[1:]
+                empty = empty[(pt.np()[empty] & PTE_PRESENT_MASK) == 0]
+            if len(empty) and (not write or mm.pmd[idx] & _PAGE_RW):
+                self._fill_bulk(task, mm, vma, idx, empty, write)
+                return
+            need = empty
         for i in need.tolist():
             self.do_page_fault(task, base + (i << PAGE_SHIFT), write)
 
