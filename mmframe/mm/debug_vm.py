@@ -5,7 +5,7 @@
   map pages not reserved; its rmap ids point at entries naming that page and slot;
 * every page's reference count equals its mappings (distinct PTE slots) plus its other holders
   (a shared object's page cache, pins); its rmap entry count equals its mappings;
-* pte_chain objects equal what the rmap counts imply;
+* pte_chain objects equal what the rmap counts imply; mm_chain nodes what the owner lists imply;
 * the allocator's conservation checker holds;
 * with no live mm, nothing is left: no PTE page, rmap entry, object page or pin.
 """
@@ -47,6 +47,8 @@ def check(vm: Memory) -> None:
             seen.add(pt.pfn)
     assert seen == set(vm.ptpages), f"PTE pages in use {sorted(seen)} != registered {sorted(vm.ptpages)}"
     live = set(vm.mms.values())
+    chains = sum(len(pt.owners) for pt in vm.ptpages.values() if len(pt.owners) > 1)
+    assert vm.c_mm_chain.objects == chains, f"mm_chain nodes {vm.c_mm_chain.objects} but owners imply {chains}"
     for pfn, pt in vm.ptpages.items():
         assert count[pfn] == len(pt.owners) >= 1, f"PTE page {pfn}: count {count[pfn]}, owners {len(pt.owners)}"
         assert all(o in live for o in pt.owners), f"PTE page {pfn}: a dead mm among its owners"

@@ -103,11 +103,13 @@ class Memory:
         self.c_vma = m.kmem_cache("vm_area_struct", VMA_BYTES, 32)
         self.c_task = m.kmem_cache("task_struct", TASK_STRUCT_BYTES, 32)
         self.c_pgd = m.kmem_cache("pae_pgd", 32, 32) if cfg.pae else None
+        self.c_mm_chain = m.kmem_cache("mm_chain", 8, 8)  # owners of shared PTE pages
         self.kstacks: dict[int, int] = {}  # task pid -> kernel stack (order 1)
         P = m.P
         self.P_fault, self.P_clear, self.P_copy, self.P_kmap = P.page_fault, P.clear_page, P.copy_page, P.kmap_atomic
         self.P_pte_set, self.P_pte_clear, self.P_pte_copy, self.P_ref = P.pte_set, P.pte_clear, P.pte_copy, P.page_ref
         self.P_vma, self.P_pcl = P.vma_op, P.page_cache_lookup
+        self.P_mmc_alloc, self.P_mmc_free, self.P_mmc_visit = P.mm_chain_alloc, P.mm_chain_free, P.mm_chain_visit
         self._fault_hook = m.policy("mmframe_handle_mm_fault")
         self._copy_hook = m.policy("mmframe_copy_pte_page")
         self._pte_hook = m.policy("mmframe_pte_change")
@@ -260,11 +262,37 @@ class Memory:
         pt = src.ptp[idx]
         assert pt is not None and dst.ptp[idx] is None
         self.count[pt.pfn] += 1
-        pt.owners.append(dst)
+        self._owner_add(pt, dst)
         dst.ptp[idx] = pt
         dst.pmd[idx] = (pt.pfn << PAGE_SHIFT) | (_PAGE_TABLE if writable else _PAGE_TABLE & ~_PAGE_RW)
         self.acct.charge(self.P_ref)
         self.acct.charge(self.P_pte_set)
+
+    def _owner_add(self, pt: PtePage, mm: MMStruct) -> None:
+        """A further owner: the patch's mm_chain takes a node per owner once there are two (a
+        single owner is held directly, as PageDirect does for pte_chains)."""
+        n = len(pt.owners)
+        pt.owners.append(mm)
+        nodes = 2 if n == 1 else 1 if n > 1 else 0
+        if nodes:
+            if self.c_mm_chain.alloc(GFP_KERNEL, nodes) < 0:  # lowmem gone: record it, as for pte_chains
+                self.pa.events.append(("oops", "mm_chain_alloc", nodes))
+                self.c_mm_chain.objects += nodes
+            self.acct.charge(self.P_mmc_alloc, nodes)
+
+    def _owner_remove(self, pt: PtePage, mm: MMStruct) -> None:
+        n = len(pt.owners)
+        pt.owners.remove(mm)
+        nodes = 2 if n == 2 else 1 if n > 2 else 0
+        if nodes:
+            self.c_mm_chain.free(0, nodes)
+            self.acct.charge(self.P_mmc_free, nodes)
+
+    def rss_walk(self, pt: PtePage, n: int = 1) -> None:
+        """``increment_rss``: a change of a shared PTE page's resident count visits every sharer."""
+        sharers = self.count[pt.pfn]
+        if sharers > 1:
+            self.acct.charge(self.P_mmc_visit, sharers * n)
 
     def pmd_set_writable(self, mm: MMStruct, idx: int, writable: bool) -> None:
         """``pmd_mkwrite`` / ``pmd_wrprotect``; flushing the TLB is the caller's business."""
@@ -282,7 +310,7 @@ class Memory:
         assert pt is not None
         mm.ptp[idx] = None
         mm.pmd[idx] = 0
-        pt.owners.remove(mm)
+        self._owner_remove(pt, mm)
         c = self.count[pt.pfn] - 1
         self.acct.charge(self.P_ref)
         if c:
@@ -304,9 +332,10 @@ class Memory:
     def unshare(self, mm: MMStruct, idx: int) -> PtePage | None:
         """Give ``mm`` a private copy of the shared PTE page in slot ``idx`` (the 2002 patch's
         ``pte_unshare``): a new PTE page with every present entry copied, page references and
-        rmap entries for each; copy-on-write entries write-protected in the copy, and in the
-        source too when only one sharer remains; the PMD made writable; the mm's TLB flushed.
-        With a count of one only the PMD is made writable.  None if no page could be had."""
+        rmap entries for each; copy-on-write entries write-protected in the copy and in the source
+        (the 2002 patch did the source only when one sharer remained, which a later exit of another
+        sharer makes unsafe); the PMD made writable; the mm's TLB flushed.  With a count of one only
+        the PMD is made writable.  None if no page could be had."""
         self.pte_changes[UNSHARE] += 1
         old = mm.ptp[idx]
         assert old is not None
@@ -314,13 +343,10 @@ class Memory:
             self.pmd_set_writable(mm, idx, True)
             self.flush_tlb_mm(mm)
             return old
-        old.owners.remove(mm)
-        mm.ptp[idx] = None
-        new = self.pte_alloc(mm, idx)
+        new = self.pte_alloc(mm, idx)  # on success it replaces the slot's PMD entry
         if new is None:
-            old.owners.append(mm)
-            mm.ptp[idx] = old
             return None
+        self._owner_remove(old, mm)
         self.count[old.pfn] -= 1
         self.acct.charge(self.P_ref)
         from mmframe.mm.fork import copy_pte_range
@@ -426,6 +452,7 @@ class Memory:
         pt.ptes[i] = (pfn << PAGE_SHIFT) | vma.page_prot | _PAGE_RW | _PAGE_DIRTY
         acct.charge(self.P_pte_set)
         pt.rss += 1
+        self.rss_walk(pt)
         self.rmap.add(pfn, pt, i)
         return VM_FAULT_MINOR
 
@@ -443,6 +470,7 @@ class Memory:
         pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
         self.acct.charge(self.P_pte_set)
         pt.rss += 1
+        self.rss_walk(pt)
         self.rmap.add(pfn, pt, i)
         return VM_FAULT_MINOR
 
@@ -584,6 +612,7 @@ class Memory:
         pt.np()[slots] = (pfns << PAGE_SHIFT) | prot
         self.acct.charge(self.P_pte_set, n)
         pt.rss += n
+        self.rss_walk(pt, n)
         self.rmap.add_bulk(pfns, pt, slots)
 
     # --- zap and mprotect's PTE pass ---------------------------------------------------------------
