@@ -2,7 +2,8 @@
 kernel's, and the default cost table's 40 MB prediction beside the 2.5.41 figures.
 
 Run: python benchmarks/bench_fault_fork.py
-Targets (issue 5): >= 200,000 anonymous faults/s (checker off); 1 GiB fork < 150 ms wall.
+Targets: >= 200,000 anonymous faults/s (checker off); 1 GiB fork < 150 ms wall (issue 5), < 5 ms
+with pt_shared (issue 7).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from mmframe.workloads import fork_scaling  # noqa: E402
 GiB = 1 << 30
 
 
-def machine(memory: int, **kw) -> Machine:
-    cfg = load_config(use_pyproject=False, env={})
+def machine(memory: int, policies: tuple[str, ...] = (), **kw) -> Machine:
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(policies))
     return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory, **kw)))
 
 
@@ -66,9 +67,9 @@ def faults_per_second(n: int = 200_000, write_fault: bool = True) -> tuple[float
     return out["direct"], out["syscall"]
 
 
-def sim_fork_ms(size: int = GiB) -> float:
+def sim_fork_ms(size: int = GiB, policies: tuple[str, ...] = ()) -> float:
     """Wall ms of the fork system call of a task with ``size`` private memory touched."""
-    m = machine(2 * GiB)
+    m = machine(2 * GiB, policies)
     real_fork, out = m.sched.handlers["fork"], {}
 
     def timed(task, *a):
@@ -119,11 +120,13 @@ def main() -> None:
         ["one write() system call per page (adds the scheduler's dispatch)", f"{via_syscall:,.0f}", "-", "-"],
     ]))
     sim = sim_fork_ms()
+    shared = sim_fork_ms(policies=("pt_shared",))
     host = host_fork_ms()
     print("\nfork of a task with 1 GiB resident, wall time")
     print(table(["what", "ms", "target", "ratio to host"], [
         ["mmframe, default copy (copy_page_range, rmap, COW write-protect)", f"{sim:.1f}", "< 150",
          f"{sim / host:.1f}x"],
+        ["mmframe with pt_shared (a reference per PTE page)", f"{shared:.2f}", "< 5", f"{shared / host:.2f}x"],
         ["host kernel os.fork(), 1 GiB touched, MADV_NOHUGEPAGE", f"{host:.1f}", "-", "1.0x"],
     ]))
     cfg = load_config(use_pyproject=False, env={})

@@ -147,6 +147,7 @@ class Machine:
             "HighTotal": kb(high_total), "HighFree": kb(high_free),
             "LowTotal": kb(total - high_total), "LowFree": kb(free - high_free),
             "PageTables": kb(pa.page_table_pages),
+            "mmframe.PageTablesLow": kb(pa.page_table_pages - self.mm.highmem_pte_pages()),
             "ReverseMaps": self.reverse_maps(),
             "mmframe.PteChainBytes": chains.bytes if chains else 0,
             "mmframe.MemMapBytes": pa.mem_map_bytes,

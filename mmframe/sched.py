@@ -331,6 +331,7 @@ class Scheduler:
     def sys_execve(self, task: Task, program: Callable[..., Any], args: tuple = ()) -> Any:
         if not callable(program):
             return -ENOENT
+        self.m.acct.charge(self.m.P.exec_process)
         self.m.mm.exec_mm(task)
         task.program, task.args = program, tuple(args)
         task.nexec += 1

@@ -182,3 +182,27 @@ def test_min_rss_option_copies_sparse_pte_pages():
 
 def _quiet(ctx):
     yield exit(0)
+
+
+def test_sga_scenario_sharing_fits_more_children(isolated):
+    from mmframe.scenario import run_scenario
+    (isolated / "run.toml").write_text('[scenario]\nname = "sga"\npolicies = [[], ["pt_shared"]]\n'
+                                       'memory = "128MiB"\nsize = "64MiB"\nchildren = 300\n')
+    scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
+    for tag in ("no HIGHPTE", "HIGHPTE"):
+        assert plain.figures[f"children {tag}"] < 300 == shared.figures[f"children {tag}"]
+        assert plain.figures[f"pte_chains {tag}"] > 0 == shared.figures[f"pte_chains {tag}"]
+    # with PAE+HIGHPTE a pte_addr_t is 8 bytes: 3 slots per 32-byte chain instead of 7
+    per_child = {t: plain.figures[f"pte_chains {t}"] / plain.figures[f"children {t}"] for t in ("no HIGHPTE", "HIGHPTE")}
+    assert per_child["HIGHPTE"] > 1.5 * per_child["no HIGHPTE"]
+
+
+def test_fork_scaling_side_by_side(isolated):
+    from mmframe.scenario import run_scenario
+    (isolated / "run.toml").write_text('[scenario]\nname = "fork-scaling"\npolicies = [[], ["pt_shared"]]\n'
+                                       'sizes = ["4MiB", "40MiB"]\nmemory = "256MiB"\n')
+    scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
+    assert shared.figures["fork 40MiB 2.5.41"] == 3.4 and plain.figures["fork 40MiB 2.5.41"] == 28.4
+    assert shared.figures["fork 40MiB"] < plain.figures["fork 40MiB"] / 5
+    # sharing is nearly flat in size: ten times the memory, well under twice the fork time
+    assert shared.figures["fork 40MiB"] < 2 * shared.figures["fork 4MiB"]

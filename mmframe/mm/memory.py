@@ -729,6 +729,10 @@ class Memory:
     def reverse_maps(self) -> int:
         return self.rmap.entries()
 
+    def highmem_pte_pages(self) -> int:
+        """PTE pages in highmem (HIGHPTE): PageTables counts them, lowmem does not hold them."""
+        return sum(pt.high for pt in self.ptpages.values())
+
     def check(self) -> None:
         from mmframe.mm.debug_vm import check
         check(self)

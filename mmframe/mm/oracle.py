@@ -86,6 +86,9 @@ class OracleMemory:
     def reverse_maps(self) -> int:
         return 0
 
+    def highmem_pte_pages(self) -> int:
+        return 0
+
     def check(self) -> None:
         pass
 

@@ -1,9 +1,11 @@
-"""``fork-scaling``: fork, and fork+exit, of a task with 4 MiB to 2 GiB resident.
+"""``fork-scaling``: fork, fork+exit and fork+exec+exit of a task with 4 MiB to 2 GiB resident.
 
 McCracken's test of October 2002 (LKML, "shared page tables timing", 2.5.41): the parent maps a
 shared memory object and touches every page before the test; then it forks a child that exits at
 once, and waits.  Simulated fork time is what the parent is charged for the fork call; fork+exit
-adds the child's exit and the parent's wait (everything charged from the fork to the wait's return).
+adds the child's exit and the parent's wait (everything charged from the fork to the wait's return);
+fork+exec+exit has the child exec a program that exits at once.  exec here replaces the address
+space and pays lmbench's exec cost; loading a binary from the page cache comes with issue 6.
 His figures for 40 MB (2.5.41, and 2.5.41-mm2 with shared page tables for a pt_shared column;
 unknown machine: its 400 KiB fork took 1.7 ms) are printed beside the model's, with the ratio; the
 model's cost table is a 790 MHz P-III's.
@@ -19,10 +21,10 @@ import attrs
 from mmframe.options import Option
 from mmframe.scenario import Figure, Scenario, ScenarioContext
 from mmframe.units import format_size
-from mmframe.usr import MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, exit, fork, mmap, touch, wait
+from mmframe.usr import MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, execve, exit, fork, mmap, touch, wait
 
-MCCRACKEN_40MB = {"fork": 28.4, "fork_exit": 44.2}  # ms, 2.5.41
-MCCRACKEN_40MB_SHARED = {"fork": 3.4, "fork_exit": 4.1}  # ms, 2.5.41-mm2 with shared page tables
+MCCRACKEN_40MB = {"fork": 28.4, "fork_exit": 44.2, "fork_exec_exit": 49.3}  # ms, 2.5.41
+MCCRACKEN_40MB_SHARED = {"fork": 3.4, "fork_exit": 4.1, "fork_exec_exit": 10.7}  # ms, 2.5.41-mm2 shared
 SIZES = ("4MiB", "40MiB", "256MiB", "1GiB", "2GiB")
 
 
@@ -34,10 +36,17 @@ def fork_program(ctx: Any, size: int) -> Any:
     yield ("mark", "forked")
     yield wait(pid)
     yield ("mark", "reaped")
+    pid = yield fork(_exec_quit)
+    yield wait(pid)
+    yield ("mark", "exec_reaped")
 
 
 def _quit(ctx: Any) -> Any:
     yield exit(0)
+
+
+def _exec_quit(ctx: Any) -> Any:
+    yield execve(_quit)  # "a very small executable, which just exits"
 
 
 def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
@@ -64,7 +73,9 @@ def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
     m.close()
     fork_ns = marks["forked"][0] - marks["before"][0]
     both_ns = marks["reaped"][1] - marks["before"][1]
-    return {"fork": fork_ns / 1e6, "fork_exit": both_ns / 1e6, "wall": wall, **lowmem}
+    exec_ns = marks["exec_reaped"][1] - marks["reaped"][1]
+    return {"fork": fork_ns / 1e6, "fork_exit": both_ns / 1e6, "fork_exec_exit": exec_ns / 1e6, "wall": wall,
+            **lowmem}
 
 
 def run(ctx: ScenarioContext) -> Mapping[str, Any]:
@@ -80,12 +91,13 @@ def run(ctx: ScenarioContext) -> Mapping[str, Any]:
         got = measure(sub, size)
         figures[f"fork {name}"] = got["fork"]
         figures[f"fork+exit {name}"] = got["fork_exit"]
+        figures[f"fork+exec+exit {name}"] = got["fork_exec_exit"]
         figures[f"page tables {name}"] = got["pt_kb"]
         figures[f"pte_chains {name}"] = got["chain_kb"]
         figures[f"sim wall {name}"] = got["wall"]
         if size == 40 << 20:
             ref = MCCRACKEN_40MB_SHARED if "pt_shared" in ctx.config.enabled else MCCRACKEN_40MB
-            for k, label in (("fork", "fork"), ("fork_exit", "fork+exit")):
+            for k, label in (("fork", "fork"), ("fork_exit", "fork+exit"), ("fork_exec_exit", "fork+exec+exit")):
                 figures[f"{label} 40MiB 2.5.41"] = ref[k]
                 figures[f"{label} 40MiB / 2.5.41"] = got[k] / ref[k]
     return figures
@@ -96,6 +108,7 @@ def _figures() -> tuple[Figure, ...]:
     for s in SIZES:
         out += [Figure(f"fork {s}", f"fork, {s} resident", "ms"),
                 Figure(f"fork+exit {s}", f"fork+exit, {s} resident", "ms"),
+                Figure(f"fork+exec+exit {s}", f"fork+exec+exit, {s} resident", "ms"),
                 Figure(f"page tables {s}", f"PageTables after fork, {s}", "kB"),
                 Figure(f"pte_chains {s}", f"pte_chain lowmem after fork, {s}", "kB"),
                 Figure(f"sim wall {s}", f"simulator wall time, {s}", "s")]
@@ -103,13 +116,16 @@ def _figures() -> tuple[Figure, ...]:
             out += [Figure("fork 40MiB 2.5.41", "2.5.41 fork 40 MB (McCracken; -mm2 shared for pt_shared)", "ms"),
                     Figure("fork 40MiB / 2.5.41", "model / 2.5.41, fork 40 MB"),
                     Figure("fork+exit 40MiB 2.5.41", "2.5.41 fork+exit 40 MB (McCracken)", "ms"),
-                    Figure("fork+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exit 40 MB")]
+                    Figure("fork+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exit 40 MB"),
+                    Figure("fork+exec+exit 40MiB 2.5.41", "2.5.41 fork+exec+exit 40 MB (McCracken)", "ms"),
+                    Figure("fork+exec+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exec+exit 40 MB")]
     return tuple(out)
 
 
 SCENARIO = Scenario(
     name="fork-scaling",
-    help="fork and fork+exit of a task with 4 MiB to 2 GiB of touched shared memory (McCracken's 2002 test)",
+    help="fork, fork+exit and fork+exec+exit of a task with 4 MiB to 2 GiB of touched shared memory "
+         "(McCracken's 2002 test)",
     run=run,
     options=(
         Option("sizes", "list[size]", list(SIZES), "resident sizes to fork"),
