@@ -43,6 +43,8 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
     Option("costs", "str", "", "cost table file (TOML) overriding entries of the default 2002 table"),
     Option("debug_vm", "str", "off", "run the memory invariant checker: off, exit (when a run ends) or "
            "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
+    Option("shmmax", "size", "32MiB", "kernel.shmmax: the largest SysV shm segment (2.5's SHMMAX is 32MiB)",
+           minimum=1, maximum=4 * GiB),
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
@@ -71,6 +73,7 @@ class MachineConfig:
     timeslice: int = 8
     costs: str = ""
     debug_vm: str = "off"
+    shmmax: int = 32 << 20
 
 
 @attrs.frozen(slots=True)
@@ -360,7 +363,8 @@ def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]
     return MachineConfig(cpus=values.get("cpus", 2), memory=memory, pae=pae,
                          highpte=values.get("highpte", False), l1_cache_bytes=l1,
                          seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
-                         costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"))
+                         costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"),
+                         shmmax=values.get("shmmax", 32 << 20))
 
 
 def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:

@@ -13,9 +13,11 @@ from mmframe.config import Config, load_config
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
 from mmframe.errors import PluginError
+from mmframe.fs import FileSystem
 from mmframe.mm.memory import Memory
 from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
 from mmframe.mm.page_alloc import PageAllocator
+from mmframe.mm.shm import ShmIds
 from mmframe.mm.slab import KmemCache
 from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one
 from mmframe.sched import BLOCKED, EventEngine, ProgramError, Scheduler
@@ -73,6 +75,9 @@ class Machine:
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
         self.mm = Memory(self)
+        self.fs = FileSystem(self)
+        self.shm = ShmIds(self)
+        self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
         if self.config.debug_vm == "syscall":
             self._check_every_syscall()
         for info in self._infos():  # each plugin sees only its own options

@@ -17,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mmframe.mm.memory import Killed
-from mmframe.usr import ECHILD, EINVAL, ENOENT, ENOMEM, ENOSYS, SimSignal
+from mmframe.usr import EACCES, ECHILD, EINVAL, ENOENT, ENOMEM, ENOSYS, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -74,7 +74,7 @@ class Task:
 
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
-                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in")
+                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -99,6 +99,7 @@ class Task:
         self.nexec = 0
         self.seed_key = lineage  # a forked child replays with its parent's key
         self.blocked_in = ""  # the call a blocked task sleeps in, logged when it is woken
+        self.files: Any = None  # files_struct (mmframe.fs), made on first use
 
     def __repr__(self) -> str:
         return f"<Task pid={self.pid} {self.lineage} {self.state}>"
@@ -316,6 +317,7 @@ class Scheduler:
             child.nexec, child.seed_key = task.nexec, task.seed_key
         else:
             child = self.spawn(child_fn, tuple(args), parent=task, mm=mm)
+        self.m.fs.dup_files(task, child, share=False)
         return child.pid
 
     def sys_clone(self, task: Task, fn: Callable[..., Any], args: tuple = ()) -> int:
@@ -326,14 +328,34 @@ class Scheduler:
             return -ENOMEM
         if task.mm is not None:
             task.mm.users += 1
-        return self.spawn(fn, tuple(args), parent=task, mm=task.mm).pid
+        child = self.spawn(fn, tuple(args), parent=task, mm=task.mm)
+        self.m.fs.dup_files(task, child, share=True)
+        return child.pid
 
-    def sys_execve(self, task: Task, program: Callable[..., Any], args: tuple = ()) -> Any:
-        if not callable(program):
+    def sys_execve(self, task: Task, program: Any, args: tuple = ()) -> Any:
+        """``program`` is a path of the file system or a program (its image is installed at
+        /bin/<name> on first use).  -ENOENT for no such file, -EACCES for a file that is not an
+        executable, -ENOMEM if no new mm could be had (the old image intact)."""
+        from mmframe.fs import FMODE_READ, File
+        from mmframe.mm.exec import exec_mmap
+        fs = self.m.fs
+        if isinstance(program, str):
+            inode = fs.inodes.get(program)
+            if inode is None:
+                return -ENOENT
+            if inode.image is None:
+                return -EACCES
+        elif callable(program):
+            inode = fs.image_for(program)
+        else:
             return -ENOENT
         self.m.acct.charge(self.m.P.exec_process)
-        self.m.mm.exec_mm(task)
-        task.program, task.args = program, tuple(args)
+        file = File(inode, FMODE_READ)  # open_exec; the mappings take their own references
+        r = exec_mmap(self.m.mm, task, inode, file)
+        self.m.mm.put_object(file)
+        if r < 0:
+            return r
+        task.program, task.args = inode.image.program, tuple(args)
         task.nexec += 1
         task.seed_key = task.lineage
         task.log = []
@@ -356,6 +378,7 @@ class Scheduler:
         self.m.acct.charge(self.m.P.exit_process)
         if task.mm is not None:
             self.m.mm.exit_mm(task)
+        self.m.fs.exit_files(task)
         self.m.mm.task_released(task.pid)
         for child in task.children:  # orphans are reaped by "init" when they exit
             child.parent = None

@@ -24,7 +24,8 @@ from typing import Any, Callable
 # errno (asm-i386/errno.h)
 EPERM, ENOENT, ESRCH, EINTR, EIO, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT = (
     1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14)
-EBUSY, EEXIST, EINVAL, ENFILE, EMFILE, EFBIG, ENOSPC, ENOSYS, ERANGE = 16, 17, 22, 23, 24, 27, 28, 38, 34
+EBUSY, EEXIST, EISDIR, EINVAL, ENFILE, EMFILE, EFBIG, ENOSPC, ENOSYS, ERANGE, EIDRM = (
+    16, 17, 21, 22, 23, 24, 27, 28, 38, 34, 43)
 ERRNO_NAMES = {v: k for k, v in dict(globals()).items() if k.startswith("E") and isinstance(v, int)}
 
 # signals (asm-i386/signal.h) and si_code values
@@ -37,10 +38,12 @@ SIGNAL_NAMES = {SIGBUS: "SIGBUS", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGCHL
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_FAILED = -1
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
 # open (asm-i386/fcntl.h)
 O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_DIRECT = 0, 1, 2, 0o100, 0o1000, 0o40000
 # shm (linux/ipc.h, linux/shm.h)
-IPC_PRIVATE, IPC_CREAT, IPC_EXCL, IPC_RMID, SHM_RDONLY, SHM_RND = 0, 0o1000, 0o2000, 0, 0o10000, 0o20000
+IPC_PRIVATE, IPC_CREAT, IPC_EXCL, IPC_RMID, IPC_STAT = 0, 0o1000, 0o2000, 0, 2
+SHM_RDONLY, SHM_RND, SHM_REMAP = 0o10000, 0o20000, 0o40000
 
 PAGE_SIZE = 4096
 
@@ -103,9 +106,12 @@ def shmdt(addr: int) -> tuple: return ("shmdt", addr)
 def shmctl(shmid: int, cmd: int) -> tuple: return ("shmctl", shmid, cmd)
 def read(addr: int) -> tuple: return ("read", addr)
 def write(addr: int, tag: int) -> tuple: return ("write", addr, tag)
+def msync(addr: int, length: int, flags: int = MS_SYNC) -> tuple: return ("msync", addr, length, flags)
 def touch(start: int, length: int, write: bool = False) -> tuple: return ("touch", start, length, write)
 def open(path: str, flags: int = O_RDONLY) -> tuple: return ("open", path, flags)  # noqa: A001
 def close(fd: int) -> tuple: return ("close", fd)
+def ftruncate(fd: int, length: int) -> tuple: return ("ftruncate", fd, length)
+def fsync(fd: int) -> tuple: return ("fsync", fd)
 def pread(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pread", fd, addr, length, offset)
 def pwrite(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pwrite", fd, addr, length, offset)
 def io_setup(nr_events: int) -> tuple: return ("io_setup", nr_events)
@@ -113,5 +119,23 @@ def io_submit(ctx_id: int, iocbs: list) -> tuple: return ("io_submit", ctx_id, i
 def io_getevents(ctx_id: int, min_nr: int, nr: int) -> tuple: return ("io_getevents", ctx_id, min_nr, nr)
 
 SYSCALLS = ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "mmap", "munmap",
-            "mprotect", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
-            "close", "pread", "pwrite", "io_setup", "io_submit", "io_getevents")
+            "mprotect", "msync", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
+            "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents")
+
+
+def program(**image: int) -> Callable[[Program], Program]:
+    """Give a program's executable image a layout for ``execve`` (``text_pages``, ``data_pages``,
+    ``bss_pages``, ``stack_pages``; see :class:`mmframe.fs.Image`)::
+
+        @program(text_pages=40, data_pages=4)
+        def sh(ctx): ...
+    """
+    allowed = {"text_pages", "data_pages", "bss_pages", "stack_pages"}
+    bad = set(image) - allowed
+    if bad or any(type(v) is not int or v < 0 for v in image.values()):
+        raise ValueError(f"program(): layout keys are {sorted(allowed)}, non-negative ints; got {image}")
+
+    def mark(fn: Program) -> Program:
+        fn.mmframe_image = dict(image)  # type: ignore[attr-defined]
+        return fn
+    return mark

@@ -71,9 +71,7 @@ def check(vm: Memory) -> None:
     assert (k == mapped).all(), f"rmap counts disagree with page tables at pages {np.flatnonzero(k != mapped)[:8]}"
     assert rmap.entries() == int(mapped.sum()), "rmap entry table holds stale entries"
     other = np.zeros(npages, dtype=np.int64)
-    for obj in vm.objects:
-        for pfn in obj.pages.values():
-            other[pfn] += 1
+    _check_page_cache(vm, other)
     for pfn, n in vm.pins.items():
         other[pfn] += n
     user = (mapped > 0) | (other > 0)
@@ -84,4 +82,27 @@ def check(vm: Memory) -> None:
     vm.pa.check()
     if not vm.mms:
         assert not vm.ptpages and rmap.entries() == 0 and not vm.pins, "memory left behind after every mm went"
-        assert not any(obj.pages for obj in vm.objects), "object pages left behind after every mm went"
+        assert all(obj.shm is not None for obj in vm.objects), "a shmem object outlived every mm"
+
+
+def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
+    """Page-cache pages: each cached once, in the tree it claims, holding one reference; PG_cache
+    and PG_dirty agree with the mapping; radix-tree nodes add up to the pool's count."""
+    from mmframe.mm.filemap import _CACHE, _DIRTY
+    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.inodes.values()]
+    nodes, seen = 0, 0
+    for mapping in mappings:
+        nodes += mapping.page_tree.nodes()
+        for index, pfn in mapping.page_tree.items():
+            seen += 1
+            assert vm.page_cache.get(pfn) == (mapping, index), f"page {pfn} in a tree but not recorded there"
+            other[pfn] += 1
+            f = int(vm.flags_np[pfn])
+            assert bool(f & _CACHE) == mapping.backed, f"page {pfn}: PG_cache wrong for its mapping"
+            assert bool(f & _DIRTY) == (index in mapping.dirty), f"page {pfn}: PG_dirty and the dirty list disagree"
+        assert all(mapping.page_tree.lookup(i) is not None for i in mapping.dirty), "a dirty index with no page"
+    assert seen == len(vm.page_cache), f"{len(vm.page_cache)} cached pages recorded, {seen} in trees"
+    assert nodes == vm.radix_pool.nodes, f"radix-tree nodes {nodes} in trees, {vm.radix_pool.nodes} allocated"
+    for obj in vm.objects:
+        assert obj.refs > 0, "a shmem object with no reference is still live"
+    assert all(p in vm.page_cache or vm.count_np[p] > 0 for p in vm.zero_tail), "a zeroed tail on a free page"

@@ -22,6 +22,9 @@ from mmframe.mm.page import GFP_HIGHUSER, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE, PG_
 from mmframe.mm.pgtable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE,
                                 PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE, Geometry, PtePage)
 from mmframe.mm.rmap import Rmap, nrpte
+from mmframe.mm import filemap
+from mmframe.mm.filemap import _CACHE, NOPAGE_OOM, NOPAGE_SIGBUS
+from mmframe.mm.radix_tree import NodePool, RadixTree
 from mmframe.mm.vma import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
 from mmframe.usr import EINVAL, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
@@ -33,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
 
 #: Why a PTE page is being written (the choke point's reason argument).
-REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare")
-FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE = range(len(REASONS))
+REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync")
+FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC = range(len(REASONS))
 
 #: Ranges of at least this many entries take the numpy path (tests set it to compare both paths).
 BULK_MIN = 24
@@ -43,6 +46,8 @@ _RESERVED = 1 << PG_reserved
 GFP_PTE_HIGH = GFP_KERNEL | __GFP_HIGHMEM  # pte_alloc_one with CONFIG_HIGHPTE (no mangling here)
 _PTE_CHG_MASK = ~0xFFF | _PAGE_ACCESSED | _PAGE_DIRTY  # pte_modify keeps pfn, accessed, dirty
 ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
+
+BRK_BASE = 0x0805_0000  # the heap of a task started without execve
 
 # sizes of kernel objects (i386 2.5, estimates to the cache line; see docs/memory.md)
 TASK_STRUCT_BYTES, MM_STRUCT_BYTES, VMA_BYTES = 1536, 384, 64
@@ -55,7 +60,8 @@ class Killed(Exception):
 class MMStruct:
     """``mm_struct``: the PMD level, the PTE pages it points at, the VMAs, users and TLB mask."""
 
-    __slots__ = ("id", "pmd", "ptp", "vmas", "users", "cpu_vm_mask", "pgd_pages", "dead")
+    __slots__ = ("id", "pmd", "ptp", "vmas", "users", "cpu_vm_mask", "pgd_pages", "dead", "end_code",
+                 "start_brk", "brk", "start_stack")
 
     def __init__(self, mm_id: int, geo: Geometry) -> None:
         self.id = mm_id
@@ -66,6 +72,8 @@ class MMStruct:
         self.cpu_vm_mask: set[int] = set()
         self.pgd_pages: list[int] = []
         self.dead = False
+        # an mm with no executable image (a run's first task) gets a heap at BRK_BASE
+        self.end_code, self.start_brk, self.brk, self.start_stack = 0, BRK_BASE, BRK_BASE, TASK_SIZE
 
     def rss(self) -> int:
         """Resident pages, derived from the PTE pages' counts (a shared PTE page counts in each)."""
@@ -96,7 +104,11 @@ class Memory:
         self.ptpages: dict[int, PtePage] = {}  # every live PTE page by pfn
         self.mms: dict[int, MMStruct] = {}
         self.next_mm = 1
-        self.objects: set[ShmemObject] = set()
+        self.objects: set[ShmemObject] = set()  # live shmem objects (MAP_SHARED anonymous, SysV shm)
+        self.radix_pool = NodePool(m)
+        self.page_cache: dict[int, tuple[filemap.AddressSpace, int]] = {}  # pfn -> (mapping, index)
+        self.zero_tail: dict[int, int] = {}  # pfn -> offset where the zeroed tail past EOF starts
+        self.gfp_cache = GFP_HIGHUSER  # mapping_gfp_mask of regular files
         self.pins: dict[int, int] = {}  # pfn -> references held by get_user_pages-style pins
         self.pte_changes = [0] * len(REASONS)
         self.c_mm = m.kmem_cache("mm_struct", MM_STRUCT_BYTES, 32)
@@ -119,7 +131,7 @@ class Memory:
         sched = m.sched
         for name in ("read", "write", "touch"):
             sched.handlers[name] = getattr(self, "sys_" + name)
-        for name in ("mmap", "munmap", "mprotect"):
+        for name in ("mmap", "munmap", "mprotect", "msync", "brk"):
             sched.handlers[name] = getattr(mmap, "sys_" + name).__get__(self)
 
     # --- address spaces -----------------------------------------------------------------------
@@ -171,11 +183,6 @@ class Memory:
             from mmframe.mm.exit import exit_mmap
             exit_mmap(self, mm, self._cpu())
 
-    def exec_mm(self, task: Task) -> None:
-        self.exit_mm(task)
-        task.mm = self.new_mm()
-        self.m.tlb.switch_mm(task.cpu, task.mm)
-
     def task_created(self, pid: int) -> bool:
         """``dup_task_struct``: a task_struct from its slab and an 8 KiB (order-1) kernel stack."""
         if self.c_task.alloc() < 0:
@@ -213,6 +220,8 @@ class Memory:
         self.count[pfn] = c
         self.acct.charge(self.P_ref)
         if c == 0:
+            if self.zero_tail:
+                self.zero_tail.pop(pfn, None)
             self.m.free_pages(pfn, 0)
 
     def pin(self, mm: MMStruct, addr: int) -> int:
@@ -379,7 +388,10 @@ class Memory:
                 if pt is not None:
                     pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
                     if pte & _PAGE_PRESENT:
-                        return self.tag[pte >> PAGE_SHIFT]
+                        pfn = pte >> PAGE_SHIFT
+                        if self.zero_tail and addr & 0xFFF >= self.zero_tail.get(pfn, PAGE_SIZE):
+                            return 0  # past end of file in the last page: zeroed by readpage
+                        return self.tag[pfn]
             self.do_page_fault(task, addr, False)
         raise AssertionError(f"read fault at {addr:#x} did not make the page present")
 
@@ -393,11 +405,34 @@ class Memory:
                 pt = mm.ptp[idx]
                 if pt is not None and mm.pmd[idx] & _PAGE_RW:
                     pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
-                    if pte & 3 == 3:  # present and writable
-                        self.tag[pte >> PAGE_SHIFT] = tag
+                    if pte & 3 == 3:  # present and writable; the MMU sets the dirty bit
+                        if not pte & _PAGE_DIRTY:
+                            pt.ptes[(addr >> PAGE_SHIFT) & self.mask] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
+                        pfn = pte >> PAGE_SHIFT
+                        self.tag[pfn] = tag
+                        if self.zero_tail:
+                            self.zero_tail.pop(pfn, None)
                         return 0
             self.do_page_fault(task, addr, True)
         raise AssertionError(f"write fault at {addr:#x} did not make the page writable")
+
+    def copy_to_user(self, task: Task, addr: int, tag: int) -> bool:
+        """Store a page's tag at a user address, faulting it in; False (the syscall's -EFAULT)
+        where a user access would have had a signal."""
+        try:
+            self.sys_write(task, addr, tag)
+        except SimSignal:
+            return False
+        return True
+
+    def copy_from_user(self, task: Task, addr: int) -> int | None:
+        """The tag of the user page at ``addr`` (whole page), or None for -EFAULT."""
+        try:
+            self.sys_read(task, addr & ~(PAGE_SIZE - 1))
+        except SimSignal:
+            return None
+        pte = task.mm.ptp[addr >> self.sh].ptes[(addr >> PAGE_SHIFT) & self.mask]
+        return self.tag[pte >> PAGE_SHIFT]
 
     def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
         """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
@@ -457,15 +492,25 @@ class Memory:
         return VM_FAULT_MINOR
 
     def do_no_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
-        """A fault in a mapping with a backing object (shared anonymous memory: shmem_nopage)."""
-        pfn = self.obj_page(vma.obj, vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT))
+        """A fault in a mapping with a backing object: the object's ``nopage`` (page cache, reading
+        the file in; shmem zero-fill), SIGBUS past its end; a write to a private mapping gets a
+        private copy at once (2.5's do_no_page), a write to a shared one maps it dirty."""
+        pfn = vma.obj.nopage(self, vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT))
         if pfn < 0:
-            return VM_FAULT_OOM
-        self.count[pfn] += 1
-        self.acct.charge(self.P_ref)
+            return VM_FAULT_SIGBUS if pfn == NOPAGE_SIGBUS else VM_FAULT_OOM
         prot = vma.page_prot
-        if write:
+        if write and not vma.flags & VM_SHARED:
+            new = self.m.alloc_pages(GFP_HIGHUSER, 0)
+            if new < 0:
+                return VM_FAULT_OOM
+            self._copy_user_highpage(pfn, new)
+            pfn = new
             prot |= _PAGE_RW | _PAGE_DIRTY
+        else:
+            self.count[pfn] += 1
+            self.acct.charge(self.P_ref)
+            if write:
+                prot |= _PAGE_RW | _PAGE_DIRTY
         pt = self.pte_change(mm, idx, FAULT, i, i + 1)
         pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
         self.acct.charge(self.P_pte_set)
@@ -474,16 +519,16 @@ class Memory:
         self.rmap.add(pfn, pt, i)
         return VM_FAULT_MINOR
 
-    def obj_page(self, obj: ShmemObject, pgoff: int) -> int:
-        """The object's page at ``pgoff``, allocated zeroed on first use (the cache's reference)."""
-        self.acct.charge(self.P_pcl)
-        pfn = obj.pages.get(pgoff)
-        if pfn is None:
-            pfn = self.alloc_user_page()
-            if pfn < 0:
-                return -1
-            obj.pages[pgoff] = pfn
-        return pfn
+    def _copy_user_highpage(self, old: int, new: int) -> None:
+        """``copy_user_highpage``: the content (and a zeroed tail past EOF) of ``old`` into ``new``."""
+        self.acct.charge(self.P_copy)
+        self.acct.charge(self.P_kmap, (new >= self.first_high) + (old >= self.first_high))
+        self.tag[new] = self.tag[old]
+        tail = self.zero_tail.get(old) if self.zero_tail else None
+        if tail is not None:
+            self.zero_tail[new] = tail
+        else:
+            self.zero_tail.pop(new, None)
 
     def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
         """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""
@@ -500,9 +545,13 @@ class Memory:
         if new < 0:
             return VM_FAULT_OOM
         # copy_cow_page: the ZERO_PAGE is cleared, not copied; highmem pages are kmapped
-        acct.charge(self.P_clear if reserved else self.P_copy)
-        acct.charge(self.P_kmap, (new >= self.first_high) + (not reserved and old >= self.first_high))
-        self.tag[new] = self.tag[old]
+        if reserved:
+            acct.charge(self.P_clear)
+            acct.charge(self.P_kmap, new >= self.first_high)
+            self.tag[new] = 0
+            self.zero_tail.pop(new, None)
+        else:
+            self._copy_user_highpage(old, new)
         pt = self.pte_change(mm, idx, COW, i, i + 1)
         if reserved:
             pt.rss += 1
@@ -549,11 +598,13 @@ class Memory:
             bad = (seg & _PAGE_PRESENT) == 0
             if write:
                 bad |= (seg & _PAGE_RW) == 0
+                seg[~bad] |= _PAGE_DIRTY | _PAGE_ACCESSED  # the MMU marks what is written dirty
             need = np.flatnonzero(bad) + i0
             empty = need[(pt.np()[need] & PTE_PRESENT_MASK) == 0] if len(need) else need
         if not len(need):
             return
-        if len(empty) >= BULK_MIN and len(empty) == len(need):
+        private_file_write = write and vma.obj is not None and not vma.flags & VM_SHARED
+        if len(empty) >= BULK_MIN and len(empty) == len(need) and not private_file_write:
             if not self.fault_hook_is_core:  # the policy sees the first fault of the PTE page
                 self.do_page_fault(task, base + (int(empty[0]) << PAGE_SHIFT), write)
                 pt = mm.ptp[idx]
@@ -577,8 +628,8 @@ class Memory:
             if pt is None:
                 self.m.sched.kill(task, SIGKILL)
                 raise Killed()
-        acct.charge(self.P_fault, n)
         if vma.obj is None and not write:
+            acct.charge(self.P_fault, n)
             pt = self.pte_change(mm, idx, FAULT, int(slots[0]), int(slots[-1]) + 1)
             if pt.high:
                 acct.charge(self.P_kmap, n - 1)
@@ -587,20 +638,25 @@ class Memory:
             return
         pfns = np.empty(n, dtype=np.int64)
         base = idx << self.sh
+        obj = vma.obj
         for j, i in enumerate(slots.tolist()):
-            if vma.obj is None:
+            if obj is None:
                 pfn = self.alloc_user_page()
             else:
-                pfn = self.obj_page(vma.obj, vma.pgoff + ((base + (i << PAGE_SHIFT) - vma.start) >> PAGE_SHIFT))
+                pfn = obj.nopage(self, vma.pgoff + ((base + (i << PAGE_SHIFT) - vma.start) >> PAGE_SHIFT))
                 if pfn >= 0:
                     self.count[pfn] += 1
                     acct.charge(self.P_ref)
-            if pfn < 0:  # fill what we have, then the out-of-memory kill
+            if pfn < 0:  # fill what we have, then the out-of-memory kill or SIGBUS
+                acct.charge(self.P_fault, j + 1)  # the faults taken, the last one failing
                 if j:
                     self._install(mm, vma, idx, slots[:j], pfns[:j], write)
+                if pfn == NOPAGE_SIGBUS:
+                    raise SimSignal(SIGBUS, BUS_ADRERR, base + (i << PAGE_SHIFT))
                 self.m.sched.kill(task, SIGKILL)
                 raise Killed()
             pfns[j] = pfn
+        acct.charge(self.P_fault, n)
         self._install(mm, vma, idx, slots, pfns, write)
 
     def _install(self, mm: MMStruct, vma: VMA, idx: int, slots: np.ndarray, pfns: np.ndarray, write: bool) -> None:
@@ -644,6 +700,8 @@ class Memory:
                 pfn = pte >> PAGE_SHIFT
                 if flags[pfn] & _RESERVED:
                     continue
+                if pte & _PAGE_DIRTY and flags[pfn] & _CACHE:
+                    filemap.set_page_dirty(self, pfn)
                 self.rmap.remove(pfn, pt, i)
                 pt.rss -= 1
                 self.put_page(pfn)
@@ -652,9 +710,13 @@ class Memory:
         pres = np.flatnonzero(v & PTE_PRESENT_MASK)
         if not len(pres):
             return
-        pfns = (v[pres] >> PAGE_SHIFT).astype(np.int64)
+        old = v[pres]
+        pfns = (old >> PAGE_SHIFT).astype(np.int64)
         v[pres] = 0
         self.acct.charge(self.P_pte_clear, len(pres))
+        dirty = pfns[((old & _PAGE_DIRTY) != 0) & ((self.flags_np[pfns] & _CACHE) != 0)]
+        for pfn in dirty.tolist():
+            filemap.set_page_dirty(self, pfn)
         real = (self.flags_np[pfns] & _RESERVED) == 0
         rp = pfns[real]
         if not len(rp):
@@ -670,10 +732,12 @@ class Memory:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen = self.m.free_pages, set()
+            free, seen, tails = self.m.free_pages, set(), self.zero_tail
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
+                    if tails:
+                        tails.pop(pfn, None)
                     free(pfn, 0)
 
     def change_protection(self, mm: MMStruct, start: int, end: int, prot: int) -> None:
@@ -696,23 +760,23 @@ class Memory:
                 v[pres] = (v[pres] & v.dtype.type(_PTE_CHG_MASK & (2 ** (8 * v.itemsize) - 1))) | v.dtype.type(prot)
                 self.acct.charge(self.P_pte_set, len(pres))
 
-    # --- objects ----------------------------------------------------------------------------------
+    # --- objects ---------------------------------------------------------------------------------
     def new_object(self, npages: int) -> ShmemObject:
-        obj = ShmemObject(npages)
+        obj = ShmemObject(npages, RadixTree(self.radix_pool))
         self.objects.add(obj)
         return obj
 
-    def put_object(self, obj: ShmemObject) -> None:
+    def put_object(self, obj: Any) -> None:
+        """Drop a reference to a mapping's object (a shmem object or an open file)."""
         obj.refs -= 1
         if obj.refs == 0:
-            if obj.on_release is not None and obj.on_release(obj):
-                return
-            self.drop_object_pages(obj)
+            obj.release(self)
 
     def drop_object_pages(self, obj: ShmemObject) -> None:
-        for pfn in obj.pages.values():
-            self.put_page(pfn)
-        obj.pages.clear()
+        mapping = obj.mapping
+        for index, _ in list(mapping.page_tree.items()):
+            filemap.remove_from_page_cache(self, mapping, index)
+        mapping.page_tree.destroy()
         self.objects.discard(obj)
 
     def vma_free(self, vma: VMA) -> None:

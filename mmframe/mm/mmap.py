@@ -10,20 +10,24 @@ calls (issue 6).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmframe.mm import memory as M
 from mmframe.mm.pgtable import TASK_SIZE
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
-from mmframe.usr import (EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE,
-                         PROT_EXEC, PROT_READ, PROT_WRITE)
+from mmframe.mm.page import PAGE_SHIFT
+from mmframe.usr import (EACCES, EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC,
+                         MS_INVALIDATE, MS_SYNC, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE)
+
+FMODE_READ, FMODE_WRITE = 1, 2  # mmframe.fs's (not imported: fs imports the mm layer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.memory import Memory, MMStruct
     from mmframe.sched import Task
 
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
+MAX_MAP_COUNT = 65536
 _PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
 
 
@@ -43,37 +47,104 @@ def get_unmapped_area(mm: MMStruct, hint: int, length: int) -> int | None:
 
 def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0) -> int:
-    mm = task.mm
+    """``old_mmap`` + ``do_mmap_pgoff`` of 2.5.49, checks in its order: offset alignment, the fd,
+    length 0 (returns ``addr``), length above TASK_SIZE, too many mappings, the placement, the
+    mapping type against the file's open mode; only then is a fixed range's old mapping removed."""
+    if any(type(x) is not int for x in (addr, length, prot, flags, fd, offset)):
+        return -EINVAL
+    if offset & (PAGE_SIZE - 1) or offset < 0:
+        return -EINVAL
+    file = None
     if not flags & MAP_ANONYMOUS:
-        return -EBADF  # no files until the page cache lands
-    if (flags & (MAP_SHARED | MAP_PRIVATE)) not in (MAP_SHARED, MAP_PRIVATE) or prot & ~_PROT_ALL:
+        file = vm.m.fs._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        if file is None:
+            return -EBADF
+    if prot & ~_PROT_ALL:
         return -EINVAL
     if length == 0:
         return addr
     length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-    if length > TASK_SIZE or length <= 0:
+    if length > TASK_SIZE or length < 0:
+        return -EINVAL
+    mm = task.mm
+    if len(mm.vmas) > MAX_MAP_COUNT:
         return -ENOMEM
     if flags & MAP_FIXED:
         if addr & (PAGE_SIZE - 1) or addr < 0 or addr + length > TASK_SIZE:
             return -EINVAL
-        if do_munmap(vm, task, addr, length) < 0:
-            return -ENOMEM
     else:
         found = get_unmapped_area(mm, addr & ~(PAGE_SIZE - 1) if addr > 0 else 0, length)
         if found is None:
             return -ENOMEM
         addr = found
+    vmflags = prot_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    mtype = flags & (MAP_SHARED | MAP_PRIVATE)
+    if file is not None:
+        if mtype == MAP_SHARED:
+            if prot & PROT_WRITE and not file.mode & FMODE_WRITE:
+                return -EACCES
+            vmflags |= VM_SHARED | VM_MAYSHARE
+            if not file.mode & FMODE_WRITE:  # a read-only file can never be written through it
+                vmflags &= ~(VM_MAYWRITE | VM_SHARED)
+        elif mtype != MAP_PRIVATE:
+            return -EINVAL
+        if not file.mode & FMODE_READ:
+            return -EACCES
+    elif mtype == MAP_SHARED:
+        vmflags |= VM_SHARED | VM_MAYSHARE
+    elif mtype != MAP_PRIVATE:
+        return -EINVAL
+    return do_mmap(vm, task, file, addr, length, vmflags, offset >> PAGE_SHIFT)
+
+
+def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: int, pgoff: int = 0) -> int:
+    """Map page-aligned ``[addr, addr + length)``, replacing what was there; an anonymous private
+    mapping merges with its neighbours (``vma_merge``).  ``file`` None with ``VM_SHARED`` makes a
+    shmem object (``shmem_zero_setup``); a shmem object or open file gains a reference."""
+    mm = task.mm
+    if do_munmap(vm, task, addr, length) < 0:
+        return -ENOMEM
+    end = addr + length
+    if file is None and not vmflags & VM_SHARED:
+        if vma_merge(vm, mm, addr, end, vmflags):
+            _tell_policy(vm, mm, addr, end)
+            return addr
     if not vm.vma_alloc():
         return -ENOMEM
-    vmflags = prot_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-    obj = None
-    if flags & MAP_SHARED:
-        vmflags |= VM_SHARED | VM_MAYSHARE
+    obj = file
+    if obj is not None:
+        obj.get()
+    elif vmflags & VM_SHARED:
         obj = vm.new_object(length // PAGE_SIZE)
-    v = VMA(addr, addr + length, vmflags, obj, 0)
-    mm.vmas.insert(v)
-    _tell_policy(vm, mm, addr, addr + length)
+    mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
+    _tell_policy(vm, mm, addr, end)
     return addr
+
+
+def _mergeable(v: VMA | None, flags: int) -> bool:
+    """2.5's ``can_vma_merge``: anonymous (no object) with the same flags."""
+    return v is not None and v.obj is None and v.flags == flags
+
+
+def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int) -> bool:
+    """2.5.49 ``vma_merge`` for a new anonymous mapping ``[addr, end)``: extend the VMA ending at
+    ``addr`` (and absorb the one starting at ``end``), or the one starting at ``end``."""
+    prev, nxt = mm.vmas.neighbours(addr, end)
+    if prev is not None and prev.end == addr and _mergeable(prev, flags):
+        prev.end = end
+        vm.acct.charge(vm.P_vma)
+        if nxt is not None and nxt.start == end and _mergeable(nxt, flags):
+            mm.vmas.remove(nxt)
+            prev.end = nxt.end
+            vm.vma_free(nxt)
+        return True
+    if nxt is not None and nxt.start == end and _mergeable(nxt, flags):
+        mm.vmas.remove(nxt)
+        nxt.start = addr
+        mm.vmas.insert(nxt)
+        vm.acct.charge(vm.P_vma)
+        return True
+    return False
 
 
 def _tell_policy(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
@@ -149,32 +220,142 @@ def sys_munmap(vm: Memory, task: Task, addr: int, length: int) -> int:
 
 
 def sys_mprotect(vm: Memory, task: Task, addr: int, length: int, prot: int) -> int:
+    """2.5.49 ``sys_mprotect``: VMA by VMA from ``addr``; a VMA that may not get the new rights
+    (its ``VM_MAY*`` bits) stops it with -EACCES, a hole with -ENOMEM, leaving the VMAs before
+    changed, as 2.5 did.  Changed anonymous private VMAs merge with equal neighbours."""
+    if any(type(x) is not int for x in (addr, length, prot)):
+        return -EINVAL
     if addr & (PAGE_SIZE - 1) or prot & ~_PROT_ALL or length < 0:
         return -EINVAL
     end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
     if end == addr:
         return 0
+    if end > TASK_SIZE:
+        return -ENOMEM
     mm = task.mm
-    hit = mm.vmas.overlapping(addr, end)
-    covered = addr
-    for v in hit:  # 2.5: the whole range must be mapped, else -ENOMEM
-        if v.start > covered:
-            return -ENOMEM
-        covered = v.end
-    if covered < end:
+    v = mm.vmas.find(addr)
+    if v is None or v.start > addr:
         return -ENOMEM
     newbits = prot_flags(prot)
-    newflags = lambda v: (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | newbits  # noqa: E731
-    if not _split_edges(vm, mm, addr, end, lambda v: newflags(v) != v.flags):
-        return -ENOMEM
-    changed = False
-    for v in mm.vmas.overlapping(addr, end):
-        nflags = newflags(v)
-        if nflags == v.flags:  # mprotect_fixup: nothing to do, no flush
-            continue
-        changed = True
-        v.set_flags(nflags)
-        vm.change_protection(mm, v.start, v.end, v.page_prot)
+    err, changed, at = 0, False, addr
+    while True:
+        nflags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | newbits
+        if nflags & ~(nflags >> 4) & 0xF:
+            err = -EACCES
+            break
+        stop = min(end, v.end)
+        if nflags != v.flags:  # mprotect_fixup: nothing to do (and no flush) when they agree
+            if not _split_edges(vm, mm, at, stop):
+                err = -ENOMEM
+                break
+            v = mm.vmas.find(at)
+            v.set_flags(nflags)
+            vm.change_protection(mm, v.start, v.end, v.page_prot)
+            changed = True
+        if stop >= end:
+            break
+        at = stop
+        v = mm.vmas.find(at)
+        if v is None or v.start != at:
+            err = -ENOMEM
+            break
     if changed:  # change_protection always ends with flush_tlb_range, upgrade or not
         vm.m.tlb.flush_tlb_range(mm, vm._cpu(), addr, end)
-    return 0
+        _merge_around(vm, mm, addr, end)
+    return err
+
+
+def _merge_around(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+    """2.5's mprotect merging: a changed anonymous private VMA joins the one before it when their
+    flags now agree (``mprotect_attempt_merge``), and the last one joins the one after it."""
+    prev, _ = mm.vmas.neighbours(start, start)
+    run = ([prev] if prev is not None else []) + mm.vmas.overlapping(start, end)
+    nxt = mm.vmas.neighbours(end, end)[1]
+    if nxt is not None and nxt.start == end:
+        run.append(nxt)
+    keep = run[0] if run else None
+    for v in run[1:]:
+        if keep.end == v.start and _mergeable(keep, v.flags) and v.obj is None:
+            mm.vmas.remove(v)
+            keep.end = v.end
+            vm.vma_free(v)
+        else:
+            keep = v
+
+
+def sys_brk(vm: Memory, task: Task, brk: Any) -> int:
+    """2.5.49 ``sys_brk``: the new break, or the old one when the change is refused (below the
+    code, over another mapping, out of memory).  Growth is a fresh anonymous mapping (zero-filled,
+    merged with the heap); shrinking unmaps."""
+    mm = task.mm
+    if type(brk) is not int or brk < mm.end_code or brk < mm.start_brk:
+        return mm.brk
+    newbrk = (brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    oldbrk = (mm.brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return brk
+    if brk <= mm.brk:
+        if do_munmap(vm, task, newbrk, oldbrk - newbrk) == 0:
+            mm.brk = brk
+        return mm.brk
+    if newbrk > TASK_SIZE or mm.vmas.overlapping(oldbrk, newbrk + PAGE_SIZE):
+        return mm.brk
+    if do_brk(vm, task, oldbrk, newbrk - oldbrk) == oldbrk:
+        mm.brk = brk
+    return mm.brk
+
+
+def do_brk(vm: Memory, task: Task, addr: int, length: int) -> int:
+    """An anonymous private read-write-exec mapping (VM_DATA_DEFAULT_FLAGS), merged if it can be."""
+    flags = VM_READ | VM_WRITE | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    return do_mmap(vm, task, None, addr, length, flags)
+
+
+def sys_msync(vm: Memory, task: Task, addr: Any, length: Any, flags: Any = MS_SYNC) -> int:
+    """2.5 ``msync``: ``filemap_sync`` moves the dirty bits of shared file mappings' PTEs to their
+    pages (through the choke point, reason ``msync``); MS_SYNC also writes the files' dirty pages.
+    -ENOMEM if part of the range is unmapped (after syncing what is mapped), as 2.5."""
+    if any(type(x) is not int for x in (addr, length, flags)):
+        return -EINVAL
+    if addr & (PAGE_SIZE - 1) or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or length < 0 or \
+            (flags & MS_ASYNC and flags & MS_SYNC):
+        return -EINVAL
+    end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+    if end == addr:
+        return 0
+    mm = task.mm
+    err, covered = 0, addr
+    for v in mm.vmas.overlapping(addr, end):
+        if v.start > covered:
+            err = -ENOMEM
+        covered = v.end
+        inode = getattr(v.obj, "inode", None)
+        if inode is None or not v.flags & VM_SHARED:
+            continue
+        lo, hi = max(addr, v.start), min(end, v.end)
+        filemap_sync(vm, mm, lo, hi)
+        if flags & MS_SYNC:
+            r = vm.m.fs.writeback(inode)
+            err = err or r
+    if covered < end:
+        err = -ENOMEM
+    return err
+
+
+def filemap_sync(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+    """Clear the dirty bit of each PTE in ``[start, end)`` and mark its page dirty."""
+    from mmframe.mm.filemap import set_page_dirty
+    dirty = M._PAGE_DIRTY
+    for idx, i0, i1 in vm.pmd_slots(mm, start, end):
+        pt = vm.pte_change(mm, idx, M.MSYNC, i0, i1)
+        if pt is None:
+            continue
+        ptes = pt.ptes
+        for i in range(i0, i1):
+            pte = ptes[i]
+            if pte & M.PTE_PRESENT_MASK and pte & dirty:
+                ptes[i] = pte & ~dirty
+                vm.acct.charge(vm.P_pte_set)
+                set_page_dirty(vm, pte >> PAGE_SHIFT)
+    vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)

@@ -166,7 +166,7 @@ class OracleMemory:
             return addr  # 2.5.49 do_mmap_pgoff: "if (!len) return addr;"
         length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if length > TASK_SIZE or length <= 0:
-            return -ENOMEM
+            return -EINVAL
         if flags & MAP_FIXED:
             if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
                 return -EINVAL
@@ -207,26 +207,31 @@ class OracleMemory:
         end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
         if end == addr:
             return 0
-        mm = task.mm
-        hit = mm.overlapping(addr, end)
-        covered = addr
-        for a in hit:  # 2.5: the whole range must be mapped, else -ENOMEM
-            if a.start > covered:
-                return -ENOMEM
-            covered = a.end
-        if covered < end:
+        if end > TASK_SIZE:
             return -ENOMEM
-        downgrade = False
-        for a in hit:
-            del mm.areas[a.start]
-            if a.start < addr:
-                mm.areas[a.start] = a.clone(a.start, addr)
-            if a.end > end:
-                mm.areas[end] = a.clone(end, a.end)
-            mid = a.clone(max(a.start, addr), min(a.end, end))
-            downgrade |= bool(a.prot & ~prot)
-            mid.prot = prot
-            mm.areas[mid.start] = mid
+        mm, at, err, downgrade = task.mm, addr, 0, False
+        a = mm.find(addr)
+        if a is None:
+            return -ENOMEM
+        while True:  # 2.5: area by area; a hole stops it with -ENOMEM, the areas before changed
+            stop = min(end, a.end)
+            if a.prot != prot:
+                del mm.areas[a.start]
+                if a.start < at:
+                    mm.areas[a.start] = a.clone(a.start, at)
+                if a.end > stop:
+                    mm.areas[stop] = a.clone(stop, a.end)
+                mid = a.clone(at, stop)
+                downgrade |= bool(a.prot & ~prot)
+                mid.prot = prot
+                mm.areas[mid.start] = mid
+            if stop >= end:
+                break
+            at = stop
+            a = mm.find(at)
+            if a is None:
+                err = -ENOMEM
+                break
         if downgrade:
             self.m.tlb.flush_tlb_range(mm, task.cpu, addr, end)
-        return 0
+        return err

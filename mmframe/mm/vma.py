@@ -118,16 +118,32 @@ class VMAList:
 
 
 class ShmemObject:
-    """The object behind shared anonymous memory (2.5's shmem inode; SysV shm uses the same):
-    a page cache of ``pgoff -> pfn`` holding one reference per page, and a count of users."""
+    """The object behind shared anonymous memory and SysV shm (2.5's shmem inode and file): a
+    page cache of ``npages`` pages, zero-filled on first use, and a count of references (each VMA
+    mapping it holds one; a SysV segment's id holds one until IPC_RMID)."""
 
-    __slots__ = ("pages", "refs", "npages", "on_release")
+    __slots__ = ("mapping", "refs", "npages", "on_release", "shm")
 
-    def __init__(self, npages: int) -> None:
-        self.pages: dict[int, int] = {}
+    def __init__(self, npages: int, tree: Any) -> None:
+        from mmframe.mm.filemap import AddressSpace
+        self.mapping = AddressSpace(self, tree, backed=False)
         self.refs = 1
         self.npages = npages
         self.on_release: Any = None
+        self.shm: Any = None  # the SysV segment, if this is one
 
     def get(self) -> None:
         self.refs += 1
+
+    def nopage(self, vm: Any, index: int) -> int:
+        """``shmem_nopage``: SIGBUS past the object's size, else the page (allocated zeroed)."""
+        from mmframe.mm.filemap import NOPAGE_SIGBUS, shmem_getpage
+        if index >= self.npages:
+            return NOPAGE_SIGBUS
+        return shmem_getpage(vm, self.mapping, index)
+
+    def release(self, vm: Any) -> None:
+        """The last reference went: the pages and the tree's nodes go back."""
+        if self.on_release is not None:
+            self.on_release(self)
+        vm.drop_object_pages(self)

@@ -1,0 +1,376 @@
+"""A simple file system: inodes with a size and an inode-to-sector map onto a block device, open
+files and per-task descriptor tables, buffered ``pread``/``pwrite`` through the page cache,
+``ftruncate`` (2.5's ``vmtruncate``), ``fsync``, and executable images for ``execve``.
+
+Content is a tag per 4 KiB page, so buffered I/O moves whole pages: ``offset`` and the user buffer
+must be page aligned (else -EINVAL, a departure from byte-granular Linux, documented in
+docs/files.md); ``length`` may end inside a page, as ``i_size`` may.  Blocks are allocated when a
+page is first written (as ext2's ``get_block`` does in ``prepare_write``); unwritten pages are holes
+and read as zero.  The device is the block layer's stand-in (:mod:`mmframe.block.ramdisk`), so I/O
+completes in the caller's context.  The file system has no ``direct_IO`` method, so an ``O_DIRECT``
+open is -EINVAL, as 2.5's ``dentry_open`` answered for such file systems.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+
+from mmframe.block.ramdisk import PAGE_SECTORS, READ, WRITE, RamDisk
+from mmframe.mm import filemap
+from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
+from mmframe.mm.radix_tree import RadixTree
+from mmframe.usr import (EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM, ENOSPC, O_CREAT, O_DIRECT,
+                         O_RDWR, O_TRUNC, O_WRONLY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.machine import Machine
+    from mmframe.sched import Task
+
+FMODE_READ, FMODE_WRITE = 1, 2
+NR_OPEN = 1024  # the descriptor table's limit (EMFILE beyond)
+DEVICE_BYTES = 4 << 30  # the stand-in device's capacity
+
+
+@attrs.frozen(slots=True)
+class Image:
+    """An executable's layout: ``text`` and ``data`` pages in the file, then ``bss`` and stack
+    pages of anonymous memory; ``program`` is what runs."""
+
+    program: Callable[..., Any]
+    text_pages: int = 4
+    data_pages: int = 1
+    bss_pages: int = 1
+    stack_pages: int = 32
+
+
+class Inode:
+    """A file: its size in bytes, its page cache, its block map (file page -> device block)."""
+
+    __slots__ = ("ino", "path", "size", "mapping", "blocks", "writable", "image", "fs", "nlink")
+
+    def __init__(self, fs: FileSystem, ino: int, path: str, writable: bool, image: Image | None) -> None:
+        self.fs, self.ino, self.path = fs, ino, path
+        self.size = 0
+        self.mapping = filemap.AddressSpace(self, RadixTree(fs.m.mm.radix_pool), backed=True)
+        self.blocks: dict[int, int] = {}
+        self.writable, self.image = writable, image
+        self.nlink = 1
+
+    def __repr__(self) -> str:
+        return f"<inode {self.ino} {self.path} size={self.size}>"
+
+
+class File:
+    """``struct file``: an open file description; mappings of the file hold references to it."""
+
+    __slots__ = ("inode", "mode", "refs", "shm")
+
+    def __init__(self, inode: Inode, mode: int) -> None:
+        self.inode, self.mode, self.refs = inode, mode, 1
+        self.shm = None
+
+    @property
+    def mapping(self) -> filemap.AddressSpace:
+        return self.inode.mapping
+
+    def get(self) -> None:
+        self.refs += 1
+
+    def nopage(self, vm: Any, index: int) -> int:
+        return filemap.filemap_nopage(vm, self.inode, index)
+
+    def release(self, vm: Any) -> None:
+        """The last reference went (fput): nothing to free, the inode stays in the file system."""
+
+
+class FilesStruct:
+    """``files_struct``: a task's descriptors; threads (clone) share one."""
+
+    __slots__ = ("fds", "users")
+
+    def __init__(self, fds: dict[int, File] | None = None) -> None:
+        self.fds: dict[int, File] = fds or {}
+        self.users = 1
+
+
+class FileSystem:
+    """Inodes by path on a stand-in device; the file system calls of every task."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+        self.vm = machine.mm
+        self.dev = RamDisk(machine, DEVICE_BYTES >> 9)
+        self.inodes: dict[str, Inode] = {}
+        self.next_ino = 1
+        self.next_block = 0
+        self.free_blocks: list[int] = []
+        self.images: dict[Any, Inode] = {}  # program -> its installed image
+        sched = machine.sched
+        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
+            sched.handlers[name] = getattr(self, "sys_" + name)
+
+    # --- inodes and blocks ---------------------------------------------------------------------
+    def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
+        inode = Inode(self, self.next_ino, path, writable, image)
+        self.next_ino += 1
+        self.inodes[path] = inode
+        return inode
+
+    def install(self, path: str, image: Image) -> Inode:
+        """An executable on the device, as if installed before boot (nothing is charged): text and
+        data pages with tags derived from the path, read-only."""
+        inode = self.create(path, writable=False, image=image)
+        npages = image.text_pages + image.data_pages
+        for i in range(npages):
+            b = self._alloc_block()
+            inode.blocks[i] = b
+            self.dev.blocks[b] = zlib.crc32(f"{path}:{i}".encode())
+        inode.size = npages * PAGE_SIZE
+        self.images[image.program] = inode
+        return inode
+
+    def image_for(self, program: Callable[..., Any]) -> Inode:
+        """The installed image of ``program`` (installed at ``/bin/<name>`` on first use, with the
+        layout its ``mmframe_image`` attribute gives, else the default :class:`Image`)."""
+        inode = self.images.get(program)
+        if inode is None:
+            layout = getattr(program, "mmframe_image", {})
+            name = getattr(program, "__qualname__", "prog").replace("<", "").replace(">", "")
+            path = f"/bin/{name}"
+            while path in self.inodes:
+                path += "_"
+            inode = self.install(path, Image(program, **layout))
+        return inode
+
+    def _alloc_block(self) -> int:
+        if self.free_blocks:
+            return self.free_blocks.pop()
+        if (self.next_block + 1) * PAGE_SECTORS > self.dev.nr_sectors:
+            return -1
+        self.next_block += 1
+        return self.next_block - 1
+
+    def readpage(self, inode: Inode, index: int, pfn: int) -> None:
+        """Fill a new cache page from its block (a hole is zero-filled); zero the tail past EOF."""
+        b = inode.blocks.get(index)
+        if b is None:
+            self.vm.tag[pfn] = 0
+            self.m.acct.charge(self.vm.P_clear)
+        else:
+            self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])
+        self._zero_tail(inode, index, pfn)
+
+    def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
+        if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
+            self.vm.zero_tail[pfn] = inode.size & (PAGE_SIZE - 1)
+        else:
+            self.vm.zero_tail.pop(pfn, None)
+
+    def writeback(self, inode: Inode) -> int:
+        """``filemap_fdatawrite`` + wait: write the dirty pages, a bio per run of consecutive
+        blocks; 0, or -ENOSPC when a block could not be had."""
+        mapping, vm = inode.mapping, self.vm
+        if not mapping.dirty:
+            return 0
+        run: list[int] = []
+        start = -2
+        err = 0
+        for index in sorted(mapping.dirty):
+            b = inode.blocks.get(index)
+            if b is None:
+                b = self._alloc_block()
+                if b < 0:
+                    err = -ENOSPC
+                    continue
+                inode.blocks[index] = b
+            pfn = mapping.page_tree.lookup(index)
+            if run and b == start + len(run):
+                run.append(pfn)
+            else:
+                if run:
+                    self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
+                run, start = [pfn], b
+            vm.flags[pfn] &= ~(1 << PG_dirty)
+            mapping.dirty.discard(index)
+        if run:
+            self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
+        return err
+
+    def truncate(self, inode: Inode, size: int) -> None:
+        """``vmtruncate``: unmap and drop the pages past the new size, free their blocks, zero the
+        new last page's tail.  2.5 walks the inode's i_mmap lists; the model scans the live mms."""
+        vm = self.vm
+        old, inode.size = inode.size, size
+        if size >= old:
+            return
+        first = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+        for mm in list(vm.mms.values()):
+            for v in mm.vmas:
+                if v.obj is None or getattr(v.obj, "inode", None) is not inode:
+                    continue
+                lo = max(v.start, v.start + ((first - v.pgoff) << PAGE_SHIFT))
+                if lo < v.end:
+                    vm.zap_range(mm, lo, v.end)
+                    vm.m.tlb.flush_tlb_range(mm, vm._cpu(), lo, v.end)
+        for index, _ in list(inode.mapping.page_tree.items(first)):
+            filemap.remove_from_page_cache(vm, inode.mapping, index)
+        for index in [i for i in inode.blocks if i >= first]:
+            self.free_blocks.append(inode.blocks.pop(index))
+        if size & (PAGE_SIZE - 1):
+            pfn = inode.mapping.page_tree.lookup(size >> PAGE_SHIFT)
+            if pfn is not None:
+                self._zero_tail(inode, size >> PAGE_SHIFT, pfn)
+
+    def drop_caches(self) -> int:
+        """Drop clean, unmapped page-cache pages of every file (2.6.16's ``drop_caches``, for tests
+        and experiments; 2.5 had no such knob): how many went."""
+        vm, n = self.vm, 0
+        for inode in self.inodes.values():
+            for index, pfn in list(inode.mapping.page_tree.items()):
+                if vm.count[pfn] == 1 and index not in inode.mapping.dirty:
+                    filemap.remove_from_page_cache(vm, inode.mapping, index)
+                    n += 1
+        return n
+
+    # --- descriptor tables ------------------------------------------------------------------------
+    def files(self, task: Task) -> FilesStruct:
+        if task.files is None:
+            task.files = FilesStruct()
+        return task.files
+
+    def dup_files(self, parent: Task, child: Task, share: bool) -> None:
+        """fork copies the table (each open file gains a reference); clone shares it."""
+        if parent.files is None:
+            return
+        if share:
+            parent.files.users += 1
+            child.files = parent.files
+            return
+        for f in parent.files.fds.values():
+            f.get()
+        child.files = FilesStruct(dict(parent.files.fds))
+
+    def exit_files(self, task: Task) -> None:
+        fs, task.files = task.files, None
+        if fs is None:
+            return
+        fs.users -= 1
+        if fs.users == 0:
+            for f in fs.fds.values():
+                self.vm.put_object(f)
+
+    def _fd(self, task: Task, fd: Any, mode: int) -> File | None:
+        f = self.files(task).fds.get(fd) if type(fd) is int else None
+        return f if f is not None and f.mode & mode else None
+
+    # --- system calls -------------------------------------------------------------------------------
+    def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
+        if not isinstance(path, str) or type(flags) is not int:
+            return -EINVAL
+        if not path or path.endswith("/"):
+            return -EISDIR if path == "/" else -ENOENT
+        acc = flags & 3
+        if acc == 3:
+            return -EINVAL
+        mode = {0: FMODE_READ, O_WRONLY: FMODE_WRITE, O_RDWR: FMODE_READ | FMODE_WRITE}[acc]
+        inode = self.inodes.get(path)
+        if inode is None:
+            if not flags & O_CREAT:
+                return -ENOENT
+            inode = self.create(path)
+        if mode & FMODE_WRITE and not inode.writable:
+            return -EACCES
+        if flags & O_DIRECT:
+            return -EINVAL  # no a_ops->direct_IO on this file system
+        table = self.files(task)
+        fd = next((i for i in range(NR_OPEN) if i not in table.fds), None)
+        if fd is None:
+            return -EMFILE
+        if flags & O_TRUNC and mode & FMODE_WRITE:
+            self.truncate(inode, 0)
+        table.fds[fd] = File(inode, mode)
+        return fd
+
+    def sys_close(self, task: Task, fd: Any) -> int:
+        f = self.files(task).fds.pop(fd, None) if type(fd) is int else None
+        if f is None:
+            return -EBADF
+        self.vm.put_object(f)
+        return 0
+
+    def _check_io(self, task: Task, fd: Any, addr: Any, length: Any, offset: Any, mode: int) -> File | int:
+        f = self._fd(task, fd, mode)
+        if f is None:
+            return -EBADF
+        if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
+            return -EINVAL
+        if offset & (PAGE_SIZE - 1) or addr & (PAGE_SIZE - 1):
+            return -EINVAL  # content is a tag per page: buffered I/O moves whole pages
+        return f
+
+    def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self._check_io(task, fd, addr, length, offset, FMODE_READ)
+        if isinstance(f, int):
+            return f
+        inode, vm = f.inode, self.vm
+        n = max(0, min(length, inode.size - offset))
+        done = 0
+        while done < n:
+            pfn = filemap.read_cache_page(vm, inode, (offset + done) >> PAGE_SHIFT)
+            if pfn < 0:
+                return done or -ENOMEM
+            vm.acct.charge(vm.P_copy)  # file_read_actor: __copy_to_user of the page
+            if not vm.copy_to_user(task, addr + done, vm.tag[pfn]):
+                return done or -EFAULT
+            done = min(n, done + PAGE_SIZE)
+        return done
+
+    def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self._check_io(task, fd, addr, length, offset, FMODE_WRITE)
+        if isinstance(f, int):
+            return f
+        inode, vm = f.inode, self.vm
+        done = 0
+        while done < length:
+            index = (offset + done) >> PAGE_SHIFT
+            tag = vm.copy_from_user(task, addr + done)
+            if tag is None:
+                return done or -EFAULT
+            if index not in inode.blocks:
+                b = self._alloc_block()
+                if b < 0:
+                    return done or -ENOSPC
+                inode.blocks[index] = b
+            pfn = filemap.find_get_page(vm, inode.mapping, index)
+            if pfn < 0:  # a whole page is written: no read needed
+                pfn = vm.m.alloc_pages(vm.gfp_cache, 0)
+                if pfn < 0 or filemap.add_to_page_cache(vm, inode.mapping, pfn, index):
+                    if pfn >= 0:
+                        vm.put_page(pfn)
+                    return done or -ENOMEM
+            vm.acct.charge(vm.P_copy)
+            vm.tag[pfn] = tag
+            filemap.set_page_dirty(vm, pfn)
+            done = min(length, done + PAGE_SIZE)
+            if offset + done > inode.size:
+                inode.size = offset + done
+            self._zero_tail(inode, index, pfn)
+        return done
+
+    def sys_ftruncate(self, task: Task, fd: Any, length: Any) -> int:
+        f = self._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        if f is None:
+            return -EBADF
+        if type(length) is not int or length < 0 or not f.mode & FMODE_WRITE:
+            return -EINVAL
+        self.truncate(f.inode, length)
+        return 0
+
+    def sys_fsync(self, task: Task, fd: Any) -> int:
+        f = self._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        if f is None:
+            return -EBADF
+        return self.writeback(f.inode)

@@ -1,0 +1,66 @@
+"""exec's half of the memory model (``fs/exec.c`` and ``binfmt_elf.c`` of 2.5, reduced to what the
+memory system sees).
+
+A new mm is built first (``mm_alloc``; on failure the old image is intact and execve returns
+-ENOMEM), the task switches to it (``exec_mmap``) and the old one is released (shm attachments
+detach, the page tables and pages go).  Then the ELF image is mapped: text read-only and executable
+and data private writable, both from the executable's page cache (``MAP_PRIVATE`` at file offsets
+0 and ``text_pages``), bss anonymous, the heap starting after it, and a stack below TASK_SIZE.
+The new program starts the way a real one does: it executes its text (read faults on the shared
+page-cache pages), writes its data (copy-on-write copies of the file pages), zeroes bss and touches
+the top of its stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mmframe.mm import mmap as MM
+from mmframe.mm.memory import Killed
+from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
+from mmframe.mm.pgtable import TASK_SIZE
+from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE
+from mmframe.usr import ENOMEM, SIGKILL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.fs import File, Inode
+    from mmframe.mm.memory import Memory
+    from mmframe.sched import Task
+
+ELF_TEXT_BASE = 0x0804_8000  # where i386 ld links executables
+_MAY = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+
+
+def exec_mmap(vm: Memory, task: Task, inode: Inode, file: File) -> int:
+    """Replace ``task``'s address space with ``inode``'s image: 0 or -ENOMEM (nothing changed)."""
+    new = vm.new_mm()
+    if new is None:
+        return -ENOMEM
+    old, task.mm = task.mm, new
+    vm.m.tlb.switch_mm(task.cpu, new)
+    if old is not None:
+        old.users -= 1
+        if old.users == 0:
+            from mmframe.mm.exit import exit_mmap
+            exit_mmap(vm, old, task.cpu)
+    img = inode.image
+    text = ELF_TEXT_BASE
+    data = text + img.text_pages * PAGE_SIZE
+    bss = data + img.data_pages * PAGE_SIZE
+    brk = bss + img.bss_pages * PAGE_SIZE
+    stack = TASK_SIZE - img.stack_pages * PAGE_SIZE
+    maps = [(text, img.text_pages, VM_READ | VM_EXEC | _MAY, file, 0),
+            (data, img.data_pages, VM_READ | VM_WRITE | VM_EXEC | _MAY, file, img.text_pages),
+            (bss, img.bss_pages, VM_READ | VM_WRITE | VM_EXEC | _MAY, None, 0),
+            (stack, img.stack_pages, VM_READ | VM_WRITE | VM_EXEC | VM_GROWSDOWN | _MAY, None, 0)]
+    for start, pages, flags, obj, pgoff in maps:
+        if pages and MM.do_mmap(vm, task, obj, start, pages << PAGE_SHIFT, flags, pgoff) < 0:
+            vm.m.sched.kill(task, SIGKILL)  # past the point of no return: 2.5 sends SIGKILL
+            raise Killed()
+    new.end_code, new.start_brk, new.brk, new.start_stack = data, brk, brk, TASK_SIZE
+    # the program starts: runs its text, initialises data and bss, pushes on its stack
+    for start, pages, write in ((text, img.text_pages, False), (data, img.data_pages, True),
+                                (bss, img.bss_pages, True), (TASK_SIZE - PAGE_SIZE, min(1, img.stack_pages), True)):
+        if pages:
+            vm.sys_touch(task, start, pages << PAGE_SHIFT, write)
+    return 0

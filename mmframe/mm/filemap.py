@@ -1,0 +1,122 @@
+"""The page cache (2.5's ``mm/filemap.c``): an ``address_space`` per file or shmem object, its
+pages indexed by a :class:`~mmframe.mm.radix_tree.RadixTree`, and the fault-time ``nopage`` of
+mappings with a backing object.
+
+The cache holds one reference per page.  A page of a regular file carries ``PG_cache`` (the model's
+stand-in for a set ``page->mapping``), so zap and msync can find the file of a dirty PTE in bulk;
+its ``(mapping, index)`` is in :attr:`Memory.page_cache`.  Dirty pages of a file are on its
+mapping's ``dirty`` set (2.5's ``dirty_pages`` list) until written back.  Shmem pages have no
+backing store until swap: marking them dirty does nothing.
+
+The page past end of file: ``readpage`` zeroes the tail beyond ``i_size`` (block_read_full_page);
+the model records the offset where zeroes start in :attr:`Memory.zero_tail`, so a read of that tail
+through a mapping returns 0 until the page is written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
+from mmframe.mm.radix_tree import RadixTree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.mm.memory import Memory
+
+PG_cache = 31  # mmframe: the page belongs to a regular file's page cache (2.5 tests page->mapping)
+_CACHE, _DIRTY = 1 << PG_cache, 1 << PG_dirty
+
+NOPAGE_OOM, NOPAGE_SIGBUS = -1, -2
+
+
+class AddressSpace:
+    """``struct address_space``: ``page_tree``, ``nrpages`` and the dirty pages of one host."""
+
+    __slots__ = ("host", "page_tree", "dirty", "backed")
+
+    def __init__(self, host: Any, tree: RadixTree, backed: bool) -> None:
+        self.host, self.page_tree, self.backed = host, tree, backed
+        self.dirty: set[int] = set()
+
+    @property
+    def nrpages(self) -> int:
+        return sum(1 for _ in self.page_tree.items())
+
+
+def find_get_page(vm: Memory, mapping: AddressSpace, index: int) -> int:
+    """The cached page at ``index`` or -1 (the caller takes its own reference)."""
+    vm.acct.charge(vm.P_pcl)
+    pfn = mapping.page_tree.lookup(index)
+    return -1 if pfn is None else pfn
+
+
+def add_to_page_cache(vm: Memory, mapping: AddressSpace, pfn: int, index: int) -> int:
+    """Insert a fresh page (its one reference becomes the cache's): 0, or -ENOMEM when the
+    GFP_ATOMIC radix-tree insert gets no node (the caller frees the page)."""
+    err = mapping.page_tree.insert(index, pfn)
+    if err:
+        return err
+    vm.page_cache[pfn] = (mapping, index)
+    if mapping.backed:
+        vm.flags[pfn] |= _CACHE
+    return 0
+
+
+def remove_from_page_cache(vm: Memory, mapping: AddressSpace, index: int) -> None:
+    """Drop the page at ``index`` from the cache and the cache's reference to it."""
+    pfn = mapping.page_tree.delete(index)
+    if pfn is None:
+        return
+    del vm.page_cache[pfn]
+    vm.flags[pfn] &= ~(_CACHE | _DIRTY)
+    mapping.dirty.discard(index)
+    vm.put_page(pfn)
+
+
+def set_page_dirty(vm: Memory, pfn: int) -> None:
+    """A PTE's dirty bit reached the page (zap, msync) or a write(2) dirtied it."""
+    if not vm.flags[pfn] & _CACHE or vm.flags[pfn] & _DIRTY:
+        return
+    vm.flags[pfn] |= _DIRTY
+    mapping, index = vm.page_cache[pfn]
+    mapping.dirty.add(index)
+
+
+def shmem_getpage(vm: Memory, mapping: AddressSpace, index: int) -> int:
+    """A shmem page, allocated zeroed on first use: pfn, or NOPAGE_OOM."""
+    pfn = find_get_page(vm, mapping, index)
+    if pfn >= 0:
+        return pfn
+    pfn = vm.alloc_user_page()
+    if pfn < 0:
+        return NOPAGE_OOM
+    if add_to_page_cache(vm, mapping, pfn, index):
+        vm.put_page(pfn)
+        return NOPAGE_OOM
+    return pfn
+
+
+def read_cache_page(vm: Memory, inode: Any, index: int) -> int:
+    """The file page at ``index``, read in on a miss (``page_cache_read`` + ``readpage``): pfn, or
+    NOPAGE_OOM when no page or radix-tree node could be had."""
+    mapping = inode.mapping
+    pfn = find_get_page(vm, mapping, index)
+    if pfn >= 0:
+        return pfn
+    pfn = vm.m.alloc_pages(vm.gfp_cache, 0)
+    if pfn < 0:
+        return NOPAGE_OOM
+    vm.zero_tail.pop(pfn, None)
+    if add_to_page_cache(vm, mapping, pfn, index):
+        vm.put_page(pfn)
+        return NOPAGE_OOM
+    inode.fs.readpage(inode, index, pfn)
+    return pfn
+
+
+def filemap_nopage(vm: Memory, inode: Any, index: int) -> int:
+    """The page for a fault at file page ``index``: pfn, NOPAGE_SIGBUS past end of file, or
+    NOPAGE_OOM."""
+    if index >= (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT:
+        return NOPAGE_SIGBUS
+    return read_cache_page(vm, inode, index)
