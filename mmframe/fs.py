@@ -138,7 +138,7 @@ class FileSystem:
         inode = self.images.get(program)
         if inode is None:
             layout = getattr(program, "mmframe_image", {})
-            name = getattr(program, "__qualname__", "prog").replace("<", "").replace(">", "")
+            name = getattr(program, "__name__", "prog").replace("<", "").replace(">", "")
             path = f"/bin/{name}"
             while path in self.inodes:
                 path += "_"

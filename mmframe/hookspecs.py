@@ -173,7 +173,8 @@ def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_acce
 def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.mm.memory.REASONS`: fault, cow, zap, mprotect,
-    exit, fork, mmap, swap_out, walker).
+    exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
+    dirty bits).  A policy must treat a reason it does not know as a write to the entries.
 
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the

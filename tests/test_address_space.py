@@ -1,0 +1,559 @@
+"""Address-space calls with the debug_vm checker after every system call: VMA split and merge,
+MAP_FIXED, partial munmap/mprotect, brk, file-backed mappings and the page cache, SIGBUS past end of
+file, dirty pages written back, SysV shm lifetimes, exec, errno cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmframe import usr
+from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, IPC_CREAT, IPC_EXCL,
+                         IPC_PRIVATE, IPC_RMID, IPC_STAT, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_DIRECT,
+                         O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, SEGV_ACCERR,
+                         SEGV_MAPERR, SHM_RDONLY, SHM_RND, SIGBUS, SIGSEGV, SimSignal, brk, close, execve, exit,
+                         fork, fsync, ftruncate, mmap, mprotect, msync, munmap, open, pread, pwrite, read, shmat,
+                         shmctl, shmdt, shmget, touch, wait, write)
+from tests.test_memory import RW, MiB, anon, machine, results
+
+P = PAGE_SIZE
+
+
+def test_anonymous_mappings_merge_and_split_as_2_5_does():
+    seen = {}
+
+    def prog(ctx):
+        a = yield anon(4 * P, addr=0x1000_0000, fixed=True)
+        b = yield anon(4 * P, addr=a + 4 * P, fixed=True)  # merges into a's VMA
+        seen["merged"] = len(ctx_mm().vmas)
+        yield munmap(a + 2 * P, P)  # a hole splits it in two
+        seen["split"] = len(ctx_mm().vmas)
+        yield anon(P, addr=a + 2 * P, fixed=True)  # filling the hole merges all three back
+        seen["refilled"] = len(ctx_mm().vmas)
+        yield mprotect(a + P, P, PROT_READ)  # splits into three
+        seen["mprotect"] = len(ctx_mm().vmas)
+        yield mprotect(a + P, P, RW)  # and back: mprotect merges with both neighbours
+        seen["back"] = len(ctx_mm().vmas)
+        s = yield anon(P, shared=True, addr=a + 8 * P, fixed=True)  # shared: never merged
+        seen["shared"] = len(ctx_mm().vmas)
+        return b, s
+
+    m = machine()
+    ctx_mm = lambda: m.sched.current.mm  # noqa: E731
+    r = m.run(prog)
+    assert seen == {"merged": 1, "split": 2, "refilled": 1, "mprotect": 3, "back": 1, "shared": 2}
+    assert r.tasks["1"].status == 0
+
+
+def test_map_fixed_replaces_and_partial_munmap_keeps_the_rest():
+    def prog(ctx):
+        a = yield anon(8 * P)
+        for i in range(8):
+            yield write(a + i * P, i + 1)
+        yield anon(2 * P, addr=a + 3 * P, fixed=True)  # fresh zero pages replace two of them
+        got = []
+        for i in range(8):
+            got.append((yield read(a + i * P)))
+        yield munmap(a + 6 * P, P)
+        try:
+            yield read(a + 6 * P)
+        except SimSignal as s:
+            got.append(s)
+        got.append((yield read(a + 7 * P)))
+        return got
+
+    r = machine().run(prog)
+    a = results(r)[0]
+    reads = [v for name, v in r.tasks["1"].calls if name == "read"]
+    assert reads == [1, 2, 3, 0, 0, 6, 7, 8, SimSignal(SIGSEGV, SEGV_MAPERR, a + 6 * P), 8]
+
+
+def test_mprotect_partial_ranges_eacces_and_holes_as_2_5():
+    def prog(ctx):
+        a = yield anon(4 * P)
+        yield write(a, 1)
+        yield write(a + 3 * P, 4)
+        yield mprotect(a + P, 2 * P, PROT_READ)
+        out = [(yield write(a, 2))]
+        try:
+            yield write(a + P, 9)
+        except SimSignal as s:
+            out.append(s.code)
+        yield munmap(a + 2 * P, P)
+        out.append((yield mprotect(a, 4 * P, PROT_NONE)))  # -ENOMEM at the hole...
+        try:
+            yield read(a)  # ...after the VMAs before it were changed, as 2.5 did
+        except SimSignal as s:
+            out.append(s.code)
+        out.append((yield read(a + 3 * P)))  # the VMA after the hole is untouched
+        out.append((yield mprotect(a + 2 * P, P, PROT_READ)))  # starts in the hole
+        return out
+
+    r = machine().run(prog)
+    assert r.tasks["1"].status == 0
+    calls = r.tasks["1"].calls
+    assert ("mprotect", -ENOMEM) in calls and calls.count(("mprotect", -ENOMEM)) == 2
+    assert [v for n, v in calls if n == "read"][-1] == 4
+
+
+def test_brk_grows_zeroed_shrinks_and_regrows_zeroed():
+    def prog(ctx):
+        b0 = yield brk(0)
+        b1 = yield brk(b0 + 3 * P + 100)
+        yield write(b0 + 3 * P, 7)
+        yield write(b0, 5)
+        b2 = yield brk(b0 + P)  # shrink: the pages above go
+        try:
+            yield read(b0 + 2 * P)
+        except SimSignal as s:
+            err = s.code
+        b3 = yield brk(b0 + 4 * P)
+        again = yield read(b0 + 3 * P)  # regrown: zero, not the old 7
+        kept = yield read(b0)
+        blocked = yield anon(P, addr=b0 + 6 * P, fixed=True)
+        b4 = yield brk(b0 + 8 * P)  # would run into a mapping: refused, the old break returned
+        below = yield brk(b0 - P)  # below the start: refused
+        return (b1 - b0, b2 - b0, err, b3 - b0, again, kept, b4 - b0, below - b0, blocked)
+
+    r = machine().run(prog)
+    calls = r.tasks["1"].calls
+    b0 = calls[0][1]
+    brks = [v - b0 for n, v in calls if n == "brk"]
+    assert brks == [0, 3 * P + 100, P, 4 * P, 4 * P, 4 * P]
+    reads = [v for n, v in calls if n == "read"]
+    assert reads[0] == SimSignal(SIGSEGV, SEGV_MAPERR, b0 + 2 * P) and reads[1:] == [0, 5]
+
+
+def _file_prog(ctx):
+    fd = yield open("/f", O_RDWR | O_CREAT)
+    buf = yield anon(4 * P)
+    for i in range(4):
+        yield write(buf + i * P, 100 + i)
+    n = yield pwrite(fd, buf, 2 * P + 10, 0)  # size 2 pages + 10 bytes
+    sh = yield mmap(0, 4 * P, RW, MAP_SHARED, fd, 0)
+    pv = yield mmap(0, 4 * P, RW, MAP_PRIVATE, fd, 0)
+    out = [n, (yield read(sh)), (yield read(pv + P))]
+    out.append((yield read(sh + 2 * P + 8)))  # within EOF in the last page
+    out.append((yield read(sh + 2 * P + 16)))  # past EOF in the last page: zero
+    yield write(pv, 7)  # private: a copy-on-write copy, invisible to the file
+    yield write(sh + P, 55)  # shared: visible to every mapping not yet copied, and to pread
+    out += [(yield read(sh)), (yield read(pv)), (yield read(pv + P))]
+    try:
+        yield read(sh + 3 * P)  # a page wholly past EOF
+    except SimSignal as s:
+        out.append(s)
+    out.append((yield pread(fd, buf + 3 * P, P, P)))
+    out.append((yield read(buf + 3 * P)))
+    yield munmap(sh, 4 * P)  # the dirty bit reaches the page
+    out.append((yield fsync(fd)))
+    return out
+
+
+def test_file_private_cow_and_shared_visibility_sigbus_and_zero_tail():
+    m = machine()
+    r = m.run(_file_prog)
+    assert r.tasks["1"].status == 0
+    calls = r.tasks["1"].calls
+    reads = [v for n, v in calls if n == "read"]
+    assert reads[:4] == [100, 101, 102, 0]
+    assert reads[4:7] == [100, 7, 55]
+    assert reads[7].signo == SIGBUS and reads[7].code == BUS_ADRERR
+    assert reads[8] == 55
+    assert [v for n, v in calls if n == "pwrite"] == [2 * P + 10]
+    inode = m.fs.inodes["/f"]
+    assert [m.fs.dev.read_block(inode.blocks[i]) for i in range(3)] == [100, 55, 102]
+    assert not inode.mapping.dirty
+
+
+def test_dirty_shared_pages_reach_the_disk_and_read_back_after_the_cache_is_dropped():
+    def writer(ctx):
+        fd = yield open("/g", O_RDWR | O_CREAT)
+        yield ftruncate(fd, 8 * P)
+        sh = yield mmap(0, 8 * P, RW, MAP_SHARED, fd, 0)
+        yield touch(sh, 8 * P, True)  # bulk path
+        for i in range(8):
+            yield write(sh + i * P, 1000 + i)
+        r1 = yield msync(sh, 8 * P, usr.MS_SYNC)
+        return r1
+
+    def reader(ctx):
+        fd = yield open("/g", O_RDONLY)
+        buf = yield anon(8 * P)
+        yield pread(fd, buf, 8 * P, 0)
+        for i in range(8):
+            yield read(buf + i * P)
+
+    m = machine()
+    r = m.run(writer)
+    assert r.tasks["1"].calls[-1] == ("msync", 0)
+    assert m.fs.drop_caches() == 8
+    assert not m.mm.page_cache
+    r2 = m.run(reader)
+    assert [v for n, v in r2.tasks[list(r2.tasks)[-1]].calls if n == "read"] == [1000 + i for i in range(8)]
+
+
+def test_ftruncate_unmaps_past_the_new_size_and_sigbus_follows():
+    def prog(ctx):
+        fd = yield open("/t", O_RDWR | O_CREAT)
+        yield ftruncate(fd, 4 * P)
+        pv = yield mmap(0, 4 * P, RW, MAP_PRIVATE, fd, 0)
+        yield write(pv + 3 * P, 9)  # a private copy of page 3
+        yield ftruncate(fd, P + 1)
+        out = []
+        for off in (3 * P, 2 * P):
+            try:
+                yield read(pv + off)
+            except SimSignal as s:
+                out.append(s.signo)
+        out.append((yield read(pv + P)))
+        return out
+
+    r = machine().run(prog)
+    assert [v.signo for n, v in r.tasks["1"].calls if n == "read" and isinstance(v, SimSignal)] == [SIGBUS, SIGBUS]
+
+
+def test_file_errno_cases():
+    def prog(ctx):
+        out = [(yield open("/missing")), (yield open("/ro", O_RDWR | O_CREAT)), (yield open("/x", 3)),
+               (yield open("/d", O_RDWR | O_CREAT | O_DIRECT))]
+        ro = yield open("/ro", O_RDONLY)
+        wo = yield open("/ro", O_WRONLY)
+        buf = yield anon(P)
+        out += [(yield mmap(0, P, RW, MAP_SHARED, ro, 0)),  # writable shared map of a read-only fd
+                (yield mmap(0, P, PROT_READ, MAP_SHARED, wo, 0)),  # no read permission
+                (yield mmap(0, P, PROT_READ, MAP_PRIVATE, 77, 0)),
+                (yield mmap(0, P, PROT_READ, MAP_PRIVATE, ro, 100)),
+                (yield pread(77, buf, P, 0)), (yield pwrite(ro, buf, P, 0)), (yield pread(ro, buf, P, 1)),
+                (yield pwrite(wo, 0x1000, P, 0)), (yield pread(wo, buf, P, 0)),
+                (yield ftruncate(ro, 0)), (yield close(77))]
+        # a read-only shared mapping may not be mprotected writable
+        m2 = yield mmap(0, P, PROT_READ, MAP_SHARED, ro, 0)
+        out.append((yield mprotect(m2, P, RW)))
+        out.append((yield mprotect(m2, P, PROT_READ | PROT_EXEC)))
+        return out
+
+    r = machine().run(prog)
+    calls = r.tasks["1"].calls
+    assert [v for _, v in calls[:4]] == [-ENOENT, 0, -EINVAL, -EINVAL]
+    tail = [v for _, v in calls[7:18]]
+    assert tail == [-EACCES, -EACCES, -EBADF, -EINVAL, -EBADF, -EBADF, -EINVAL, -EFAULT, -EBADF, -EINVAL, -EBADF]
+    assert calls[-2:] == (("mprotect", -EACCES), ("mprotect", 0))
+
+
+def test_efault_for_bad_buffers_is_not_a_signal():
+    def prog(ctx):
+        fd = yield open("/e", O_RDWR | O_CREAT)
+        ro = yield anon(P, prot=PROT_READ)
+        good = yield anon(P)
+        yield write(good, 3)
+        return [(yield pwrite(fd, good, P, 0)), (yield pread(fd, ro, P, 0)), (yield pread(fd, 0x1000, P, 0)),
+                (yield pwrite(fd, 0x2000, P, 0))]
+
+    r = machine().run(prog)
+    assert r.tasks["1"].signal is None and r.tasks["1"].status == 0
+    assert [v for n, v in r.tasks["1"].calls if n in ("pread", "pwrite")] == [P, -EFAULT, -EFAULT, -EFAULT]
+
+
+def test_shm_attach_counts_across_fork_exit_and_rmid():
+    def child(ctx, sid, at):
+        v = yield read(at)
+        yield write(at + P, v + 1)
+        yield exit(0)
+
+    def prog(ctx):
+        sid = yield shmget(1234, 2 * P, IPC_CREAT)
+        same = yield shmget(1234, P, 0)
+        out = [sid == same, (yield shmget(1234, P, IPC_CREAT | IPC_EXCL)), (yield shmget(1234, 3 * P, 0)),
+               (yield shmget(99, P, 0)), (yield shmget(IPC_PRIVATE, 64 * MiB, IPC_CREAT))]
+        at = yield shmat(sid)
+        at2 = yield shmat(sid, at + 8 * P + 5, SHM_RND)
+        out.append((yield shmat(sid, at + 8 * P + 5)))  # unaligned without SHM_RND
+        out.append((yield shmat(sid, at2)))  # over an existing mapping
+        out.append((yield shmctl(sid, IPC_STAT)).nattch)  # 2
+        yield write(at, 41)
+        pid = yield fork(child, sid, at)
+        out.append((yield shmctl(sid, IPC_STAT)).nattch)  # 4: the child's two
+        yield wait(pid)
+        out.append((yield shmctl(sid, IPC_STAT)).nattch)  # 2: exit detached them
+        out.append((yield read(at2 + P)))  # 42, written by the child through the other attach
+        yield munmap(at, P)  # a partial unmap leaves one VMA of the first attach
+        out.append((yield shmctl(sid, IPC_STAT)).nattch)
+        out.append((yield shmctl(sid, IPC_RMID)))
+        st = yield shmctl(sid, IPC_STAT)
+        out.append((st.dest, st.key, st.nattch))
+        out.append((yield shmget(1234, P, 0)))  # the key is gone
+        out.append((yield shmdt(at)))  # the rest of the first attach (its VMA starts past at)
+        out.append((yield shmdt(at2)))
+        out.append((yield shmctl(sid, IPC_STAT)))  # destroyed with the last detach
+        out.append((yield shmdt(at2)))
+        ro = yield shmget(IPC_PRIVATE, P, IPC_CREAT)
+        rat = yield shmat(ro, 0, SHM_RDONLY)
+        out.append((yield mprotect(rat, P, RW)))
+        try:
+            yield write(rat, 1)
+        except SimSignal as s:
+            out.append(s.code)
+        return out
+
+    m = machine()
+    r = m.run(prog)
+    assert r.tasks["1"].status == 0
+    calls = r.tasks["1"].calls
+    get = [v for n, v in calls if n == "shmget"]
+    assert get[1] == get[0] and get[2:6] == [-EEXIST, -EINVAL, -ENOENT, -EINVAL] and get[6] == -ENOENT
+    at = [v for n, v in calls if n == "shmat"]
+    assert at[2:4] == [-EINVAL, -EINVAL] and at[1] == at[0] + 8 * P
+    stat = [v for n, v in calls if n == "shmctl"]
+    assert [s.nattch for s in stat[:4]] == [2, 4, 2, 2]
+    assert stat[4] == 0 and (stat[5].dest, stat[5].key, stat[5].nattch) == (True, 0, 2) and stat[6] == -EINVAL
+    assert [v for n, v in calls if n == "shmdt"] == [0, 0, -EINVAL]
+    assert ("read", 42) in calls
+    assert calls[-2:] == (("mprotect", -EACCES), ("write", SimSignal(SIGSEGV, SEGV_ACCERR, at[-1])))
+    assert len(m.shm.by_index) == 1 and not any(o.shm is None for o in m.mm.objects)
+
+
+def test_removed_segment_lives_while_attached_and_exit_and_exec_detach():
+    def after_exec(ctx):
+        yield exit(5)
+
+    def prog(ctx):
+        sid = yield shmget(IPC_PRIVATE, P, IPC_CREAT)
+        at = yield shmat(sid)
+        yield write(at, 8)
+        yield shmctl(sid, IPC_RMID)
+        pid = yield fork()
+        if pid == 0:
+            v = yield read(at)
+            yield execve(after_exec)  # exec detaches
+        yield wait(pid)
+        v = yield read(at)  # still there: we are attached
+        n = (yield shmctl(sid, IPC_STAT)).nattch
+        yield exit(0)
+
+    m = machine()
+    r = m.run(prog)
+    assert r.tasks["1.1"].status >> 8 == 5
+    calls = r.tasks["1"].calls
+    assert ("read", 8) in calls and calls[-1] == ("shmctl", calls[-1][1]) and calls[-1][1].nattch == 1
+    assert not m.shm.by_index and not m.mm.objects  # exit took the last attach with it
+
+
+def test_exec_tears_the_old_address_space_down_and_maps_the_image():
+    @usr.program(text_pages=6, data_pages=2, bss_pages=1)
+    def image(ctx):
+        mm = state["m"].sched.current.mm
+        state["vmas"] = [(v.start, v.end, v.obj is not None) for v in mm.vmas]
+        b = yield brk(0)
+        state["brk"] = b
+        yield exit(0)
+
+    state = {}
+
+    def prog(ctx):
+        a = yield anon(16 * P)
+        yield touch(a, 16 * P, True)
+        pid = yield fork()
+        if pid == 0:
+            yield execve(image)
+        yield wait(pid)
+        pid = yield fork()
+        if pid == 0:
+            yield execve("/bin/image")  # by path, the same page cache
+        yield wait(pid)
+        return (yield execve("/nonexistent")), (yield execve("/data"))
+
+    m = machine()
+    state["m"] = m
+    r = m.run(prog)
+    text = 0x0804_8000
+    assert state["vmas"][:3] == [(text, text + 6 * P, True), (text + 6 * P, text + 8 * P, True),
+                                 (text + 8 * P, text + 9 * P, False)]
+    assert state["brk"] == text + 9 * P
+    inode = m.fs.inodes["/bin/image"]
+    assert len(list(inode.mapping.page_tree.items())) == 8  # text and data, cached once for both execs
+    assert r.tasks["1"].calls[-1][1] == -ENOENT
+    assert len(m.mm.mms) == 0 and not m.mm.ptpages
+
+
+class NoSlab:
+    """A slab cache that cannot give a node without sleeping (lowmem short); frees go through."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def alloc(self, gfp=0, n=1):
+        return -1
+
+    def free(self, handle=0, n=1):
+        self.real.free(handle, n)
+
+
+def test_radix_tree_against_a_dict_and_the_mempool_failing_as_gfp_atomic():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mmframe.mm.radix_tree import RadixTree
+
+    m = machine()
+    pool = m.mm.radix_pool
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.booleans(), st.integers(0, 300_000)), max_size=60))
+    def check(ops):
+        tree, ref = RadixTree(pool), {}
+        for insert, index in ops:
+            if insert:
+                assert tree.insert(index, index + 1) == (-EEXIST if index in ref else 0)
+                ref.setdefault(index, index + 1)
+            else:
+                assert tree.delete(index) == ref.pop(index, None)
+            assert all(tree.lookup(i) == v for i, v in ref.items())
+            assert list(tree.items()) == sorted(ref.items())
+        for i in list(ref):
+            tree.delete(i)
+        assert tree.rnode is None and tree.height == 0
+        assert pool.nodes == 0
+
+    check()
+    # with the slab unable to give a node without sleeping, the 512 pool nodes are all there is
+    pool.cache = NoSlab(pool.cache)
+    tree = RadixTree(pool)
+    got = [tree.insert(i << 12, 1) for i in range(1000)]  # sparse: several nodes an insert
+    assert -ENOMEM in got and pool.curr_nr == 0 and pool.failures >= 1
+    ok = [i for i, g in enumerate(got) if g == 0]
+    for i in ok:
+        tree.delete(i << 12)
+    tree.destroy()
+    assert pool.curr_nr == pool.min_nr and pool.nodes == 0
+
+
+def test_a_failed_page_cache_insert_is_enomem_for_the_syscall():
+    def prog(ctx):
+        fd = yield open("/n", O_RDWR | O_CREAT)
+        buf = yield anon(P)
+        return (yield pwrite(fd, buf, P, 1 << 30))
+
+    m = machine()
+    m.mm.radix_pool.cache = NoSlab(m.mm.radix_pool.cache)
+    m.mm.radix_pool.curr_nr = 2  # one node short of a tree of height 5 (index 2**18)
+    r = m.run(prog)
+    assert r.tasks["1"].calls[-1] == ("pwrite", -ENOMEM)
+
+
+# --- generated sequences of every address-space call, checked and compared across policies ------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mmframe.differential import compare_results  # noqa: E402
+
+WINDOW, PAGES = 0x1000_0000, 40
+_PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
+_PG = st.integers(0, PAGES - 1)
+_N = st.integers(1, 24)
+CALL = st.one_of(
+    st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
+    st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
+    st.tuples(st.just("munmap"), _PG, _N),
+    st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
+    st.tuples(st.just("brk"), st.integers(-4, 12)),
+    st.tuples(st.just("msync"), _PG, _N),
+    st.tuples(st.just("write"), _PG, st.integers(1, 99)),
+    st.tuples(st.just("read"), _PG),
+    st.tuples(st.just("touch"), _PG, _N, st.booleans()),
+    st.tuples(st.just("pwrite"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
+    st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
+    st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
+    st.tuples(st.just("fsync"), st.integers(0, 1)),
+    st.tuples(st.just("shmget"), st.integers(1, 3), st.integers(1, 6)),
+    st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
+    st.tuples(st.just("shmdt"), _PG),
+    st.tuples(st.just("rmid"), st.integers(0, 2)),
+)
+ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8))), max_size=22)
+
+
+def _do(op, fds, shmids, b0):
+    name, *a = op
+    if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt"):
+        addr = WINDOW + a[0] * P
+    if name == "anon":
+        return anon(a[1] * P, shared=a[3], prot=a[2], addr=addr, fixed=True)
+    if name == "file":
+        return mmap(addr, a[1] * P, a[2], (MAP_SHARED if a[3] else MAP_PRIVATE) | MAP_FIXED, fds[a[4]], a[5] * P)
+    if name == "munmap":
+        return munmap(addr, a[1] * P)
+    if name == "mprotect":
+        return mprotect(addr, a[1] * P, a[2])
+    if name == "brk":
+        return brk(b0 + a[0] * P)
+    if name == "msync":
+        return msync(addr, a[1] * P)
+    if name == "write":
+        return write(addr, a[1])
+    if name == "read":
+        return read(addr)
+    if name == "touch":
+        return touch(addr, a[1] * P, a[2])
+    if name == "pwrite":
+        return pwrite(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
+    if name == "pread":
+        return pread(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
+    if name == "ftruncate":
+        return ftruncate(fds[a[0]], a[1])
+    if name == "fsync":
+        return fsync(fds[a[0]])
+    if name == "shmget":
+        return shmget(a[0], a[1] * P, IPC_CREAT)
+    if name == "shmat":
+        return usr.shmat(shmids[a[0] % len(shmids)] if shmids else -1, WINDOW + a[1] * P,
+                         usr.SHM_REMAP if a[2] else 0)
+    if name == "shmdt":
+        return shmdt(addr)
+    return shmctl(shmids[a[0] % len(shmids)] if shmids else -1, IPC_RMID)
+
+
+def _ops(ops, fds, shmids, b0):
+    for op in ops:
+        if op[0] == "fork":
+            pid = yield fork(_forked, op[1], fds, list(shmids), b0)
+            yield wait(pid)
+            continue
+        try:
+            r = yield _do(op, fds, shmids, b0)
+        except SimSignal:
+            continue
+        if op[0] == "shmget" and r >= 0:
+            shmids.append(r)
+
+
+def _forked(ctx, ops, fds, shmids, b0):
+    yield from _ops(ops, fds, shmids, b0)
+    for page in range(0, PAGES, 5):
+        try:
+            yield read(WINDOW + page * P)
+        except SimSignal:
+            pass
+
+
+def _everything(ctx, ops):
+    fds = [(yield open("/a", O_RDWR | O_CREAT)), (yield open("/b", O_RDWR | O_CREAT))]
+    yield ftruncate(fds[0], 6 * P + 100)
+    yield anon(PAGES * P, addr=WINDOW, fixed=True)  # start mapped, so most calls succeed
+    b0 = yield brk(0)
+    yield from _ops(ops, fds, [], b0)
+    for page in range(PAGES):
+        try:
+            yield read(WINDOW + page * P)
+        except SimSignal:
+            pass
+    buf = yield anon(16 * P)
+    for fd in fds:  # what the files hold at the end
+        yield pread(fd, buf, 16 * P, 0)
+        for i in range(16):
+            yield read(buf + i * P)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ALL_CALLS, st.booleans())
+def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte):
+    runs = [machine(memory=24 * MiB, highpte=highpte, policies=p).run(_everything, ops) for p in ((), ("pt_shared",))]
+    assert not compare_results(*runs).differences
