@@ -13,6 +13,7 @@ from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOE
                          SEGV_MAPERR, SHM_RDONLY, SHM_RND, SIGBUS, SIGSEGV, SimSignal, brk, close, execve, exit,
                          fork, fsync, ftruncate, mmap, mprotect, msync, munmap, open, pread, pwrite, read, shmat,
                          shmctl, shmdt, shmget, touch, wait, write)
+from mmframe.workloads.shell import COMMANDS as COMMANDS_
 from tests.test_memory import RW, MiB, anon, machine, results
 
 P = PAGE_SIZE
@@ -557,3 +558,17 @@ def _everything(ctx, ops):
 def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte):
     runs = [machine(memory=24 * MiB, highpte=highpte, policies=p).run(_everything, ops) for p in ((), ("pt_shared",))]
     assert not compare_results(*runs).differences
+
+
+def test_shell_scenario_runs_every_command_and_shares_the_binaries(isolated):
+    from mmframe.config import load_config
+    from mmframe.scenario import run_scenario
+    (isolated / "shell.toml").write_text('[scenario]\nname = "shell"\npolicies = [[], ["pt_shared"]]\n'
+                                          'commands = 12\njobs = 3\n')
+    cfg = load_config(str(isolated / "shell.toml"), use_pyproject=False, env={})
+    scen, cols = run_scenario(cfg)
+    main, shared = (c.figures for c in cols)
+    assert main["failed"] == shared["failed"] == 0
+    # sh (151 pages) and five commands, each cached once however often it ran
+    assert main["binary_pages"] == shared["binary_pages"] == (140 + 5) + sum(t + d for _, t, d, _, _ in COMMANDS_)
+    assert main["faults"] == shared["faults"] and main["per_command_us"] > shared["per_command_us"]

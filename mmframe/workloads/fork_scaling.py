@@ -4,8 +4,9 @@ McCracken's test of October 2002 (LKML, "shared page tables timing", 2.5.41): th
 shared memory object and touches every page before the test; then it forks a child that exits at
 once, and waits.  Simulated fork time is what the parent is charged for the fork call; fork+exit
 adds the child's exit and the parent's wait (everything charged from the fork to the wait's return);
-fork+exec+exit has the child exec a program that exits at once.  exec here replaces the address
-space and pays lmbench's exec cost; loading a binary from the page cache comes with issue 6.
+fork+exec+exit has the child exec a program that exits at once: exec builds a new address space,
+maps the binary's text and data from the page cache, runs its first faults and pays lmbench's exec
+cost (see docs/files.md).
 His figures for 40 MB (2.5.41, and 2.5.41-mm2 with shared page tables for a pt_shared column;
 unknown machine: its 400 KiB fork took 1.7 ms) are printed beside the model's, with the ratio; the
 model's cost table is a 790 MHz P-III's.
