@@ -572,3 +572,77 @@ def test_shell_scenario_runs_every_command_and_shares_the_binaries(isolated):
     # sh (151 pages) and five commands, each cached once however often it ran
     assert main["binary_pages"] == shared["binary_pages"] == (140 + 5) + sum(t + d for _, t, d, _, _ in COMMANDS_)
     assert main["faults"] == shared["faults"] and main["per_command_us"] > shared["per_command_us"]
+
+
+@pytest.mark.parametrize("how", ["munmap", "munmap_each_page", "exit", "msync"])
+def test_what_is_written_through_a_shared_mapping_reaches_the_disk(how):
+    """Clean file pages mapped shared, then written by stores (the MMU's dirty bit) and by a
+    touch for write: unmap, exit or msync carries every dirty bit to its page, fsync writes each
+    page once, and the data reads back after the cache is dropped."""
+    n = 32
+
+    def child(ctx, fd):
+        sh = yield mmap(0, n * P, RW, MAP_SHARED, fd, 0)
+        yield touch(sh, n * P)  # read faults: present, writable, clean
+        for i in range(n // 2):
+            yield write(sh + i * P, 500 + i)
+        yield touch(sh + n // 2 * P, n // 2 * P, True)  # written, content unchanged
+        if how == "munmap":
+            yield munmap(sh, n * P)
+        elif how == "munmap_each_page":
+            for i in range(n):
+                yield munmap(sh + i * P, P)
+        elif how == "msync":
+            yield msync(sh, n * P, usr.MS_SYNC)
+        yield exit(0)
+
+    def prog(ctx):
+        fd = yield open("/w", O_RDWR | O_CREAT)
+        yield ftruncate(fd, n * P)
+        pid = yield fork(child, fd)
+        yield wait(pid)
+        yield fsync(fd)
+
+    def reader(ctx):
+        fd = yield open("/w")
+        buf = yield anon(n * P)
+        yield pread(fd, buf, n * P, 0)
+        for i in range(n):
+            yield read(buf + i * P)
+
+    m = machine()
+    m.run(prog)
+    assert m.fs.dev.sectors[1] == 8 * n  # every page written back once
+    m.fs.drop_caches()
+    r = m.run(reader)
+    reads = [v for t in r.tasks.values() for name, v in t.calls if name == "read"]
+    assert reads == [500 + i for i in range(n // 2)] + [0] * (n // 2)
+
+
+def test_a_private_copy_of_the_last_page_keeps_its_zeroed_tail():
+    def prog(ctx):
+        fd = yield open("/z", O_RDWR | O_CREAT)
+        buf = yield anon(P)
+        yield write(buf, 9)
+        yield pwrite(fd, buf, P, 0)
+        yield ftruncate(fd, P // 2)  # the page's second half is past EOF now: zeroed
+        pv = yield mmap(0, P, RW, MAP_PRIVATE, fd, 0)
+        yield touch(pv, P, True)  # a private copy, content unchanged
+        out = [(yield read(pv)), (yield read(pv + P // 2))]
+        yield munmap(pv, P)  # the copy is freed with its tail mark
+        yield write(buf, 1)  # reuse freed pages
+        sh = yield mmap(0, P, RW, MAP_SHARED, fd, 0)
+        out += [(yield read(sh + P - 8)), (yield write(sh + P - 8, 3)), (yield read(sh + 8))]
+        return out
+
+    r = machine().run(prog)
+    assert [v for n, v in r.tasks["1"].calls if n == "read"] == [9, 0, 0, 3]
+
+
+def test_shmem_nopage_is_sigbus_past_the_object():
+    from mmframe.mm.filemap import NOPAGE_SIGBUS
+    m = machine()
+    obj = m.mm.new_object(2)
+    assert obj.nopage(m.mm, 1) >= 0 and obj.nopage(m.mm, 2) == NOPAGE_SIGBUS
+    m.mm.put_object(obj)
+    assert obj not in m.mm.objects and not m.mm.page_cache
