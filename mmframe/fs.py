@@ -122,14 +122,22 @@ class FileSystem:
     def install(self, path: str, image: Image) -> Inode:
         """An executable on the device, as if installed before boot (nothing is charged): text and
         data pages with tags derived from the path, read-only."""
-        inode = self.create(path, writable=False, image=image)
         npages = image.text_pages + image.data_pages
-        for i in range(npages):
-            b = self._alloc_block()
-            inode.blocks[i] = b
-            self.dev.blocks[b] = zlib.crc32(f"{path}:{i}".encode())
-        inode.size = npages * PAGE_SIZE
+        inode = self.populate(path, [zlib.crc32(f"{path}:{i}".encode()) for i in range(npages)], writable=False)
+        inode.image = image
         self.images[image.program] = inode
+        return inode
+
+    def populate(self, path: str, tags: list[int], *, writable: bool = True) -> Inode:
+        """A file with one page per tag already on the device, as if written before boot."""
+        inode = self.create(path, writable=writable)
+        for i, tag in enumerate(tags):
+            b = self._alloc_block()
+            if b < 0:
+                raise ValueError(f"{self.dev.name} is full")
+            inode.blocks[i] = b
+            self.dev.blocks[b] = tag
+        inode.size = len(tags) * PAGE_SIZE
         return inode
 
     def image_for(self, program: Callable[..., Any]) -> Inode:
@@ -262,7 +270,8 @@ class FileSystem:
             for f in fs.fds.values():
                 self.vm.put_object(f)
 
-    def _fd(self, task: Task, fd: Any, mode: int) -> File | None:
+    def fget(self, task: Task, fd: Any, mode: int = FMODE_READ | FMODE_WRITE) -> File | None:
+        """The open file of descriptor ``fd`` if it was opened with any of ``mode``'s rights."""
         f = self.files(task).fds.get(fd) if type(fd) is int else None
         return f if f is not None and f.mode & mode else None
 
@@ -302,7 +311,7 @@ class FileSystem:
         return 0
 
     def _check_io(self, task: Task, fd: Any, addr: Any, length: Any, offset: Any, mode: int) -> File | int:
-        f = self._fd(task, fd, mode)
+        f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
         if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
@@ -361,7 +370,7 @@ class FileSystem:
         return done
 
     def sys_ftruncate(self, task: Task, fd: Any, length: Any) -> int:
-        f = self._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        f = self.fget(task, fd, FMODE_READ | FMODE_WRITE)
         if f is None:
             return -EBADF
         if type(length) is not int or length < 0 or not f.mode & FMODE_WRITE:
@@ -370,7 +379,7 @@ class FileSystem:
         return 0
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
-        f = self._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        f = self.fget(task, fd, FMODE_READ | FMODE_WRITE)
         if f is None:
             return -EBADF
         return self.writeback(f.inode)

@@ -341,10 +341,12 @@ def test_removed_segment_lives_while_attached_and_exit_and_exec_detach():
 def test_exec_tears_the_old_address_space_down_and_maps_the_image():
     @usr.program(text_pages=6, data_pages=2, bss_pages=1)
     def image(ctx):
-        mm = state["m"].sched.current.mm
-        state["vmas"] = [(v.start, v.end, v.obj is not None) for v in mm.vmas]
-        b = yield brk(0)
-        state["brk"] = b
+        m = state["m"]
+        mm = m.sched.current.mm
+        state.setdefault("vmas", [(v.start, v.end, v.obj is not None) for v in mm.vmas])
+        state.setdefault("rmaps", m.reverse_maps())
+        state.setdefault("mms", len(m.mm.mms))
+        state["brk"] = yield brk(0)
         yield exit(0)
 
     state = {}
@@ -354,24 +356,31 @@ def test_exec_tears_the_old_address_space_down_and_maps_the_image():
         yield touch(a, 16 * P, True)
         pid = yield fork()
         if pid == 0:
+            sid = yield shmget(IPC_PRIVATE, P, IPC_CREAT)
+            yield shmat(sid)
+            yield shmctl(sid, IPC_RMID)
             yield execve(image)
         yield wait(pid)
         pid = yield fork()
         if pid == 0:
             yield execve("/bin/image")  # by path, the same page cache
         yield wait(pid)
-        return (yield execve("/nonexistent")), (yield execve("/data"))
+        return (yield execve("/nonexistent")), (yield execve("/etc/passwd"))
 
     m = machine()
     state["m"] = m
+    m.fs.create("/etc/passwd")
     r = m.run(prog)
-    text = 0x0804_8000
-    assert state["vmas"][:3] == [(text, text + 6 * P, True), (text + 6 * P, text + 8 * P, True),
-                                 (text + 8 * P, text + 9 * P, False)]
+    text, top = 0x0804_8000, 0xC000_0000
+    assert state["vmas"] == [(text, text + 6 * P, True), (text + 6 * P, text + 8 * P, True),
+                             (text + 8 * P, text + 9 * P, False), (top - 32 * P, top, False)]
+    # the parent's 16 pages, no longer shared with the child, and the image's: 6 text pages read
+    # from the cache, 2 data copies, a bss page, a stack page; the child's shm segment is gone
+    assert state["rmaps"] == 16 + 6 + 2 + 1 + 1 and state["mms"] == 2 and not m.shm.by_index
     assert state["brk"] == text + 9 * P
     inode = m.fs.inodes["/bin/image"]
     assert len(list(inode.mapping.page_tree.items())) == 8  # text and data, cached once for both execs
-    assert r.tasks["1"].calls[-1][1] == -ENOENT
+    assert [v for n, v in r.tasks["1"].calls if n == "execve"] == [-ENOENT, -usr.EACCES]
     assert len(m.mm.mms) == 0 and not m.mm.ptpages
 
 
@@ -469,7 +478,8 @@ CALL = st.one_of(
     st.tuples(st.just("shmdt"), _PG),
     st.tuples(st.just("rmid"), st.integers(0, 2)),
 )
-ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8))), max_size=22)
+ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8), st.booleans())),
+                     max_size=22)
 
 
 def _do(op, fds, shmids, b0):
@@ -515,7 +525,7 @@ def _do(op, fds, shmids, b0):
 def _ops(ops, fds, shmids, b0):
     for op in ops:
         if op[0] == "fork":
-            pid = yield fork(_forked, op[1], fds, list(shmids), b0)
+            pid = yield fork(_forked, op[1], fds, list(shmids), b0, op[2])
             yield wait(pid)
             continue
         try:
@@ -526,13 +536,29 @@ def _ops(ops, fds, shmids, b0):
             shmids.append(r)
 
 
-def _forked(ctx, ops, fds, shmids, b0):
+def _forked(ctx, ops, fds, shmids, b0, then_exec):
     yield from _ops(ops, fds, shmids, b0)
     for page in range(0, PAGES, 5):
         try:
             yield read(WINDOW + page * P)
         except SimSignal:
             pass
+    if then_exec:
+        yield execve(_exec_target, fds, shmids)
+
+
+def _exec_target(ctx, fds, shmids):
+    """A new image: the descriptors survive exec, the old mappings and attachments do not."""
+    buf = yield anon(4 * P)
+    yield pread(fds[0], buf, 4 * P, 0)
+    for i in range(4):
+        yield read(buf + i * P)
+    for sid in shmids[:1]:
+        at = yield shmat(sid)
+        if at > 0:
+            yield write(at, 5)
+    yield write(buf, 7)
+    yield pwrite(fds[1], buf, P, 0)
 
 
 def _everything(ctx, ops):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mmframe.fs import FMODE_READ, FMODE_WRITE
 from mmframe.mm import memory as M
 from mmframe.mm.pgtable import TASK_SIZE
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
@@ -20,7 +21,6 @@ from mmframe.mm.page import PAGE_SHIFT
 from mmframe.usr import (EACCES, EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC,
                          MS_INVALIDATE, MS_SYNC, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE)
 
-FMODE_READ, FMODE_WRITE = 1, 2  # mmframe.fs's (not imported: fs imports the mm layer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.memory import Memory, MMStruct
@@ -56,7 +56,7 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
         return -EINVAL
     file = None
     if not flags & MAP_ANONYMOUS:
-        file = vm.m.fs._fd(task, fd, FMODE_READ | FMODE_WRITE)
+        file = vm.m.fs.fget(task, fd)
         if file is None:
             return -EBADF
     if prot & ~_PROT_ALL:

@@ -2,7 +2,8 @@
 no physical pages and no costs beyond TLB accounting.
 
 It answers the program-visible questions (which value a read returns, which access raises SIGSEGV
-with which si_code, what mmap/munmap/mprotect return) the way 2.5.49 does for anonymous mappings.
+with which si_code, what mmap/munmap/mprotect return) the way 2.5.49 does for anonymous mappings;
+programs compared against it use no files, shm or exec.
 The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
 a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
@@ -105,11 +106,6 @@ class OracleMemory:
     def exit_mm(self, task: Task) -> None:
         task.mm.users -= 1
         task.mm = None
-
-    def exec_mm(self, task: Task) -> None:
-        self.exit_mm(task)
-        task.mm = self.new_mm()
-        self.m.tlb.switch_mm(task.cpu, task.mm)
 
     # --- accesses -------------------------------------------------------------------------
     def _access(self, mm: OracleMM, addr: int, write: bool) -> Area:

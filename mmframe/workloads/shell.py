@@ -73,12 +73,7 @@ def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     fs.install(SH[0], Image(shell, *SH[1:]))
     for path, text, data, bss, _heap in COMMANDS:
         fs.install(path, Image(command, text, data, bss))
-    inp = fs.create(INPUT, writable=False)
-    for i in range(INPUT_PAGES):
-        b = fs._alloc_block()
-        inp.blocks[i] = b
-        fs.dev.blocks[b] = 1000 + i
-    inp.size = INPUT_PAGES * PAGE_SIZE
+    fs.populate(INPUT, [1000 + i for i in range(INPUT_PAGES)], writable=False)
     r = m.run(_login, p["commands"], p["jobs"])
     n = p["commands"]
     counts = r.counts
