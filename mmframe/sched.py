@@ -16,6 +16,8 @@ import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from mmframe.fs import FMODE_READ, File
+from mmframe.mm.exec import exec_mmap
 from mmframe.mm.memory import Killed
 from mmframe.usr import EACCES, ECHILD, EINVAL, ENOENT, ENOMEM, ENOSYS, SimSignal
 
@@ -336,8 +338,6 @@ class Scheduler:
         """``program`` is a path of the file system or a program (its image is installed at
         /bin/<name> on first use).  -ENOENT for no such file, -EACCES for a file that is not an
         executable, -ENOMEM if no new mm could be had (the old image intact)."""
-        from mmframe.fs import FMODE_READ, File
-        from mmframe.mm.exec import exec_mmap
         fs = self.m.fs
         if isinstance(program, str):
             inode = fs.inodes.get(program)

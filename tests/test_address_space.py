@@ -627,6 +627,7 @@ def test_what_is_written_through_a_shared_mapping_reaches_the_disk(how):
         yield ftruncate(fd, n * P)
         pid = yield fork(child, fd)
         yield wait(pid)
+        dirty.append(m.meminfo()["Dirty"])
         yield fsync(fd)
 
     def reader(ctx):
@@ -636,9 +637,12 @@ def test_what_is_written_through_a_shared_mapping_reaches_the_disk(how):
         for i in range(n):
             yield read(buf + i * P)
 
-    m = machine()
+    m, dirty = machine(), []
     m.run(prog)
+    assert dirty == [0 if how == "msync" else n * 4]  # kB before the fsync (MS_SYNC wrote them)
     assert m.fs.dev.sectors[1] == 8 * n  # every page written back once
+    info = m.meminfo()
+    assert info["Dirty"] == 0 and info["Cached"] == n * 4
     m.fs.drop_caches()
     r = m.run(reader)
     reads = [v for t in r.tasks.values() for name, v in t.calls if name == "read"]

@@ -30,17 +30,14 @@ NOPAGE_OOM, NOPAGE_SIGBUS = -1, -2
 
 
 class AddressSpace:
-    """``struct address_space``: ``page_tree``, ``nrpages`` and the dirty pages of one host."""
+    """``struct address_space``: ``page_tree`` and the dirty pages of one host (a file or a shmem
+    object); ``backed`` when there is a device to write dirty pages to."""
 
     __slots__ = ("host", "page_tree", "dirty", "backed")
 
     def __init__(self, host: Any, tree: RadixTree, backed: bool) -> None:
         self.host, self.page_tree, self.backed = host, tree, backed
         self.dirty: set[int] = set()
-
-    @property
-    def nrpages(self) -> int:
-        return sum(1 for _ in self.page_tree.items())
 
 
 def find_get_page(vm: Memory, mapping: AddressSpace, index: int) -> int:
