@@ -676,3 +676,63 @@ def test_shmem_nopage_is_sigbus_past_the_object():
     assert obj.nopage(m.mm, 1) >= 0 and obj.nopage(m.mm, 2) == NOPAGE_SIGBUS
     m.mm.put_object(obj)
     assert obj not in m.mm.objects and not m.mm.page_cache
+
+
+def test_mmap_hints_as_2_5_places_them():
+    def prog(ctx):
+        a = yield anon(4 * P, addr=0x2000_0001)  # rounded up, free: used
+        b = yield anon(4 * P, addr=a + P)  # taken: the lowest gap from TASK_UNMAPPED_BASE
+        c = yield anon(4 * P, addr=0)
+        d = yield anon(2 * P, addr=b + 4 * P + 100)  # rounded up into c: the gap after c
+        return a, b, c, d
+
+    r = machine().run(prog)
+    got = [v for n, v in r.tasks["1"].calls if n == "mmap"]
+    assert got == [0x2000_1000, 0x4000_0000, 0x4000_4000, 0x4000_8000]
+
+
+def test_errno_of_each_call():
+    from mmframe.fs import Image
+
+    def tool(ctx):
+        yield exit(0)
+
+    cases = [  # (what, call, expected): each made in a task with one RW page mapped at BUF, fd 0 open
+        ("mmap fixed, unaligned", mmap(0x1000_0001, P, RW, MAP_PRIVATE | MAP_FIXED | usr.MAP_ANONYMOUS), -EINVAL),
+        ("mmap with no type", mmap(0, P, RW, usr.MAP_ANONYMOUS), -EINVAL),
+        ("mmap with both types", mmap(0, P, RW, MAP_SHARED | MAP_PRIVATE | usr.MAP_ANONYMOUS), -EINVAL),
+        ("mmap above TASK_SIZE", anon(0xC000_1000), -EINVAL),
+        ("mmap with no room", anon(0x8000_1000), -ENOMEM),
+        ("mmap of a bad fd", mmap(0, P, PROT_READ, MAP_PRIVATE, -1, 0), -EBADF),
+        ("munmap unaligned", munmap(0x1000_0001, P), -EINVAL),
+        ("munmap of length 0", munmap(0x1000_0000, 0), -EINVAL),
+        ("mprotect unaligned", mprotect(0x1000_0001, P, PROT_READ), -EINVAL),
+        ("mprotect unmapped", mprotect(0x1000, P, PROT_READ), -ENOMEM),
+        ("msync unaligned", msync(0x1000_0001, P), -EINVAL),
+        ("msync async and sync", msync(0x1000_0000, P, usr.MS_ASYNC | usr.MS_SYNC), -EINVAL),
+        ("msync unmapped", msync(0x1000, P), -ENOMEM),
+        ("open an executable for write", open("/bin/tool", O_WRONLY), -EACCES),
+        ("open a directory", open("/"), -usr.EISDIR),
+        ("fsync a bad fd", fsync(99), -EBADF),
+        ("ftruncate negative", ftruncate(0, -1), -EINVAL),
+        ("pwrite at a negative offset", pwrite(0, 0x1000_0000, P, -P), -EINVAL),
+        ("shmget above shmmax", shmget(IPC_PRIVATE, (32 << 20) + 1, IPC_CREAT), -EINVAL),
+        ("shmget of size 0", shmget(IPC_PRIVATE, 0, IPC_CREAT), -EINVAL),
+        ("shmat a bad id", shmat(12345), -EINVAL),
+        ("shmctl a bad id", shmctl(12345, IPC_RMID), -EINVAL),
+        ("shmdt where nothing is attached", shmdt(0x1000_0000), -EINVAL),
+        ("execve no such file", execve("/bin/none"), -ENOENT),
+        ("execve a data file", execve("/q"), -EACCES),
+    ]
+
+    def prog(ctx):
+        yield anon(P, addr=0x1000_0000, fixed=True)
+        yield open("/q", O_RDWR | O_CREAT)
+        for _, call, _ in cases:
+            yield call
+
+    m = machine()
+    m.fs.install("/bin/tool", Image(tool))
+    r = m.run(prog)
+    got = [v for _, v in r.tasks["1"].calls[2:]]
+    assert {w: g for (w, _, _), g in zip(cases, got)} == {w: e for w, _, e in cases}

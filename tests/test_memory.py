@@ -241,6 +241,7 @@ PAGES = 48
 PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
 OP = st.one_of(
     st.tuples(st.just("mmap"), st.integers(0, PAGES - 1), st.integers(1, 30), PROTS, st.booleans()),
+    st.tuples(st.just("hint"), st.integers(0, PAGES * PAGE_SIZE), st.integers(1, 30), PROTS, st.booleans()),
     st.tuples(st.just("munmap"), st.integers(0, PAGES - 1), st.integers(1, 30)),
     st.tuples(st.just("mprotect"), st.integers(0, PAGES - 1), st.integers(1, 30), PROTS),
     st.tuples(st.just("write"), st.integers(0, PAGES - 1), st.integers(1, 99)),
@@ -253,6 +254,8 @@ PROGRAM = st.lists(st.one_of(OP, st.tuples(st.just("fork"), st.lists(OP, max_siz
 def _call(op):
     name, *a = op
     addr = WINDOW + a[0] * PAGE_SIZE
+    if name == "hint":  # a byte address as the hint: rounded up, used if free
+        return anon(a[1] * PAGE_SIZE, shared=a[3], prot=a[2], addr=WINDOW + a[0])
     if name == "mmap":
         return anon(a[1] * PAGE_SIZE, shared=a[3], prot=a[2], addr=addr, fixed=True)
     if name == "munmap":

@@ -37,7 +37,16 @@ def prot_flags(prot: int) -> int:
 
 
 def get_unmapped_area(mm: MMStruct, hint: int, length: int) -> int | None:
-    addr = hint if hint and hint + length <= TASK_SIZE else TASK_UNMAPPED_BASE
+    """i386 2.5 ``arch_get_unmapped_area``: the hint (rounded up to a page) if the range there is
+    free, else the lowest gap from TASK_UNMAPPED_BASE up; None when nothing fits.  O(V)."""
+    if length > TASK_SIZE:
+        return None
+    if hint > 0:
+        hint = (hint + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        v = mm.vmas.find(hint)
+        if TASK_SIZE - length >= hint and (v is None or hint + length <= v.start):
+            return hint
+    addr = TASK_UNMAPPED_BASE
     for v in mm.vmas.overlapping(addr, TASK_SIZE):
         if addr + length <= v.start:
             return addr
@@ -73,7 +82,7 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
         if addr & (PAGE_SIZE - 1) or addr < 0 or addr + length > TASK_SIZE:
             return -EINVAL
     else:
-        found = get_unmapped_area(mm, addr & ~(PAGE_SIZE - 1) if addr > 0 else 0, length)
+        found = get_unmapped_area(mm, addr, length)
         if found is None:
             return -ENOMEM
         addr = found

@@ -143,7 +143,11 @@ class OracleMemory:
 
     # --- mappings -------------------------------------------------------------------------
     def _unmapped_area(self, mm: OracleMM, hint: int, length: int) -> int | None:
-        addr = hint if hint and hint + length <= TASK_SIZE else TASK_UNMAPPED_BASE
+        if hint > 0:  # the hint rounded up, if free; else the lowest gap from TASK_UNMAPPED_BASE
+            hint = (hint + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+            if hint + length <= TASK_SIZE and not mm.overlapping(hint, hint + length):
+                return hint
+        addr = TASK_UNMAPPED_BASE
         for a in mm.overlapping(addr, TASK_SIZE):
             if addr + length <= a.start:
                 return addr
@@ -168,7 +172,7 @@ class OracleMemory:
                 return -EINVAL
             self._unmap(task, addr, length)
         else:
-            found = self._unmapped_area(mm, addr & ~(PAGE_SIZE - 1), length)
+            found = self._unmapped_area(mm, addr, length)
             if found is None:
                 return -ENOMEM
             addr = found
