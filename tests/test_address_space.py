@@ -736,3 +736,23 @@ def test_errno_of_each_call():
     r = m.run(prog)
     got = [v for _, v in r.tasks["1"].calls[2:]]
     assert {w: g for (w, _, _), g in zip(cases, got)} == {w: e for w, _, e in cases}
+
+
+def test_brk_below_the_heap_unmaps_data_and_bss_as_2_5_allowed():
+    text = 0x0804_8000
+
+    @usr.program(text_pages=2, data_pages=1, bss_pages=1)
+    def img(ctx):
+        yield write(text + 2 * P, 4)  # data
+        low = yield brk(text + P)  # below the end of the text: refused
+        ok = yield brk(text + 2 * P)  # the end of the text: data and bss go
+        try:
+            yield read(text + 2 * P)
+        except SimSignal as s:
+            yield exit(40 + (s.code == SEGV_MAPERR) + (low == text + 4 * P) + (ok == text + 2 * P))
+
+    def prog(ctx):
+        yield execve(img)
+
+    r = machine().run(prog)
+    assert r.tasks["1"].status >> 8 == 43

@@ -72,8 +72,8 @@ class MMStruct:
         self.cpu_vm_mask: set[int] = set()
         self.pgd_pages: list[int] = []
         self.dead = False
-        # an mm with no executable image (a run's first task) gets a heap at BRK_BASE
-        self.end_code, self.start_brk, self.brk, self.start_stack = 0, BRK_BASE, BRK_BASE, TASK_SIZE
+        # an mm with no executable image (a run's first task): its "code" ends where its heap starts
+        self.end_code, self.start_brk, self.brk, self.start_stack = BRK_BASE, BRK_BASE, BRK_BASE, TASK_SIZE
 
     def rss(self) -> int:
         """Resident pages, derived from the PTE pages' counts (a shared PTE page counts in each)."""

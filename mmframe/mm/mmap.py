@@ -293,11 +293,12 @@ def _merge_around(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
 
 
 def sys_brk(vm: Memory, task: Task, brk: Any) -> int:
-    """2.5.49 ``sys_brk``: the new break, or the old one when the change is refused (below the
-    code, over another mapping, out of memory).  Growth is a fresh anonymous mapping (zero-filled,
-    merged with the heap); shrinking unmaps."""
+    """2.5.49 ``sys_brk``: the new break, or the old one when the change is refused (below the end
+    of the code, over another mapping, out of memory).  Growth is a fresh anonymous mapping
+    (zero-filled, merged with the heap); shrinking unmaps, and as in 2.5 only ``end_code`` bounds
+    it, so a break set below the heap's start unmaps data and bss."""
     mm = task.mm
-    if type(brk) is not int or brk < mm.end_code or brk < mm.start_brk:
+    if type(brk) is not int or brk < mm.end_code:
         return mm.brk
     newbrk = (brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     oldbrk = (mm.brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
