@@ -82,6 +82,16 @@ class File:
     def nopage(self, vm: Any, index: int) -> int:
         return filemap.filemap_nopage(vm, self.inode, index)
 
+    def nopage_bulk(self, vm: Any, indices: list[int]) -> tuple[list[int], int]:
+        """``nopage`` page by page (a bulk fill's interface): pfns, and the first failure's code."""
+        out = []
+        for index in indices:
+            pfn = filemap.filemap_nopage(vm, self.inode, index)
+            if pfn < 0:
+                return out, pfn
+            out.append(pfn)
+        return out, 0
+
     def release(self, vm: Any) -> None:
         """The last reference went (fput): nothing to free, the inode stays in the file system."""
 

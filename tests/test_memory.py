@@ -205,6 +205,16 @@ def _workload(ctx):
     yield touch(a, 5 * MiB, True)
     yield touch(s, 3 * MiB, False)
     yield touch(s + MiB, MiB, True)
+    fd = yield usr.open("/w", usr.O_RDWR | usr.O_CREAT)
+    yield usr.ftruncate(fd, 2 * MiB + 100)  # file mappings: cold and cached faults, SIGBUS past EOF
+    f = yield mmap(0, 3 * MiB, RW, MAP_SHARED, fd, 0)
+    yield touch(f, MiB, True)
+    p = yield mmap(0, 3 * MiB, RW, MAP_PRIVATE, fd, 0)
+    yield touch(p, 2 * MiB, False)
+    try:
+        yield touch(f + MiB, 2 * MiB, False)
+    except SimSignal:
+        pass
     pid = yield fork()
     if pid == 0:
         yield touch(a, 2 * MiB, True)
@@ -213,6 +223,7 @@ def _workload(ctx):
         yield exit(0)
     yield wait(pid)
     yield munmap(a, 3 * MiB)
+    yield munmap(f, 3 * MiB)
     return (yield read(a + 4 * MiB))
 
 

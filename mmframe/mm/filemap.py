@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
+from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_dirty
 from mmframe.mm.radix_tree import RadixTree
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +91,44 @@ def shmem_getpage(vm: Memory, mapping: AddressSpace, index: int) -> int:
         vm.put_page(pfn)
         return NOPAGE_OOM
     return pfn
+
+
+def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages: int) -> tuple[list[int], int]:
+    """:func:`shmem_getpage` for many indices, a leaf node at a time (see ShmemObject.nopage_bulk)."""
+    tree, out = mapping.page_tree, []
+    alloc, tag, cache, tails = vm.m.alloc_pages, vm.tag, vm.page_cache, vm.zero_tail
+    leaf, leaf_base, err, new_high = None, -1, 0, 0
+    for index in indices:
+        if index >= npages:
+            err = NOPAGE_SIGBUS
+            break
+        if index & ~63 != leaf_base:
+            leaf, leaf_base = tree.leaf(index), index & ~63
+        slot = (index & 63) + 1
+        pfn = leaf[slot] if leaf is not None else None
+        if pfn is None:
+            pfn = alloc(GFP_HIGHUSER, 0)
+            if pfn < 0:
+                err = NOPAGE_OOM
+                break
+            vm.acct.charge(vm.P_clear)
+            new_high += pfn >= vm.first_high
+            tag[pfn] = 0
+            if tails:
+                tails.pop(pfn, None)
+            if leaf is None:
+                leaf = tree.leaf(index, True)
+                if leaf is None:
+                    vm.put_page(pfn)
+                    err = NOPAGE_OOM
+                    break
+            leaf[slot] = pfn
+            leaf[0] += 1
+            cache[pfn] = (mapping, index)
+        out.append(pfn)
+    vm.acct.charge(vm.P_pcl, len(out) + (err == NOPAGE_OOM))
+    vm.acct.charge(vm.P_kmap, new_high)
+    return out, err
 
 
 def read_cache_page(vm: Memory, inode: Any, index: int) -> int:

@@ -610,7 +610,7 @@ class Memory:
                 pt = mm.ptp[idx]
                 empty = empty[1:]
                 empty = empty[(pt.np()[empty] & PTE_PRESENT_MASK) == 0]
-            if len(empty) and (not write or mm.pmd[idx] & _PAGE_RW):
+            if len(empty) and (not write or mm.ptp[idx] is None or mm.pmd[idx] & _PAGE_RW):
                 self._fill_bulk(task, mm, vma, idx, empty, write)
                 return
             need = empty
@@ -636,26 +636,33 @@ class Memory:
             pt.np()[slots] = (ZERO_PFN << PAGE_SHIFT) | PAGE_READONLY
             acct.charge(self.P_pte_set, n)
             return
-        pfns = np.empty(n, dtype=np.int64)
         base = idx << self.sh
         obj = vma.obj
-        for j, i in enumerate(slots.tolist()):
-            if obj is None:
+        if obj is not None:
+            first = vma.pgoff + ((base - vma.start) >> PAGE_SHIFT)
+            got, err = obj.nopage_bulk(self, (slots + first).tolist())
+            pfns = np.array(got, dtype=np.int64)
+            j = len(got)
+            self.count_np[pfns] += 1  # the mappings' references (distinct pages)
+            acct.charge(self.P_ref, j)
+        else:
+            pfns, j, err = np.empty(n, dtype=np.int64), 0, 0
+            for j in range(n):
                 pfn = self.alloc_user_page()
+                if pfn < 0:
+                    err = NOPAGE_OOM
+                    break
+                pfns[j] = pfn
             else:
-                pfn = obj.nopage(self, vma.pgoff + ((base + (i << PAGE_SHIFT) - vma.start) >> PAGE_SHIFT))
-                if pfn >= 0:
-                    self.count[pfn] += 1
-                    acct.charge(self.P_ref)
-            if pfn < 0:  # fill what we have, then the out-of-memory kill or SIGBUS
-                acct.charge(self.P_fault, j + 1)  # the faults taken, the last one failing
-                if j:
-                    self._install(mm, vma, idx, slots[:j], pfns[:j], write)
-                if pfn == NOPAGE_SIGBUS:
-                    raise SimSignal(SIGBUS, BUS_ADRERR, base + (i << PAGE_SHIFT))
-                self.m.sched.kill(task, SIGKILL)
-                raise Killed()
-            pfns[j] = pfn
+                j = n
+        if err:  # fill what we have, then SIGBUS or the out-of-memory kill
+            acct.charge(self.P_fault, j + 1)  # the faults taken, the last one failing
+            if j:
+                self._install(mm, vma, idx, slots[:j], pfns[:j], write)
+            if err == NOPAGE_SIGBUS:
+                raise SimSignal(SIGBUS, BUS_ADRERR, base + (int(slots[j]) << PAGE_SHIFT))
+            self.m.sched.kill(task, SIGKILL)
+            raise Killed()
         acct.charge(self.P_fault, n)
         self._install(mm, vma, idx, slots, pfns, write)
 
@@ -773,10 +780,16 @@ class Memory:
             obj.release(self)
 
     def drop_object_pages(self, obj: ShmemObject) -> None:
-        mapping = obj.mapping
-        for index, _ in list(mapping.page_tree.items()):
-            filemap.remove_from_page_cache(self, mapping, index)
-        mapping.page_tree.destroy()
+        """The object is gone: its cache's references dropped in bulk, its tree's nodes freed."""
+        tree = obj.mapping.page_tree
+        pfns = np.array(tree.values(), dtype=np.int64)
+        tree.clear()
+        obj.mapping.dirty.clear()
+        cache = self.page_cache
+        for pfn in pfns.tolist():
+            del cache[pfn]
+        if len(pfns):
+            self.release_pages(pfns)
         self.objects.discard(obj)
 
     def vma_free(self, vma: VMA) -> None:

@@ -89,26 +89,36 @@ class RadixTree:
         """0, -EEXIST if the slot is taken, or -ENOMEM.  As in 2.5, nodes made before a failed
         allocation stay in the tree, empty, until the tree is destroyed."""
         assert item is not None
+        leaf = self.leaf(index, True)
+        if leaf is None:
+            return -ENOMEM
+        i = (index & _MASK) + 1
+        if leaf[i] is not None:
+            return -EEXIST
+        leaf[i] = item
+        leaf[0] += 1
+        return 0
+
+    def leaf(self, index: int, create: bool = False) -> list | None:
+        """The leaf node holding ``index`` (slot ``(index & 63) + 1``), made with its path when
+        ``create`` (None if a node could not be had), else None when absent.  O(height)."""
         if self.rnode is None or index > self.maxindex(self.height):
-            if not self._extend(index):
-                return -ENOMEM
+            if not create or not self._extend(index):
+                return None
         node, shift = self.rnode, RADIX_TREE_MAP_SHIFT * (self.height - 1)
         while shift > 0:
             i = ((index >> shift) & _MASK) + 1
             child = node[i]
             if child is None:
+                if not create:
+                    return None
                 child = self._node()
                 if child is None:
-                    return -ENOMEM
+                    return None
                 node[i] = child
                 node[0] += 1
             node, shift = child, shift - RADIX_TREE_MAP_SHIFT
-        i = (index & _MASK) + 1
-        if node[i] is not None:
-            return -EEXIST
-        node[i] = item
-        node[0] += 1
-        return 0
+        return node
 
     def _extend(self, index: int) -> bool:
         height = max(self.height, 1)
@@ -130,16 +140,8 @@ class RadixTree:
         return True
 
     def lookup(self, index: int) -> Any:
-        node = self.rnode
-        if node is None or index > self.maxindex(self.height):
-            return None
-        shift = RADIX_TREE_MAP_SHIFT * (self.height - 1)
-        while shift > 0:
-            node = node[((index >> shift) & _MASK) + 1]
-            if node is None:
-                return None
-            shift -= RADIX_TREE_MAP_SHIFT
-        return node[(index & _MASK) + 1]
+        leaf = self.leaf(index)
+        return None if leaf is None else leaf[(index & _MASK) + 1]
 
     def delete(self, index: int) -> Any:
         """Remove and return the item at ``index`` (None if absent), freeing emptied nodes."""
@@ -198,6 +200,28 @@ class RadixTree:
                 return 1
             return 1 + sum(count(c, height - 1) for c in node[1:] if c is not None)
         return count(self.rnode, self.height) if self.rnode is not None else 0
+
+    def values(self) -> list[Any]:
+        """Every item, in index order (a leaf's slots at a time)."""
+        if self.rnode is None:
+            return []
+        level = [self.rnode]
+        for _ in range(self.height - 1):
+            level = [c for node in level for c in node[1:] if c is not None]
+        return [x for node in level for x in node[1:] if x is not None]
+
+    def clear(self) -> None:
+        """Drop every item and free every node (``truncate_inode_pages`` of the whole tree, done
+        by the caller item by item in 2.5; here at once)."""
+        if self.rnode is None:
+            return
+        level, n = [self.rnode], 1
+        for _ in range(self.height - 1):
+            level = [c for node in level for c in node[1:] if c is not None]
+            n += len(level)
+        for _ in range(n):
+            self.pool.free()
+        self.rnode, self.height = None, 0
 
     def destroy(self) -> None:
         """Free every node (the mapping goes away); items must already be gone."""

@@ -142,6 +142,13 @@ class ShmemObject:
             return NOPAGE_SIGBUS
         return shmem_getpage(vm, self.mapping, index)
 
+    def nopage_bulk(self, vm: Any, indices: list[int]) -> tuple[list[int], int]:
+        """``nopage`` for many pages (a bulk fill): their pfns in order, stopping at the first
+        failure, whose code is returned with them (0 when none failed).  Charges what one
+        ``nopage`` a page would: a lookup each, a cleared page and an insert for each miss."""
+        from mmframe.mm.filemap import shmem_getpages
+        return shmem_getpages(vm, self.mapping, indices, self.npages)
+
     def release(self, vm: Any) -> None:
         """The last reference went: the pages and the tree's nodes go back."""
         if self.on_release is not None:
