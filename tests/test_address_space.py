@@ -756,3 +756,25 @@ def test_brk_below_the_heap_unmaps_data_and_bss_as_2_5_allowed():
 
     r = machine().run(prog)
     assert r.tasks["1"].status >> 8 == 43
+
+
+def test_the_stack_grows_down_on_faults_below_it_within_its_limit():
+    top = 0xC000_0000
+
+    @usr.program(stack_pages=2)
+    def img(ctx):
+        yield write(top - 10 * P, 1)  # below the 2-page stack VMA: it grows
+        yield touch(top - 40 * P, 30 * P, True)  # a range starting below it
+        got = [(yield read(top - 10 * P)), (yield read(top - 40 * P))]
+        try:
+            yield write(top - (8 << 20) - P, 1)  # beyond RLIMIT_STACK
+        except SimSignal as s:
+            got.append(s.code)
+        yield exit(sum(got))
+
+    def prog(ctx):
+        yield execve(img)
+
+    m = machine()
+    r = m.run(prog)
+    assert r.tasks["1"].status >> 8 == 1 + 0 + SEGV_MAPERR

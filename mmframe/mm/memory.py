@@ -25,7 +25,7 @@ from mmframe.mm.rmap import Rmap, nrpte
 from mmframe.mm import filemap
 from mmframe.mm.filemap import _CACHE, NOPAGE_OOM, NOPAGE_SIGBUS
 from mmframe.mm.radix_tree import NodePool, RadixTree
-from mmframe.mm.vma import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
+from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
 from mmframe.usr import EINVAL, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +48,7 @@ _PTE_CHG_MASK = ~0xFFF | _PAGE_ACCESSED | _PAGE_DIRTY  # pte_modify keeps pfn, a
 ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
 
 BRK_BASE = 0x0805_0000  # the heap of a task started without execve
+RLIMIT_STACK = 8 << 20  # the default stack limit (ulimit -s 8192)
 
 # sizes of kernel objects (i386 2.5, estimates to the cache line; see docs/memory.md)
 TASK_STRUCT_BYTES, MM_STRUCT_BYTES, VMA_BYTES = 1536, 384, 64
@@ -441,7 +442,7 @@ class Memory:
         if not 0 <= addr < TASK_SIZE:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         vma = mm.vmas.find(addr)
-        if vma is None or vma.start > addr:
+        if vma is None or vma.start > addr and not self.expand_stack(mm, vma, addr):
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
             raise SimSignal(SIGSEGV, SEGV_ACCERR, addr)
@@ -452,6 +453,19 @@ class Memory:
         if r == VM_FAULT_SIGBUS:
             raise SimSignal(SIGBUS, BUS_ADRERR, addr)
         return r
+
+    def expand_stack(self, mm: MMStruct, vma: VMA, addr: int) -> bool:
+        """``expand_stack``: a fault below a VM_GROWSDOWN VMA (nothing lies between, find_vma saw
+        to that) grows it down to the page, within RLIMIT_STACK.  i386 2.5 also refused an access
+        more than 32 bytes below %esp; the model has no stack pointer."""
+        start = addr & ~(PAGE_SIZE - 1)
+        if not vma.flags & VM_GROWSDOWN or vma.end - start > RLIMIT_STACK:
+            return False
+        mm.vmas.remove(vma)
+        vma.start = start
+        mm.vmas.insert(vma)
+        self.acct.charge(self.P_vma)
+        return True
 
     def handle_mm_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
         """2.5.49 ``handle_mm_fault`` / ``handle_pte_fault`` (the core's fault policy)."""
@@ -574,8 +588,8 @@ class Memory:
         while addr < end:
             vma = mm.vmas.find(addr) if 0 <= addr < TASK_SIZE else None
             if vma is None or vma.start > addr or not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
-                self.do_page_fault(task, addr, write)  # raises the signal
-                raise AssertionError("unreachable")
+                self.do_page_fault(task, addr, write)  # raises the signal, or grows the stack
+                continue
             idx = addr >> self.sh
             run_end = min(end, vma.end, (idx + 1) << self.sh)
             self._touch_run(task, mm, vma, idx, addr, run_end, write)
