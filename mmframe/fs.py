@@ -124,6 +124,8 @@ class FileSystem:
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
+        if path in self.inodes:
+            raise ValueError(f"{path} exists")
         inode = Inode(self, self.next_ino, path, writable, image)
         self.next_ino += 1
         self.inodes[path] = inode
