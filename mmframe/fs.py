@@ -178,10 +178,13 @@ class FileSystem:
         b = inode.blocks.get(index)
         if b is None:
             self.vm.tag[pfn] = 0
+            self.vm.zero_tail.pop(pfn, None)
             self.m.acct.charge(self.vm.P_clear)
         else:
-            self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])
-        self._zero_tail(inode, index, pfn)
+            self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])  # the block's content, tail and all
+        if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):  # past EOF reads zero
+            tails = self.vm.zero_tail
+            tails[pfn] = min(tails.get(pfn, PAGE_SIZE), inode.size & (PAGE_SIZE - 1))
 
     def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
@@ -239,10 +242,11 @@ class FileSystem:
             filemap.remove_from_page_cache(vm, inode.mapping, index)
         for index in [i for i in inode.blocks if i >= first]:
             self.free_blocks.append(inode.blocks.pop(index))
-        if size & (PAGE_SIZE - 1):
+        if size & (PAGE_SIZE - 1):  # block_truncate_page: the new last page's tail zeroed, and dirty
             pfn = inode.mapping.page_tree.lookup(size >> PAGE_SHIFT)
             if pfn is not None:
                 self._zero_tail(inode, size >> PAGE_SHIFT, pfn)
+                filemap.set_page_dirty(vm, pfn)
 
     def drop_caches(self) -> int:
         """Drop clean, unmapped page-cache pages of every file (2.6.16's ``drop_caches``, for tests

@@ -778,3 +778,28 @@ def test_the_stack_grows_down_on_faults_below_it_within_its_limit():
     m = machine()
     r = m.run(prog)
     assert r.tasks["1"].status >> 8 == 1 + 0 + SEGV_MAPERR
+
+
+def test_a_zeroed_tail_survives_writeback_and_a_dropped_cache():
+    def shrink(ctx):
+        fd = yield open("/t2", O_RDWR | O_CREAT)
+        buf = yield anon(P)
+        yield write(buf, 6)
+        yield pwrite(fd, buf, P, 0)
+        yield fsync(fd)  # clean: only the truncate's zeroing dirties it again
+        yield ftruncate(fd, 100)  # bytes 100.. of page 0 are zero now, on disk too once written
+        yield ftruncate(fd, 3 * P)  # extended: page 0 is no longer the last
+        yield fsync(fd)
+
+    def look(ctx):
+        fd = yield open("/t2")
+        sh = yield mmap(0, 3 * P, PROT_READ, MAP_SHARED, fd, 0)
+        yield read(sh + 50)
+        yield read(sh + 200)
+        yield read(sh + P)
+
+    m = machine()
+    m.run(shrink)
+    m.fs.drop_caches()
+    r = m.run(look)
+    assert [v for t in r.tasks.values() for n, v in t.calls if n == "read"] == [6, 0, 0]
