@@ -182,15 +182,13 @@ class FileSystem:
             self.m.acct.charge(self.vm.P_clear)
         else:
             self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])  # the block's content, tail and all
-        if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):  # past EOF reads zero
-            tails = self.vm.zero_tail
-            tails[pfn] = min(tails.get(pfn, PAGE_SIZE), inode.size & (PAGE_SIZE - 1))
+        self._zero_tail(inode, index, pfn)
 
     def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
+        """The bytes of page ``index`` past EOF read zero (zeroes already there stay)."""
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
-            self.vm.zero_tail[pfn] = inode.size & (PAGE_SIZE - 1)
-        else:
-            self.vm.zero_tail.pop(pfn, None)
+            tails = self.vm.zero_tail
+            tails[pfn] = min(tails.get(pfn, PAGE_SIZE), inode.size & (PAGE_SIZE - 1))
 
     def writeback(self, inode: Inode) -> int:
         """``filemap_fdatawrite`` + wait: write the dirty pages, a bio per run of consecutive
@@ -377,7 +375,8 @@ class FileSystem:
                         vm.put_page(pfn)
                     return done or -ENOMEM
             vm.acct.charge(vm.P_copy)
-            vm.tag[pfn] = tag
+            vm.tag[pfn] = tag  # the whole page: no zeroed tail left
+            vm.zero_tail.pop(pfn, None)
             filemap.set_page_dirty(vm, pfn)
             done = min(length, done + PAGE_SIZE)
             if offset + done > inode.size:

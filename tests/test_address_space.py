@@ -803,3 +803,90 @@ def test_a_zeroed_tail_survives_writeback_and_a_dropped_cache():
     m.fs.drop_caches()
     r = m.run(look)
     assert [v for t in r.tasks.values() for n, v in t.calls if n == "read"] == [6, 0, 0]
+
+
+# --- generated file programs against the semantic oracle ------------------------------------------
+FILE_CALL = st.one_of(
+    st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
+    st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
+    st.tuples(st.just("munmap"), _PG, _N),
+    st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
+    st.tuples(st.just("msync"), _PG, _N),
+    st.tuples(st.just("write"), _PG, st.integers(1, 99)),
+    st.tuples(st.just("read"), _PG),
+    st.tuples(st.just("touch"), _PG, _N, st.booleans()),
+    st.tuples(st.just("pwrite"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
+    st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
+    st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
+    st.tuples(st.just("fsync"), st.integers(0, 1)),
+)
+FILE_PROGRAM = st.lists(st.one_of(FILE_CALL, st.tuples(st.just("fork"), st.lists(FILE_CALL, max_size=8),
+                                                        st.just(False))), max_size=25)
+
+
+def _files_program(ctx, ops):
+    fds = [(yield open("/a", O_RDWR | O_CREAT)), (yield open("/b", O_RDWR | O_CREAT))]
+    yield anon(PAGES * P, addr=WINDOW, fixed=True)
+    for i in range(PAGES):
+        yield write(WINDOW + i * P, 1000 + i)
+    yield pwrite(fds[0], WINDOW, 6 * P + 100, 0)  # contents to see, and a last page ending at 100
+    yield pwrite(fds[1], WINDOW + 10 * P, 4 * P, 0)
+    ro = yield open("/a", O_RDONLY)  # a read-only descriptor: shared maps of it never writable
+    yield from _ops(ops, fds + [ro], [], 0)
+    yield from _read_window()
+    for fd in fds:  # each file through a fresh shared mapping, every page's start and end
+        m = yield mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+        for i in range(16):
+            for off in (0, P - 8):
+                try:
+                    yield read(m + i * P + off)
+                except SimSignal:
+                    pass
+    # shrink both files to inside a page: what was mapped past the new ends must go, tails read zero
+    yield ftruncate(fds[0], 2 * P + 50)
+    yield ftruncate(fds[1], P + 10)
+    yield from _read_window()
+    for fd in fds:
+        for flags in (MAP_SHARED, MAP_PRIVATE):
+            m = yield mmap(0, 4 * P, RW, flags, fd, 0)
+            yield write(m + P, 77)  # a last page written whole has no zeroed tail left
+            try:
+                yield write(m + 2 * P, 78)
+            except SimSignal:
+                pass
+            try:
+                yield touch(m, 4 * P, True)  # private copies up to EOF keep a zeroed tail; SIGBUS past it
+            except SimSignal:
+                pass
+            for i in range(4):
+                for off in (0, P - 8):
+                    try:
+                        yield read(m + i * P + off)
+                    except SimSignal:
+                        pass
+    buf = yield anon(16 * P)
+    for fd in fds:
+        yield pread(fd, buf, 16 * P, 0)
+        for i in range(16):
+            yield read(buf + i * P)
+
+
+def _read_window():
+    for page in range(PAGES):
+        for off in (0, P - 8):  # the start and the end of each page (a zeroed tail shows there)
+            try:
+                yield read(WINDOW + page * P + off)
+            except SimSignal:
+                pass
+
+
+@settings(max_examples=120, deadline=None)
+@given(FILE_PROGRAM)
+def test_generated_file_programs_match_the_oracle(ops):
+    from mmframe.mm.oracle import OracleFS, OracleMemory
+    real = machine(memory=24 * MiB)
+    oracle = machine(memory=24 * MiB, debug="off")
+    oracle.mm = OracleMemory(oracle)
+    oracle.fs = OracleFS(oracle)
+    a, b = real.run(_files_program, ops), oracle.run(_files_program, ops)
+    assert not compare_results(a, b).differences

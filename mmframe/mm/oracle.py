@@ -2,8 +2,9 @@
 no physical pages and no costs beyond TLB accounting.
 
 It answers the program-visible questions (which value a read returns, which access raises SIGSEGV
-with which si_code, what mmap/munmap/mprotect return) the way 2.5.49 does for anonymous mappings;
-programs compared against it use no files, shm or exec.
+or SIGBUS with which si_code, what the calls return) the way 2.5.49 does for anonymous and
+file-backed mappings and buffered file I/O (:class:`OracleFS`: a file is its pages' contents, with
+no page cache, device or dirty state); programs compared against it use no shm, brk or exec.
 The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
 a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED,
-                         PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGSEGV,
-                         SimSignal)
+from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
+                         MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE, MS_SYNC,
+                         O_CREAT, O_DIRECT, O_RDWR, O_TRUNC, O_WRONLY, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
+                         SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SimSignal)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -27,17 +29,41 @@ TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
 PAGE_SHIFT = 12
 
 
+class OFile:
+    """A file: its size and its pages' contents, ``index -> (tag, offset where zeroes start)``."""
+
+    __slots__ = ("size", "pages", "writable")
+
+    def __init__(self, writable: bool = True) -> None:
+        self.size, self.pages, self.writable = 0, {}, writable
+
+    def npages(self) -> int:
+        return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
 class Area:
-    """A mapping [start, end) with its protection and the object that holds its data."""
+    """A mapping [start, end) with its protection and the object that holds its data: a shared
+    one's object is keyed by page offset, a private one's is the mm's private pages by page
+    number; a file mapping names its file (a private one reads it where it has no copy)."""
 
-    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff")
+    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff", "file", "maywrite")
 
-    def __init__(self, start: int, end: int, prot: int, shared: bool, obj: dict[int, int], pgoff: int) -> None:
+    def __init__(self, start: int, end: int, prot: int, shared: bool, obj: dict[int, Any], pgoff: int,
+                 file: OFile | None = None, maywrite: bool = True) -> None:
         self.start, self.end, self.prot, self.shared, self.obj, self.pgoff = start, end, prot, shared, obj, pgoff
+        self.file, self.maywrite = file, maywrite
 
     def clone(self, start: int, end: int) -> Area:
         return Area(start, end, self.prot, self.shared, self.obj,
-                    self.pgoff + ((start - self.start) >> PAGE_SHIFT))
+                    self.pgoff + ((start - self.start) >> PAGE_SHIFT), self.file, self.maywrite)
+
+
+def _content(v: Any, addr: int) -> int:
+    """What a read at ``addr`` sees of a page: a tag, or a file page's tag with its zeroed tail."""
+    if type(v) is tuple:
+        tag, tail = v
+        return 0 if tail is not None and addr & (PAGE_SIZE - 1) >= tail else tag
+    return v
 
 
 class OracleMM:
@@ -74,7 +100,7 @@ class OracleMemory:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        for name in ("mmap", "munmap", "mprotect", "read", "write", "touch"):
+        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch"):
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -100,7 +126,8 @@ class OracleMemory:
         old, new = task.mm, OracleMM()
         new.private = dict(old.private)
         for start, a in old.areas.items():  # areas are never mutated in place, so shared ones are shared
-            new.areas[start] = a if a.shared else Area(a.start, a.end, a.prot, False, new.private, a.pgoff)
+            new.areas[start] = a if a.shared else Area(a.start, a.end, a.prot, False, new.private, a.pgoff,
+                                                        a.file, a.maywrite)
         return new
 
     def exit_mm(self, task: Task) -> None:
@@ -119,15 +146,34 @@ class OracleMemory:
     def _key(self, a: Area, addr: int) -> int:
         return a.pgoff + ((addr - a.start) >> PAGE_SHIFT) if a.shared else addr >> PAGE_SHIFT
 
+    def _file_page(self, a: Area, addr: int) -> int:
+        """The file page index under ``addr``; SIGBUS past the end of the file."""
+        index = a.pgoff + ((addr - a.start) >> PAGE_SHIFT)
+        if index >= a.file.npages():
+            raise SimSignal(SIGBUS, BUS_ADRERR, addr)
+        return index
+
+    def _page(self, task: Task, addr: int, write: bool) -> tuple[Area, int, Any]:
+        """The area, the key of its page in ``area.obj``, and what the page holds now."""
+        mm = task.mm
+        a = self._access(mm, addr, write)
+        if a.file is None:
+            key = self._key(a, addr)
+            return a, key, a.obj.get(key, 0)
+        index = self._file_page(a, addr)
+        if a.shared:
+            return a, index, a.file.pages.get(index, 0)
+        vpn = addr >> PAGE_SHIFT
+        return a, vpn, mm.private[vpn] if vpn in mm.private else a.file.pages.get(index, 0)
+
     def sys_read(self, task: Task, addr: int) -> int:
-        a = self._access(task.mm, addr, False)
-        return a.obj.get(self._key(a, addr), 0)
+        return _content(self._page(task, addr, False)[2], addr)
 
     def sys_write(self, task: Task, addr: int, tag: int) -> int:
         if type(tag) is not int or tag >> 63 not in (0, -1):
             return -EINVAL  # a page's content tag is a 64-bit signed integer
-        a = self._access(task.mm, addr, True)
-        a.obj[self._key(a, addr)] = tag
+        a, key, _ = self._page(task, addr, True)
+        a.obj[key] = tag if a.file is None or not a.shared else (tag, None)
         return 0
 
     def sys_touch(self, task: Task, start: int, length: int, write: bool = False) -> int:
@@ -135,11 +181,35 @@ class OracleMemory:
             return -EINVAL
         addr = start & ~(PAGE_SIZE - 1)
         while addr < start + length:
-            a = self._access(task.mm, addr, write)
-            if write:
-                a.obj.setdefault(self._key(a, addr), 0)
+            a, key, now = self._page(task, addr, write)
+            if write and not a.shared:  # a private page gets its own copy (zero-filled if anonymous)
+                a.obj.setdefault(key, now)
             addr += PAGE_SIZE
         return 0
+
+    def copy_to_user(self, task: Task, addr: int, tag: int) -> bool:
+        try:
+            self.sys_write(task, addr, tag)
+        except SimSignal:
+            return False
+        return True
+
+    def copy_from_user(self, task: Task, addr: int) -> int | None:
+        """The whole page's tag (a zeroed tail does not matter to a page copy)."""
+        try:
+            v = self._page(task, addr & ~(PAGE_SIZE - 1), False)[2]
+        except SimSignal:
+            return None
+        return v[0] if type(v) is tuple else v
+
+    def truncated(self, file: OFile, first: int) -> None:
+        """``vmtruncate``'s zap: private copies of the file's pages from ``first`` on go."""
+        for mm in {id(t.mm): t.mm for t in self.m.sched.tasks.values() if t.mm is not None}.values():
+            for a in list(mm.areas.values()):
+                if a.file is file and not a.shared:
+                    for addr in range(a.start, a.end, PAGE_SIZE):
+                        if a.pgoff + ((addr - a.start) >> PAGE_SHIFT) >= first:
+                            mm.private.pop(addr >> PAGE_SHIFT, None)
 
     # --- mappings -------------------------------------------------------------------------
     def _unmapped_area(self, mm: OracleMM, hint: int, length: int) -> int | None:
@@ -157,10 +227,14 @@ class OracleMemory:
     def sys_mmap(self, task: Task, addr: int, length: int, prot: int, flags: int, fd: int = -1,
                  offset: int = 0) -> int:
         mm = task.mm
+        if offset & (PAGE_SIZE - 1) or offset < 0:
+            return -EINVAL
+        desc = None
         if not flags & MAP_ANONYMOUS:
-            return -EBADF  # no file descriptors until files land
-        if (flags & (MAP_SHARED | MAP_PRIVATE)) not in (MAP_SHARED, MAP_PRIVATE) or prot & ~(
-                PROT_READ | PROT_WRITE | PROT_EXEC):
+            desc = self.m.fs.fget(task, fd)
+            if desc is None:
+                return -EBADF
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
         if length == 0:
             return addr  # 2.5.49 do_mmap_pgoff: "if (!len) return addr;"
@@ -170,14 +244,29 @@ class OracleMemory:
         if flags & MAP_FIXED:
             if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
                 return -EINVAL
-            self._unmap(task, addr, length)
         else:
             found = self._unmapped_area(mm, addr, length)
             if found is None:
                 return -ENOMEM
             addr = found
-        shared = bool(flags & MAP_SHARED)
-        mm.areas[addr] = Area(addr, addr + length, prot, shared, {} if shared else mm.private, 0)
+        mtype = flags & (MAP_SHARED | MAP_PRIVATE)
+        if mtype not in (MAP_SHARED, MAP_PRIVATE):
+            return -EINVAL
+        shared, maywrite = mtype == MAP_SHARED, True
+        if desc is not None:
+            if shared and prot & PROT_WRITE and not desc.mode & 2:
+                return -EACCES
+            if not desc.mode & 1:
+                return -EACCES
+            if shared and not desc.mode & 2:
+                maywrite = False  # a read-only file: shared, never writable
+        self._unmap(task, addr, length)
+        file = desc.inode if desc is not None else None
+        if shared:
+            obj = file.pages if file is not None else {}
+        else:
+            obj = mm.private
+        mm.areas[addr] = Area(addr, addr + length, prot, shared, obj, offset >> PAGE_SHIFT, file, maywrite)
         return addr
 
     def _unmap(self, task: Task, start: int, length: int) -> None:
@@ -214,6 +303,9 @@ class OracleMemory:
         if a is None:
             return -ENOMEM
         while True:  # 2.5: area by area; a hole stops it with -ENOMEM, the areas before changed
+            if prot & PROT_WRITE and not a.maywrite:
+                err = -EACCES
+                break
             stop = min(end, a.end)
             if a.prot != prot:
                 del mm.areas[a.start]
@@ -235,3 +327,140 @@ class OracleMemory:
         if downgrade:
             self.m.tlb.flush_tlb_range(mm, task.cpu, addr, end)
         return err
+
+    def sys_msync(self, task: Task, addr: int, length: int, flags: int = MS_SYNC) -> int:
+        """Contents are always coherent here: only the checks and the hole's -ENOMEM remain."""
+        if addr & (PAGE_SIZE - 1) or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or length < 0 or \
+                (flags & MS_ASYNC and flags & MS_SYNC):
+            return -EINVAL
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        covered = addr
+        for a in task.mm.overlapping(addr, end):
+            if a.start > covered:
+                return -ENOMEM
+            covered = a.end
+        return -ENOMEM if end > addr and covered < end else 0
+
+
+class ODesc:
+    """An open file description: its file and access mode (1 read, 2 write)."""
+
+    __slots__ = ("inode", "mode")
+
+    def __init__(self, inode: OFile, mode: int) -> None:
+        self.inode, self.mode = inode, mode
+
+
+class OracleFS:
+    """The file calls on :class:`OFile` contents: what 2.5.49's buffered I/O lets a program see."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+        self.files: dict[str, OFile] = {}
+        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
+            machine.sched.handlers[name] = getattr(self, "sys_" + name)
+
+    def dup_files(self, parent: Task, child: Task, share: bool) -> None:
+        if parent.files is not None:
+            child.files = parent.files if share else dict(parent.files)
+
+    def exit_files(self, task: Task) -> None:
+        task.files = None
+
+    def fget(self, task: Task, fd: Any, mode: int = 3) -> ODesc | None:
+        f = (task.files or {}).get(fd) if type(fd) is int else None
+        return f if f is not None and f.mode & mode else None
+
+    def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
+        if not isinstance(path, str) or type(flags) is not int:
+            return -EINVAL
+        if not path or path.endswith("/"):
+            return -EISDIR if path == "/" else -ENOENT
+        acc = flags & 3
+        if acc == 3:
+            return -EINVAL
+        mode = {0: 1, O_WRONLY: 2, O_RDWR: 3}[acc]
+        f = self.files.get(path)
+        if f is None:
+            if not flags & O_CREAT:
+                return -ENOENT
+            f = self.files[path] = OFile()
+        if mode & 2 and not f.writable:
+            return -EACCES
+        if flags & O_DIRECT:
+            return -EINVAL
+        table = task.files = task.files if task.files is not None else {}
+        fd = next((i for i in range(1024) if i not in table), None)
+        if fd is None:
+            return -EMFILE
+        if flags & O_TRUNC and mode & 2:
+            self.truncate(f, 0)
+        table[fd] = ODesc(f, mode)
+        return fd
+
+    def sys_close(self, task: Task, fd: Any) -> int:
+        return 0 if type(fd) is int and (task.files or {}).pop(fd, None) is not None else -EBADF
+
+    def _check(self, task: Task, fd: Any, addr: Any, length: Any, offset: Any, mode: int) -> ODesc | int:
+        f = self.fget(task, fd, mode)
+        if f is None:
+            return -EBADF
+        if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
+            return -EINVAL
+        if offset & (PAGE_SIZE - 1) or addr & (PAGE_SIZE - 1):
+            return -EINVAL
+        return f
+
+    def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self._check(task, fd, addr, length, offset, 1)
+        if isinstance(f, int):
+            return f
+        file, vm = f.inode, self.m.mm
+        n, done = max(0, min(length, file.size - offset)), 0
+        while done < n:
+            v = file.pages.get((offset + done) >> PAGE_SHIFT, 0)
+            if not vm.copy_to_user(task, addr + done, v[0] if type(v) is tuple else v):
+                return done or -EFAULT
+            done = min(n, done + PAGE_SIZE)
+        return done
+
+    def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self._check(task, fd, addr, length, offset, 2)
+        if isinstance(f, int):
+            return f
+        file, vm, done = f.inode, self.m.mm, 0
+        while done < length:
+            index = (offset + done) >> PAGE_SHIFT
+            tag = vm.copy_from_user(task, addr + done)
+            if tag is None:
+                return done or -EFAULT
+            done = min(length, done + PAGE_SIZE)
+            file.size = max(file.size, offset + done)
+            tail = file.size & (PAGE_SIZE - 1) if index == file.size >> PAGE_SHIFT else 0
+            file.pages[index] = (tag, tail or None)
+        return done
+
+    def truncate(self, file: OFile, size: int) -> None:
+        old, file.size = file.size, size
+        if size >= old:
+            return
+        first = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+        for index in [i for i in file.pages if i >= first]:
+            del file.pages[index]
+        self.m.mm.truncated(file, first)
+        v = file.pages.get(size >> PAGE_SHIFT)
+        if size & (PAGE_SIZE - 1) and v is not None:
+            tag, tail = v if type(v) is tuple else (v, None)
+            file.pages[size >> PAGE_SHIFT] = (tag, min(tail or PAGE_SIZE, size & (PAGE_SIZE - 1)))
+
+    def sys_ftruncate(self, task: Task, fd: Any, length: Any) -> int:
+        f = self.fget(task, fd)
+        if f is None:
+            return -EBADF
+        if type(length) is not int or length < 0 or not f.mode & 2:
+            return -EINVAL
+        self.truncate(f.inode, length)
+        return 0
+
+    def sys_fsync(self, task: Task, fd: Any) -> int:
+        return 0 if self.fget(task, fd) is not None else -EBADF
