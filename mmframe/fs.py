@@ -304,15 +304,15 @@ class FileSystem:
             if not flags & O_CREAT:
                 return -ENOENT
             inode = self.create(path)
-        if mode & FMODE_WRITE and not inode.writable:
-            return -EACCES
+        if (mode & FMODE_WRITE or flags & O_TRUNC) and not inode.writable:
+            return -EACCES  # O_TRUNC needs write permission whatever the access mode
         if flags & O_DIRECT:
             return -EINVAL  # no a_ops->direct_IO on this file system
         table = self.files(task)
         fd = next((i for i in range(NR_OPEN) if i not in table.fds), None)
         if fd is None:
             return -EMFILE
-        if flags & O_TRUNC and mode & FMODE_WRITE:
+        if flags & O_TRUNC:  # Linux truncates even for O_RDONLY (open(2): "undefined")
             self.truncate(inode, 0)
         table.fds[fd] = File(inode, mode)
         return fd

@@ -713,6 +713,7 @@ def test_errno_of_each_call():
         ("msync unmapped", msync(0x1000, P), -ENOMEM),
         ("open an executable for write", open("/bin/tool", O_WRONLY), -EACCES),
         ("open a directory", open("/"), -usr.EISDIR),
+        ("O_TRUNC of an executable, even read-only", open("/bin/tool", O_RDONLY | usr.O_TRUNC), -EACCES),
         ("fsync a bad fd", fsync(99), -EBADF),
         ("ftruncate negative", ftruncate(0, -1), -EINVAL),
         ("pwrite at a negative offset", pwrite(0, 0x1000_0000, P, -P), -EINVAL),
@@ -890,3 +891,16 @@ def test_generated_file_programs_match_the_oracle(ops):
     oracle.fs = OracleFS(oracle)
     a, b = real.run(_files_program, ops), oracle.run(_files_program, ops)
     assert not compare_results(a, b).differences
+
+
+def test_o_trunc_truncates_even_a_read_only_open_as_linux_does():
+    def prog(ctx):
+        fd = yield open("/tr", O_RDWR | O_CREAT)
+        buf = yield anon(P)
+        yield pwrite(fd, buf, 2 * P, 0)
+        again = yield open("/tr", O_RDONLY | usr.O_TRUNC)
+        return (yield pread(again, buf, 2 * P, 0))
+
+    m = machine()
+    r = m.run(prog)
+    assert r.tasks["1"].calls[-1] == ("pread", 0) and m.fs.inodes["/tr"].size == 0

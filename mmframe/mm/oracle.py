@@ -385,7 +385,7 @@ class OracleFS:
             if not flags & O_CREAT:
                 return -ENOENT
             f = self.files[path] = OFile()
-        if mode & 2 and not f.writable:
+        if (mode & 2 or flags & O_TRUNC) and not f.writable:
             return -EACCES
         if flags & O_DIRECT:
             return -EINVAL
@@ -393,7 +393,7 @@ class OracleFS:
         fd = next((i for i in range(1024) if i not in table), None)
         if fd is None:
             return -EMFILE
-        if flags & O_TRUNC and mode & 2:
+        if flags & O_TRUNC:
             self.truncate(f, 0)
         table[fd] = ODesc(f, mode)
         return fd
