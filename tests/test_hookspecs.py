@@ -303,5 +303,16 @@ def test_mmframe_pte_change(isolated, install_plugin):
     reasons = [c[0] for c in plugin.CHANGES]
     assert reasons[:3] == ["fault", "mprotect", "zap"] and reasons.count("exit") == 2  # child, parent
     assert plugin.CHANGES[0][2:] == (0, 1)
+
+    def syncing(ctx):  # contract 1.3: msync's filemap_sync clears dirty bits through the choke point
+        fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
+        yield usr.ftruncate(fd, 3 * 4096)
+        f = yield usr.mmap(0, 3 * 4096, usr.PROT_READ | usr.PROT_WRITE, usr.MAP_SHARED, fd, 0)
+        yield usr.write(f + 4096, 5)
+        plugin.CHANGES.clear()
+        yield usr.msync(f, 3 * 4096)
+
+    m.run(syncing)
+    assert [c[0] for c in plugin.CHANGES] == ["msync", "exit"]  # the one PTE page, then exit
     mainline = Machine(load_config(env={}))
     assert mainline.mm._pte_hook is None  # nobody implements it: never called
