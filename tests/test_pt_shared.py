@@ -4,10 +4,12 @@ hard cases, with the debug_vm checker after every system call; and what sharing 
 from __future__ import annotations
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmframe.config import load_config
+from mmframe import usr
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
 from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
@@ -206,3 +208,58 @@ def test_fork_scaling_side_by_side(isolated):
     assert shared.figures["fork 40MiB"] < plain.figures["fork 40MiB"] / 5
     # sharing is nearly flat in size: ten times the memory, well under twice the fork time
     assert shared.figures["fork 40MiB"] < 2 * shared.figures["fork 4MiB"]
+
+
+# --- dirty bits of shared file mappings: each mm's own, as without sharing -------------------------
+def _dirty_unshare(ctx, fd, base):
+    """The parent dirties a page, forks, dirties another in the same PTE page (it unshares), syncs."""
+    yield write(base, 1)
+    pid = yield fork(_dirty_sleeper, fd, base, False)
+    yield write(base + PAGE_SIZE, 2)
+    yield usr.msync(base, 8 * PAGE_SIZE, usr.MS_SYNC)
+    yield wait(pid)
+
+
+def _dirty_exit_first(ctx, fd, base):
+    """The parent dirties a page, forks and exits while the child still shares the table; the child
+    then fsyncs: the parent's exit must have marked the page dirty, as its zap would have."""
+    yield write(base, 1)
+    yield fork(_dirty_sleeper, fd, base, True)
+    yield exit(0)
+
+
+def _dirty_whole_page(ctx, fd, base):
+    """A writable shared file mapping covering whole PTE pages: the child's msync writes back only
+    what the child dirtied."""
+    yield write(base, 1)
+    pid = yield fork(_dirty_sleeper, fd, base + PAGE_SIZE, False, True)
+    yield wait(pid)
+
+
+def _dirty_sleeper(ctx, fd, addr, sync, write_then_msync=False):
+    yield usr.sleep(1000)
+    if write_then_msync:
+        yield write(addr, 3)
+        yield usr.msync(addr & ~(4 * MiB - 1), 4 * MiB, usr.MS_SYNC)
+    if sync:
+        yield usr.fsync(fd)
+    yield exit(0)
+
+
+def _dirty_setup(ctx, body):
+    fd = yield usr.open("/d", usr.O_RDWR | usr.O_CREAT)
+    yield usr.ftruncate(fd, 4 * MiB)
+    base = yield mmap(0x2000_0000, 4 * MiB, RW, MAP_SHARED | MAP_FIXED, fd, 0)  # one whole PTE page
+    yield from body(ctx, fd, base)
+
+
+@pytest.mark.parametrize("body", [_dirty_unshare, _dirty_exit_first, _dirty_whole_page])
+def test_shared_tables_keep_each_mms_dirty_bits(body):
+    runs = []
+    for policies in ((), ("pt_shared",)):
+        m = machine(policies)
+        r = m.run(_dirty_setup, body)
+        runs.append((r, m.fs.dev.blocks, m.fs.dev.sectors, sorted(m.fs.inodes["/d"].mapping.dirty)))
+    assert not compare_results(runs[0][0], runs[1][0]).differences
+    assert runs[0][1:] == runs[1][1:]
+    assert runs[0][2][1] > 0  # something was written back

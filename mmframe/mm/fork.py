@@ -59,7 +59,7 @@ def copy_pte_page(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:
 
 
 def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: int, *, wrprotect_src: bool,
-                   src_owner: MMStruct, reason: int = M.FORK) -> None:
+                   src_owner: MMStruct, reason: int = M.FORK, keep_dirty: bool = False) -> None:
     """Copy the entries of ``spt`` under ``mm``'s VMAs into ``dpt``, with references and rmap
     entries; copy-on-write entries are write-protected in the copy (and in ``spt`` when
     ``wrprotect_src``, through the choke point as ``src_owner``'s write)."""
@@ -72,7 +72,7 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
     for v in mm.vmas.overlapping(base, base + (1 << vm.sh)):
         i0 = (max(v.start, base) - base) >> M.PAGE_SHIFT
         i1 = (min(v.end, base + (1 << vm.sh)) - base) >> M.PAGE_SHIFT
-        cow, shared = v.cow, bool(v.flags & VM_SHARED)
+        cow, shared = v.cow, bool(v.flags & VM_SHARED) and not keep_dirty
         if i1 - i0 < M.BULK_MIN:
             _copy_slow(vm, spt, dpt, i0, i1, cow, shared, wrprotect_src, src_owner, idx, reason)
             continue

@@ -315,9 +315,13 @@ class Memory:
 
     def pmd_drop(self, mm: MMStruct, idx: int) -> None:
         """Clear ``mm``'s slot ``idx`` and drop its reference on the PTE page; the last owner's
-        drop zaps what is left in it and frees it (``pte_free``)."""
+        drop zaps what is left in it and frees it (``pte_free``).  A shared table's dirty bits are
+        its first owner's (the others' views were made clean when they got it, as fork's copy
+        is), so that owner's drop carries them to the pages, as its zap would have."""
         pt = mm.ptp[idx]
         assert pt is not None
+        if len(pt.owners) > 1 and pt.owners[0] is mm:
+            self._take_dirty(pt)
         mm.ptp[idx] = None
         mm.pmd[idx] = 0
         self._owner_remove(pt, mm)
@@ -331,6 +335,34 @@ class Memory:
         del self.ptpages[pt.pfn]
         self.pa.page_table_pages -= 1
         self.m.free_pages(pt.pfn, 0)
+
+    def _take_dirty(self, pt: PtePage) -> None:
+        """Move the dirty bits of a table's file pages to the pages (``set_page_dirty``)."""
+        v = pt.np()
+        hit = np.flatnonzero((v & PTE_PRESENT_MASK) != 0)
+        if not len(hit):
+            return
+        pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
+        dirty = ((v[hit] & _PAGE_DIRTY) != 0) & ((self.flags_np[pfns] & _CACHE) != 0)
+        if dirty.any():
+            if pt.high:
+                self.acct.charge(self.P_kmap)
+            v[hit[dirty]] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
+            self.acct.charge(self.P_pte_set, int(dirty.sum()))
+            for pfn in pfns[dirty].tolist():
+                filemap.set_page_dirty(self, pfn)
+
+    def _drop_dirty(self, pt: PtePage) -> None:
+        """Clear the dirty bits of a table's file pages (their owner took them to its copy)."""
+        v = pt.np()
+        hit = np.flatnonzero(((v & PTE_PRESENT_MASK) != 0) & ((v & _PAGE_DIRTY) != 0))
+        if len(hit):
+            pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
+            hit = hit[(self.flags_np[pfns] & _CACHE) != 0]
+            if len(hit) and pt.high:
+                self.acct.charge(self.P_kmap)
+            v[hit] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
+            self.acct.charge(self.P_pte_set, len(hit))
 
     def sharers(self, pt: PtePage) -> int:
         """How many mms use this PTE page (its page count)."""
@@ -356,12 +388,15 @@ class Memory:
         new = self.pte_alloc(mm, idx)  # on success it replaces the slot's PMD entry
         if new is None:
             return None
+        first = old.owners[0] is mm  # the owner of the table's dirty bits takes them along
         self._owner_remove(old, mm)
         self.count[old.pfn] -= 1
         self.acct.charge(self.P_ref)
         from mmframe.mm.fork import copy_pte_range
         copy_pte_range(self, mm, old, new, idx, wrprotect_src=True, src_owner=old.owners[0],
-                       reason=UNSHARE)
+                       reason=UNSHARE, keep_dirty=first)
+        if first:
+            self._drop_dirty(old)
         self.flush_tlb_mm(mm)
         return new
 

@@ -51,10 +51,15 @@ def mmframe_report(machine: Any, figures: dict[str, Any]) -> None:
 
 
 def _shared_writable_whole(vm: Any, mm: Any, idx: int) -> bool:
+    """A writable shared mapping of memory (shmem, SysV shm) covers the whole PTE page: its table
+    can be shared writable.  Not for a file: there a store's dirty bit belongs to the mm that made
+    it (msync, munmap and exit write back what that mm dirtied), so each mm must write its own
+    table (a departure from the 2002 patch, which shared these writable too)."""
     base = idx << vm.sh
     v = mm.vmas.find(base)
     return (v is not None and v.start <= base and v.end >= base + (1 << vm.sh)
-            and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE)
+            and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE
+            and getattr(v.obj, "inode", None) is None)
 
 
 @hookimpl
