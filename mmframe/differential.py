@@ -2,7 +2,8 @@
 
 Compared per task (keyed by lineage, so pid numbering never matters): the sequence of system calls
 with their results (values read, pids as lineages, -errno, signals delivered), how the task ended,
-and which tasks were left blocked.  Simulated time, counts and the global interleaving are costs and
+and which tasks were left blocked; and per file, what its blocks hold on the device and which pages
+are still dirty (what could be read back from the disk).  Simulated time, counts and the global interleaving are costs and
 are not compared.  The base of the cross-policy tests: policies change cost, not semantics.
 """
 
@@ -65,6 +66,10 @@ def compare_results(a: RunResult, b: RunResult) -> Comparison:
             diffs.append(Difference(lineage, "fatal signal", ta.signal, tb.signal))
     if set(a.blocked) != set(b.blocked):
         diffs.append(Difference("*", "blocked forever", sorted(a.blocked), sorted(b.blocked)))
+    if a.disk is not None and b.disk is not None:
+        for path in sorted(set(a.disk) | set(b.disk)):
+            if a.disk.get(path) != b.disk.get(path):
+                diffs.append(Difference("*", f"on disk: {path}", a.disk.get(path), b.disk.get(path)))
     return Comparison(a, b, tuple(diffs))
 
 

@@ -246,6 +246,13 @@ class FileSystem:
                 self._zero_tail(inode, size >> PAGE_SHIFT, pfn)
                 filemap.set_page_dirty(vm, pfn)
 
+    def disk_state(self) -> dict[str, tuple]:
+        """Per file: its size, what each of its blocks holds on the device (tag, zeroed tail) and
+        the pages still dirty in memory: what a program could read back from the disk."""
+        dev = self.dev
+        return {path: (i.size, tuple((k, dev.blocks.get(b, 0), dev.tails.get(b)) for k, b in sorted(i.blocks.items())),
+                       tuple(sorted(i.mapping.dirty))) for path, i in self.inodes.items()}
+
     def drop_caches(self) -> int:
         """Drop clean, unmapped page-cache pages of every file (2.6.16's ``drop_caches``, for tests
         and experiments; 2.5 had no such knob): how many went."""

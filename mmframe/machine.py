@@ -50,6 +50,7 @@ class RunResult:
     events: int
     interleaving: tuple[tuple[str, int], ...] | None
     manifest: Mapping[str, Any]
+    disk: Mapping[str, Any] | None = None  # per file: what the device holds and what is left to write
 
 
 class Machine:
@@ -250,6 +251,7 @@ class Machine:
             events=self.engine.fired,
             interleaving=tuple(trace) if trace is not None else None,
             manifest=self.manifest(),
+            disk=self.fs.disk_state(),
         )
 
 

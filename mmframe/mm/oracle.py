@@ -360,6 +360,10 @@ class OracleFS:
         for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
+    def disk_state(self) -> None:
+        """No device here: contents are always coherent, so there is nothing to compare."""
+        return None
+
     def dup_files(self, parent: Task, child: Task, share: bool) -> None:
         if parent.files is not None:
             child.files = parent.files if share else dict(parent.files)
