@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from mmframe.mm.page import GFP_ATOMIC, GFP_KERNEL
+from mmframe.mm.page import GFP_ATOMIC, GFP_KERNEL, __GFP_IO, __GFP_WAIT
 from mmframe.usr import EEXIST, ENOMEM
 
 RADIX_TREE_MAP_SHIFT = 6
@@ -25,6 +25,7 @@ RADIX_TREE_MAP_SIZE = 1 << RADIX_TREE_MAP_SHIFT
 _MASK = RADIX_TREE_MAP_SIZE - 1
 RADIX_TREE_NODE_BYTES = 4 + 4 * RADIX_TREE_MAP_SIZE  # unsigned int count; void *slots[64]
 RADIX_TREE_POOL = 512  # mempool_create(512, ...) in radix_tree_init
+_NO_SLEEP = ~(__GFP_WAIT | __GFP_IO)  # mempool_alloc's first try may not sleep or do I/O
 
 
 class NodePool:
@@ -44,10 +45,10 @@ class NodePool:
         self.acct, self.P_alloc = machine.acct, machine.P.radix_node_alloc
 
     def alloc(self, gfp: int) -> bool:
-        """``mempool_alloc``: the slab without waiting, then the pool; False when both fail and
-        ``gfp`` cannot sleep (page-cache trees never can)."""
+        """``mempool_alloc``: the slab without waiting, then the pool; False when both fail (every
+        tree here is GFP_ATOMIC; a caller that could sleep would wait for a freed node instead)."""
         self.acct.charge(self.P_alloc)
-        if self.cache.alloc(gfp & ~0x50, 1) >= 0:  # gfp & ~(__GFP_WAIT | __GFP_IO)
+        if self.cache.alloc(gfp & _NO_SLEEP, 1) >= 0:
             self.nodes += 1
             return True
         if self.curr_nr:
@@ -87,7 +88,7 @@ class RadixTree:
 
     def insert(self, index: int, item: Any) -> int:
         """0, -EEXIST if the slot is taken, or -ENOMEM.  As in 2.5, nodes made before a failed
-        allocation stay in the tree, empty, until the tree is destroyed."""
+        allocation stay in the tree, empty, until it is cleared."""
         assert item is not None
         leaf = self.leaf(index, True)
         if leaf is None:
@@ -221,18 +222,4 @@ class RadixTree:
             n += len(level)
         for _ in range(n):
             self.pool.free()
-        self.rnode, self.height = None, 0
-
-    def destroy(self) -> None:
-        """Free every node (the mapping goes away); items must already be gone."""
-        def free(node: list, height: int) -> None:
-            if height > 1:
-                for c in node[1:]:
-                    if c is not None:
-                        free(c, height - 1)
-            else:
-                assert node[0] == 0, "radix tree destroyed with items in it"
-            self.pool.free()
-        if self.rnode is not None:
-            free(self.rnode, self.height)
         self.rnode, self.height = None, 0
