@@ -22,7 +22,7 @@ from mmframe.machine import Machine  # noqa: E402
 from mmframe.mm.radix_tree import RadixTree  # noqa: E402
 from mmframe.scenario import ScenarioContext  # noqa: E402
 from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, PAGE_SIZE, PROT_READ,  # noqa: E402
-                         PROT_WRITE, mmap, open, pread, pwrite)
+                         PROT_WRITE, mmap, open)
 from mmframe.workloads import shell  # noqa: E402
 
 GiB = 1 << 30

@@ -46,6 +46,28 @@ class Image:
     stack_pages: int = 32
 
 
+def open_mode(path: Any, flags: Any) -> int:
+    """open(2)'s argument checks: the FMODE_* bits the access mode asks for, or -errno."""
+    if not isinstance(path, str) or type(flags) is not int:
+        return -EINVAL
+    if not path or path.endswith("/"):
+        return -EISDIR if path == "/" else -ENOENT
+    acc = flags & 3
+    if acc == 3:
+        return -EINVAL
+    return {0: FMODE_READ, O_WRONLY: FMODE_WRITE, O_RDWR: FMODE_READ | FMODE_WRITE}[acc]
+
+
+def io_args(addr: Any, length: Any, offset: Any) -> int:
+    """pread/pwrite's argument checks: 0 or -EINVAL (content is a tag per page, so buffered I/O
+    moves whole pages: the offset and the buffer must be page aligned)."""
+    if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
+        return -EINVAL
+    if offset & (PAGE_SIZE - 1) or addr & (PAGE_SIZE - 1):
+        return -EINVAL
+    return 0
+
+
 class Inode:
     """A file: its size in bytes, its page cache, its block map (file page -> device block)."""
 
@@ -298,14 +320,9 @@ class FileSystem:
 
     # --- system calls -------------------------------------------------------------------------------
     def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
-        if not isinstance(path, str) or type(flags) is not int:
-            return -EINVAL
-        if not path or path.endswith("/"):
-            return -EISDIR if path == "/" else -ENOENT
-        acc = flags & 3
-        if acc == 3:
-            return -EINVAL
-        mode = {0: FMODE_READ, O_WRONLY: FMODE_WRITE, O_RDWR: FMODE_READ | FMODE_WRITE}[acc]
+        mode = open_mode(path, flags)
+        if mode < 0:
+            return mode
         inode = self.inodes.get(path)
         if inode is None:
             if not flags & O_CREAT:
@@ -335,11 +352,7 @@ class FileSystem:
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
-        if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
-            return -EINVAL
-        if offset & (PAGE_SIZE - 1) or addr & (PAGE_SIZE - 1):
-            return -EINVAL  # content is a tag per page: buffered I/O moves whole pages
-        return f
+        return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check_io(task, fd, addr, length, offset, FMODE_READ)

@@ -9,7 +9,7 @@ import pytest
 from mmframe import usr
 from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, IPC_CREAT, IPC_EXCL,
                          IPC_PRIVATE, IPC_RMID, IPC_STAT, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_DIRECT,
-                         O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, SEGV_ACCERR,
+                         O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, SEGV_ACCERR,
                          SEGV_MAPERR, SHM_RDONLY, SHM_RND, SIGBUS, SIGSEGV, SimSignal, brk, close, execve, exit,
                          fork, fsync, ftruncate, mmap, mprotect, msync, munmap, open, pread, pwrite, read, shmat,
                          shmctl, shmdt, shmget, touch, wait, write)
@@ -459,12 +459,11 @@ WINDOW, PAGES = 0x1000_0000, 40
 _PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
 _PG = st.integers(0, PAGES - 1)
 _N = st.integers(1, 24)
-CALL = st.one_of(
+_MEMORY_AND_FILE_CALLS = (
     st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
     st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
     st.tuples(st.just("munmap"), _PG, _N),
     st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
-    st.tuples(st.just("brk"), st.integers(-4, 12)),
     st.tuples(st.just("msync"), _PG, _N),
     st.tuples(st.just("write"), _PG, st.integers(1, 99)),
     st.tuples(st.just("read"), _PG),
@@ -473,6 +472,10 @@ CALL = st.one_of(
     st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
     st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
     st.tuples(st.just("fsync"), st.integers(0, 1)),
+)
+CALL = st.one_of(
+    *_MEMORY_AND_FILE_CALLS,
+    st.tuples(st.just("brk"), st.integers(-4, 12)),
     st.tuples(st.just("shmget"), st.integers(1, 3), st.integers(1, 6)),
     st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
     st.tuples(st.just("shmdt"), _PG),
@@ -812,20 +815,7 @@ def test_a_zeroed_tail_survives_writeback_and_a_dropped_cache():
 
 
 # --- generated file programs against the semantic oracle ------------------------------------------
-FILE_CALL = st.one_of(
-    st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
-    st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
-    st.tuples(st.just("munmap"), _PG, _N),
-    st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
-    st.tuples(st.just("msync"), _PG, _N),
-    st.tuples(st.just("write"), _PG, st.integers(1, 99)),
-    st.tuples(st.just("read"), _PG),
-    st.tuples(st.just("touch"), _PG, _N, st.booleans()),
-    st.tuples(st.just("pwrite"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
-    st.tuples(st.just("fsync"), st.integers(0, 1)),
-)
+FILE_CALL = st.one_of(*_MEMORY_AND_FILE_CALLS)  # what the oracle models: no brk, shm or exec
 FILE_PROGRAM = st.lists(st.one_of(FILE_CALL, st.tuples(st.just("fork"), st.lists(FILE_CALL, max_size=8),
                                                         st.just(False))), max_size=25)
 

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
+from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EFAULT, EINVAL, EMFILE, ENOENT, ENOMEM,
                          MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE, MS_SYNC,
-                         O_CREAT, O_DIRECT, O_RDWR, O_TRUNC, O_WRONLY, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
+                         O_CREAT, O_DIRECT, O_TRUNC, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
                          SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SimSignal)
+
+from mmframe.fs import io_args, open_mode
+from mmframe.mm.memory import Memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -187,12 +190,7 @@ class OracleMemory:
             addr += PAGE_SIZE
         return 0
 
-    def copy_to_user(self, task: Task, addr: int, tag: int) -> bool:
-        try:
-            self.sys_write(task, addr, tag)
-        except SimSignal:
-            return False
-        return True
+    copy_to_user = Memory.copy_to_user  # a store that may fault: -EFAULT instead of the signal
 
     def copy_from_user(self, task: Task, addr: int) -> int | None:
         """The whole page's tag (a zeroed tail does not matter to a page copy)."""
@@ -376,14 +374,9 @@ class OracleFS:
         return f if f is not None and f.mode & mode else None
 
     def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
-        if not isinstance(path, str) or type(flags) is not int:
-            return -EINVAL
-        if not path or path.endswith("/"):
-            return -EISDIR if path == "/" else -ENOENT
-        acc = flags & 3
-        if acc == 3:
-            return -EINVAL
-        mode = {0: 1, O_WRONLY: 2, O_RDWR: 3}[acc]
+        mode = open_mode(path, flags)  # the argument checks are the real ones; the rest is this model's
+        if mode < 0:
+            return mode
         f = self.files.get(path)
         if f is None:
             if not flags & O_CREAT:
@@ -409,11 +402,7 @@ class OracleFS:
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
-        if any(type(x) is not int for x in (addr, length, offset)) or length < 0 or offset < 0:
-            return -EINVAL
-        if offset & (PAGE_SIZE - 1) or addr & (PAGE_SIZE - 1):
-            return -EINVAL
-        return f
+        return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 1)
