@@ -916,3 +916,37 @@ def test_the_differential_compares_what_is_on_disk():
     other = attrs.evolve(r, disk={"/c": (P, ((0, 5, None),), ())})
     diffs = compare_results(r, other).differences
     assert [d.what for d in diffs] == ["on disk: /c"]
+
+
+def test_the_exec_fit_still_holds():
+    """exec_process is fitted through the model (docs/files.md): if exec's modelled work changes,
+    this says the entry needs refitting, rather than letting the figure drift silently."""
+    def quit_(ctx):
+        yield exit(0)
+
+    def execq(ctx):
+        yield execve(quit_)
+
+    m = machine(debug="off")
+    ns, marks = m.costs.ns, {}
+
+    def mark(task, name):
+        marks[name] = sum(c * ns[m.costs.id[n]] for n, c in m.acct.totals().items())
+        return 0
+
+    m.sched.handlers["mark"] = mark
+
+    def prog(ctx):
+        pid = yield fork(execq)  # the binary read in once
+        yield wait(pid)
+        yield ("mark", "a")
+        pid = yield fork(quit_)
+        yield wait(pid)
+        yield ("mark", "b")
+        pid = yield fork(execq)
+        yield wait(pid)
+        yield ("mark", "c")
+
+    m.run(prog)
+    fork_proc, exec_proc = (marks["b"] - marks["a"]) / 1e3, (marks["c"] - marks["b"]) / 1e3
+    assert 274 <= fork_proc <= 337 and 1211 <= exec_proc <= 1232  # lmbench, 2.5.54-mm2, P-III 790 MHz
