@@ -263,3 +263,27 @@ def test_shared_tables_keep_each_mms_dirty_bits(body):
     assert not compare_results(runs[0][0], runs[1][0]).differences
     assert runs[0][1:] == runs[1][1:]
     assert runs[0][2][1] > 0  # something was written back
+
+
+def test_a_stack_grown_in_one_sharer_is_not_seen_by_the_other():
+    """expand_stack changes a VMA under a shared table: the policy must hear of it (as for mmap),
+    or a page the parent faults in below its stack is present for the child, whose stack never
+    grew there (its mprotect would then fail where mainline's succeeds)."""
+    top = 0xC000_0000
+
+    def child(ctx):
+        yield usr.sleep(1000)
+        v = yield read(top - 40 * PAGE_SIZE)  # grows the child's own stack (a fault), or not
+        yield exit(v + 10 * ((yield mprotect(top - 40 * PAGE_SIZE, PAGE_SIZE, PROT_READ)) == 0))
+
+    def img(ctx):
+        pid = yield fork(child)
+        yield read(top - 40 * PAGE_SIZE)  # the parent's stack grows
+        yield wait(pid)
+
+    def prog(ctx):
+        yield usr.execve(img)
+
+    runs = [machine(p).run(prog) for p in ((), ("pt_shared",))]
+    assert not compare_results(*runs).differences
+    assert runs[0].tasks["1.1"].status >> 8 == 10

@@ -496,10 +496,14 @@ class Memory:
         start = addr & ~(PAGE_SIZE - 1)
         if not vma.flags & VM_GROWSDOWN or vma.end - start > RLIMIT_STACK:
             return False
+        old = vma.start
         mm.vmas.remove(vma)
         vma.start = start
         mm.vmas.insert(vma)
         self.acct.charge(self.P_vma)
+        if self._pte_hook is not None:  # the mapping changed under PTE pages a policy may share
+            for idx, i0, i1 in self.pmd_slots(mm, start, old):
+                self.pte_change(mm, idx, MMAP, i0, i1)
         return True
 
     def handle_mm_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
