@@ -480,6 +480,7 @@ CALL = st.one_of(
     st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
     st.tuples(st.just("shmdt"), _PG),
     st.tuples(st.just("rmid"), st.integers(0, 2)),
+    st.tuples(st.just("stack"), st.integers(0, 24), st.booleans()),  # below the stack: it grows
 )
 ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8), st.booleans()),
                                st.tuples(st.just("spawn"), st.lists(CALL, max_size=8))), max_size=22)
@@ -497,6 +498,9 @@ def _do(op, fds, shmids, b0):
         return munmap(addr, a[1] * P)
     if name == "mprotect":
         return mprotect(addr, a[1] * P, a[2])
+    if name == "stack":
+        addr = 0xC000_0000 - (a[0] + 1) * P + 8
+        return write(addr, 5) if a[1] else read(addr)
     if name == "brk":
         return brk(b0 + a[0] * P)
     if name == "msync":
@@ -567,6 +571,11 @@ def _exec_target(ctx, fds, shmids):
     yield pwrite(fds[1], buf, P, 0)
 
 
+def _exec_everything(ctx, ops):
+    yield execve(_everything, ops)  # an image: text, data, bss, heap and a growing stack
+
+
+@usr.program(stack_pages=2)
 def _everything(ctx, ops):
     fds = [(yield open("/a", O_RDWR | O_CREAT)), (yield open("/b", O_RDWR | O_CREAT))]
     yield ftruncate(fds[0], 6 * P + 100)
@@ -590,7 +599,8 @@ def _everything(ctx, ops):
 @settings(max_examples=100, deadline=None)
 @given(ALL_CALLS, st.booleans())
 def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte):
-    runs = [machine(memory=24 * MiB, highpte=highpte, policies=p).run(_everything, ops) for p in ((), ("pt_shared",))]
+    runs = [machine(memory=24 * MiB, highpte=highpte, policies=p).run(_exec_everything, ops)
+            for p in ((), ("pt_shared",))]
     assert not compare_results(*runs).differences  # what reached the disk included (msync, munmap, exit)
 
 
