@@ -597,9 +597,9 @@ def _everything(ctx, ops):
 
 
 @settings(max_examples=100, deadline=None)
-@given(ALL_CALLS, st.booleans())
-def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte):
-    runs = [machine(memory=24 * MiB, highpte=highpte, policies=p).run(_exec_everything, ops)
+@given(ALL_CALLS, st.booleans(), st.booleans())
+def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte, pae):
+    runs = [machine(memory=24 * MiB, highpte=highpte, pae=pae, policies=p).run(_exec_everything, ops)
             for p in ((), ("pt_shared",))]
     assert not compare_results(*runs).differences  # what reached the disk included (msync, munmap, exit)
 
