@@ -20,7 +20,7 @@ import attrs
 
 from mmframe.block.ramdisk import PAGE_SECTORS, READ, WRITE, RamDisk
 from mmframe.mm import filemap
-from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
+from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM, ENOSPC, O_CREAT, O_DIRECT,
                          O_RDWR, O_TRUNC, O_WRONLY)
@@ -200,7 +200,6 @@ class FileSystem:
         b = inode.blocks.get(index)
         if b is None:
             self.vm.tag[pfn] = 0
-            self.vm.zero_tail.pop(pfn, None)
             self.m.acct.charge(self.vm.P_clear)
         else:
             self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])  # the block's content, tail and all
@@ -236,8 +235,7 @@ class FileSystem:
                 if run:
                     self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
                 run, start = [pfn], b
-            vm.flags[pfn] &= ~(1 << PG_dirty)
-            mapping.dirty.discard(index)
+            filemap.clear_page_dirty(vm, pfn)
         if run:
             self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
         return err
@@ -252,7 +250,7 @@ class FileSystem:
         first = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
         for mm in list(vm.mms.values()):
             for v in mm.vmas:
-                if v.obj is None or getattr(v.obj, "inode", None) is not inode:
+                if getattr(v.obj, "inode", None) is not inode:
                     continue
                 lo = max(v.start, v.start + ((first - v.pgoff) << PAGE_SHIFT))
                 if lo < v.end:
@@ -389,10 +387,8 @@ class FileSystem:
                 inode.blocks[index] = b
             pfn = filemap.find_get_page(vm, inode.mapping, index)
             if pfn < 0:  # a whole page is written: no read needed
-                pfn = vm.m.alloc_pages(vm.gfp_cache, 0)
-                if pfn < 0 or filemap.add_to_page_cache(vm, inode.mapping, pfn, index):
-                    if pfn >= 0:
-                        vm.put_page(pfn)
+                pfn = filemap.new_cache_page(vm, inode.mapping, index)
+                if pfn < 0:
                     return done or -ENOMEM
             vm.acct.charge(vm.P_copy)
             vm.tag[pfn] = tag  # the whole page: no zeroed tail left
@@ -405,7 +401,7 @@ class FileSystem:
         return done
 
     def sys_ftruncate(self, task: Task, fd: Any, length: Any) -> int:
-        f = self.fget(task, fd, FMODE_READ | FMODE_WRITE)
+        f = self.fget(task, fd)
         if f is None:
             return -EBADF
         if type(length) is not int or length < 0 or not f.mode & FMODE_WRITE:
@@ -414,7 +410,7 @@ class FileSystem:
         return 0
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
-        f = self.fget(task, fd, FMODE_READ | FMODE_WRITE)
+        f = self.fget(task, fd)
         if f is None:
             return -EBADF
         return self.writeback(f.inode)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_dirty
+from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
 from mmframe.mm.radix_tree import RadixTree
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +59,18 @@ def add_to_page_cache(vm: Memory, mapping: AddressSpace, pfn: int, index: int) -
     return 0
 
 
+def new_cache_page(vm: Memory, mapping: AddressSpace, index: int, zeroed: bool = False) -> int:
+    """``page_cache_alloc`` + ``add_to_page_cache``: a fresh page at ``index`` (cleared for
+    shmem), or NOPAGE_OOM with nothing left behind when no page or radix-tree node could be had."""
+    pfn = vm.alloc_user_page() if zeroed else vm.m.alloc_pages(vm.gfp_cache, 0)
+    if pfn < 0:
+        return NOPAGE_OOM
+    if add_to_page_cache(vm, mapping, pfn, index):
+        vm.put_page(pfn)
+        return NOPAGE_OOM
+    return pfn
+
+
 def remove_from_page_cache(vm: Memory, mapping: AddressSpace, index: int) -> None:
     """Drop the page at ``index`` from the cache and the cache's reference to it."""
     pfn = mapping.page_tree.delete(index)
@@ -79,55 +91,40 @@ def set_page_dirty(vm: Memory, pfn: int) -> None:
     mapping.dirty.add(index)
 
 
+def clear_page_dirty(vm: Memory, pfn: int) -> None:
+    """Written back: the page is clean again."""
+    vm.flags[pfn] &= ~_DIRTY
+    mapping, index = vm.page_cache[pfn]
+    mapping.dirty.discard(index)
+
+
 def shmem_getpage(vm: Memory, mapping: AddressSpace, index: int) -> int:
     """A shmem page, allocated zeroed on first use: pfn, or NOPAGE_OOM."""
     pfn = find_get_page(vm, mapping, index)
-    if pfn >= 0:
-        return pfn
-    pfn = vm.alloc_user_page()
-    if pfn < 0:
-        return NOPAGE_OOM
-    if add_to_page_cache(vm, mapping, pfn, index):
-        vm.put_page(pfn)
-        return NOPAGE_OOM
-    return pfn
+    return pfn if pfn >= 0 else new_cache_page(vm, mapping, index, zeroed=True)
 
 
 def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages: int) -> tuple[list[int], int]:
-    """:func:`shmem_getpage` for many indices, a leaf node at a time (see ShmemObject.nopage_bulk)."""
+    """:func:`shmem_getpage` for many indices, looking a leaf node up once for its 64 slots (see
+    ShmemObject.nopage_bulk); charges what one shmem_getpage an index would."""
     tree, out = mapping.page_tree, []
-    alloc, tag, cache, tails = vm.m.alloc_pages, vm.tag, vm.page_cache, vm.zero_tail
-    leaf, leaf_base, err, new_high = None, -1, 0, 0
+    leaf, leaf_base, err = None, -1, 0
     for index in indices:
         if index >= npages:
             err = NOPAGE_SIGBUS
             break
         if index & ~63 != leaf_base:
             leaf, leaf_base = tree.leaf(index), index & ~63
-        slot = (index & 63) + 1
-        pfn = leaf[slot] if leaf is not None else None
+        pfn = leaf[(index & 63) + 1] if leaf is not None else None
         if pfn is None:
-            pfn = alloc(GFP_HIGHUSER, 0)
+            pfn = new_cache_page(vm, mapping, index, zeroed=True)
             if pfn < 0:
                 err = NOPAGE_OOM
                 break
-            vm.acct.charge(vm.P_clear)
-            new_high += pfn >= vm.first_high
-            tag[pfn] = 0
-            if tails:
-                tails.pop(pfn, None)
             if leaf is None:
-                leaf = tree.leaf(index, True)
-                if leaf is None:
-                    vm.put_page(pfn)
-                    err = NOPAGE_OOM
-                    break
-            leaf[slot] = pfn
-            leaf[0] += 1
-            cache[pfn] = (mapping, index)
+                leaf_base = -1  # the insert made the leaf: look it up again
         out.append(pfn)
     vm.acct.charge(vm.P_pcl, len(out) + (err == NOPAGE_OOM))
-    vm.acct.charge(vm.P_kmap, new_high)
     return out, err
 
 
@@ -138,14 +135,9 @@ def read_cache_page(vm: Memory, inode: Any, index: int) -> int:
     pfn = find_get_page(vm, mapping, index)
     if pfn >= 0:
         return pfn
-    pfn = vm.m.alloc_pages(vm.gfp_cache, 0)
-    if pfn < 0:
-        return NOPAGE_OOM
-    vm.zero_tail.pop(pfn, None)
-    if add_to_page_cache(vm, mapping, pfn, index):
-        vm.put_page(pfn)
-        return NOPAGE_OOM
-    inode.fs.readpage(inode, index, pfn)
+    pfn = new_cache_page(vm, mapping, index)
+    if pfn >= 0:
+        inode.fs.readpage(inode, index, pfn)
     return pfn
 
 

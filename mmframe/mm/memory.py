@@ -321,7 +321,7 @@ class Memory:
         pt = mm.ptp[idx]
         assert pt is not None
         if len(pt.owners) > 1 and pt.owners[0] is mm:
-            self._take_dirty(pt)
+            self._clear_dirty(pt, to_pages=True)
         mm.ptp[idx] = None
         mm.pmd[idx] = 0
         self._owner_remove(pt, mm)
@@ -336,33 +336,23 @@ class Memory:
         self.pa.page_table_pages -= 1
         self.m.free_pages(pt.pfn, 0)
 
-    def _take_dirty(self, pt: PtePage) -> None:
-        """Move the dirty bits of a table's file pages to the pages (``set_page_dirty``)."""
-        v = pt.np()
-        hit = np.flatnonzero((v & PTE_PRESENT_MASK) != 0)
-        if not len(hit):
-            return
-        pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
-        dirty = ((v[hit] & _PAGE_DIRTY) != 0) & ((self.flags_np[pfns] & _CACHE) != 0)
-        if dirty.any():
-            if pt.high:
-                self.acct.charge(self.P_kmap)
-            v[hit[dirty]] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
-            self.acct.charge(self.P_pte_set, int(dirty.sum()))
-            for pfn in pfns[dirty].tolist():
-                filemap.set_page_dirty(self, pfn)
-
-    def _drop_dirty(self, pt: PtePage) -> None:
-        """Clear the dirty bits of a table's file pages (their owner took them to its copy)."""
+    def _clear_dirty(self, pt: PtePage, to_pages: bool) -> None:
+        """Clear the dirty bits of a table's file pages; ``to_pages`` carries them to the pages
+        (``set_page_dirty``), else their owner has taken them to its own copy."""
         v = pt.np()
         hit = np.flatnonzero(((v & PTE_PRESENT_MASK) != 0) & ((v & _PAGE_DIRTY) != 0))
-        if len(hit):
-            pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
-            hit = hit[(self.flags_np[pfns] & _CACHE) != 0]
-            if len(hit) and pt.high:
-                self.acct.charge(self.P_kmap)
-            v[hit] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
-            self.acct.charge(self.P_pte_set, len(hit))
+        pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
+        cached = (self.flags_np[pfns] & _CACHE) != 0
+        hit, pfns = hit[cached], pfns[cached]
+        if not len(hit):
+            return
+        if pt.high:
+            self.acct.charge(self.P_kmap)
+        v[hit] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
+        self.acct.charge(self.P_pte_set, len(hit))
+        if to_pages:
+            for pfn in pfns.tolist():
+                filemap.set_page_dirty(self, pfn)
 
     def sharers(self, pt: PtePage) -> int:
         """How many mms use this PTE page (its page count)."""
@@ -396,7 +386,7 @@ class Memory:
         copy_pte_range(self, mm, old, new, idx, wrprotect_src=True, src_owner=old.owners[0],
                        reason=UNSHARE, keep_dirty=first)
         if first:
-            self._drop_dirty(old)
+            self._clear_dirty(old, to_pages=False)
         self.flush_tlb_mm(mm)
         return new
 
@@ -440,10 +430,11 @@ class Memory:
                 idx = addr >> self.sh
                 pt = mm.ptp[idx]
                 if pt is not None and mm.pmd[idx] & _PAGE_RW:
-                    pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
+                    i = (addr >> PAGE_SHIFT) & self.mask
+                    pte = pt.ptes[i]
                     if pte & 3 == 3:  # present and writable; the MMU sets the dirty bit
                         if not pte & _PAGE_DIRTY:
-                            pt.ptes[(addr >> PAGE_SHIFT) & self.mask] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
+                            pt.ptes[i] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
                         self.tag[pfn] = tag
                         if self.zero_tail:
@@ -462,13 +453,12 @@ class Memory:
         return True
 
     def copy_from_user(self, task: Task, addr: int) -> int | None:
-        """The tag of the user page at ``addr`` (whole page), or None for -EFAULT."""
+        """The tag of the user page at ``addr``, or None for -EFAULT.  Read at the page's first
+        byte, which a zeroed tail (past EOF, so never at offset 0) does not cover."""
         try:
-            self.sys_read(task, addr & ~(PAGE_SIZE - 1))
+            return self.sys_read(task, addr & ~(PAGE_SIZE - 1))
         except SimSignal:
             return None
-        pte = task.mm.ptp[addr >> self.sh].ptes[(addr >> PAGE_SHIFT) & self.mask]
-        return self.tag[pte >> PAGE_SHIFT]
 
     def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
         """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
@@ -501,10 +491,16 @@ class Memory:
         vma.start = start
         mm.vmas.insert(vma)
         self.acct.charge(self.P_vma)
-        if self._pte_hook is not None:  # the mapping changed under PTE pages a policy may share
-            for idx, i0, i1 in self.pmd_slots(mm, start, old):
-                self.pte_change(mm, idx, MMAP, i0, i1)
+        self.mapping_changed(mm, start, old)
         return True
+
+    def mapping_changed(self, mm: MMStruct, start: int, end: int) -> None:
+        """A VMA now covers ``[start, end)`` differently (mmap, brk, stack growth): a change to
+        the PTE pages there, through the choke point (a sharing policy unshares them)."""
+        if self._pte_hook is None:
+            return
+        for idx, i0, i1 in self.pmd_slots(mm, start, end):
+            self.pte_change(mm, idx, MMAP, i0, i1)
 
     def handle_mm_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
         """2.5.49 ``handle_mm_fault`` / ``handle_pte_fault`` (the core's fault policy)."""
@@ -536,13 +532,17 @@ class Memory:
         pfn = self.alloc_user_page()
         if pfn < 0:
             return VM_FAULT_OOM
+        self._map_page(mm, idx, i, pfn, vma.page_prot | _PAGE_RW | _PAGE_DIRTY)
+        return VM_FAULT_MINOR
+
+    def _map_page(self, mm: MMStruct, idx: int, i: int, pfn: int, prot: int) -> None:
+        """A fault's new mapping of a page that is not reserved: the entry, rss, the rmap entry."""
         pt = self.pte_change(mm, idx, FAULT, i, i + 1)
-        pt.ptes[i] = (pfn << PAGE_SHIFT) | vma.page_prot | _PAGE_RW | _PAGE_DIRTY
-        acct.charge(self.P_pte_set)
+        pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
+        self.acct.charge(self.P_pte_set)
         pt.rss += 1
         self.rss_walk(pt)
         self.rmap.add(pfn, pt, i)
-        return VM_FAULT_MINOR
 
     def do_no_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
         """A fault in a mapping with a backing object: the object's ``nopage`` (page cache, reading
@@ -564,12 +564,7 @@ class Memory:
             self.acct.charge(self.P_ref)
             if write:
                 prot |= _PAGE_RW | _PAGE_DIRTY
-        pt = self.pte_change(mm, idx, FAULT, i, i + 1)
-        pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
-        self.acct.charge(self.P_pte_set)
-        pt.rss += 1
-        self.rss_walk(pt)
-        self.rmap.add(pfn, pt, i)
+        self._map_page(mm, idx, i, pfn, prot)
         return VM_FAULT_MINOR
 
     def _copy_user_highpage(self, old: int, new: int) -> None:
@@ -578,10 +573,8 @@ class Memory:
         self.acct.charge(self.P_kmap, (new >= self.first_high) + (old >= self.first_high))
         self.tag[new] = self.tag[old]
         tail = self.zero_tail.get(old) if self.zero_tail else None
-        if tail is not None:
+        if tail is not None:  # (a new page has none: a freed page's mark goes with it)
             self.zero_tail[new] = tail
-        else:
-            self.zero_tail.pop(new, None)
 
     def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
         """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""
@@ -602,7 +595,6 @@ class Memory:
             acct.charge(self.P_clear)
             acct.charge(self.P_kmap, new >= self.first_high)
             self.tag[new] = 0
-            self.zero_tail.pop(new, None)
         else:
             self._copy_user_highpage(old, new)
         pt = self.pte_change(mm, idx, COW, i, i + 1)

@@ -1,11 +1,11 @@
-"""The address-space system calls: ``mmap``, ``munmap``, ``mprotect`` (anonymous mappings), with
-2.5.49's errno behaviour, each changing PTEs only through the choke point.
+"""The address-space system calls: ``mmap`` (anonymous and file-backed, private and shared),
+``munmap``, ``mprotect``, ``brk``, ``msync``, with 2.5.49's errno behaviour, each changing PTEs only
+through the choke point; ``vma_merge`` and ``split_vma``.
 
 ``mmap`` of length 0 returns the address unchanged ("if (!len) return addr;" in 2.5.49's
-do_mmap_pgoff; today's Linux returns -EINVAL).  ``mprotect`` over a range with a hole is -ENOMEM.
-After an unmap, page tables are freed only for PGD slots wholly inside the hole
-(``free_pgtables``): 4 MiB without PAE, 1 GiB with PAE.  VMA merging comes with the full mapping
-calls (issue 6).
+do_mmap_pgoff; today's Linux returns -EINVAL).  ``mprotect`` stops at a hole with -ENOMEM, the VMAs
+before it changed.  After an unmap, page tables are freed only for PGD slots wholly inside the hole
+(``free_pgtables``): 4 MiB without PAE, 1 GiB with PAE.  See docs/files.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmframe.fs import FMODE_READ, FMODE_WRITE
 from mmframe.mm import memory as M
+from mmframe.mm.filemap import set_page_dirty
 from mmframe.mm.pgtable import TASK_SIZE
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
@@ -116,7 +117,7 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     end = addr + length
     if file is None and not vmflags & VM_SHARED:
         if vma_merge(vm, mm, addr, end, vmflags):
-            _tell_policy(vm, mm, addr, end)
+            vm.mapping_changed(mm, addr, end)
             return addr
     if not vm.vma_alloc():
         return -ENOMEM
@@ -126,7 +127,7 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     elif vmflags & VM_SHARED:
         obj = vm.new_object(length // PAGE_SIZE)
     mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
-    _tell_policy(vm, mm, addr, end)
+    vm.mapping_changed(mm, addr, end)
     return addr
 
 
@@ -156,14 +157,6 @@ def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int) -> bool
     return False
 
 
-def _tell_policy(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
-    """A new mapping over existing PTE pages is a change to them (a sharing policy unshares)."""
-    if vm._pte_hook is None:
-        return
-    for idx, i0, i1 in vm.pmd_slots(mm, start, end):
-        vm.pte_change(mm, idx, M.MMAP, i0, i1)
-
-
 def split_vma(vm: Memory, mm: MMStruct, v: VMA, addr: int) -> bool:
     """2.5's ``split_vma``: ``v`` keeps ``[v.start, addr)``, a new VMA takes ``[addr, v.end)``.
     False, with nothing changed, when no vm_area_struct could be had."""
@@ -177,11 +170,11 @@ def split_vma(vm: Memory, mm: MMStruct, v: VMA, addr: int) -> bool:
     return True
 
 
-def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int, wanted=lambda v: True) -> bool:
-    """Split the VMAs straddling ``start`` and ``end`` (those ``wanted``); False on -ENOMEM."""
+def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int) -> bool:
+    """Split the VMAs straddling ``start`` and ``end``; False on -ENOMEM."""
     for at in (start, end):
         v = mm.vmas.find(at)
-        if v is not None and v.start < at and wanted(v) and not split_vma(vm, mm, v, at):
+        if v is not None and v.start < at and not split_vma(vm, mm, v, at):
             return False
     return True
 
@@ -355,7 +348,6 @@ def sys_msync(vm: Memory, task: Task, addr: Any, length: Any, flags: Any = MS_SY
 
 def filemap_sync(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     """Clear the dirty bit of each PTE in ``[start, end)`` and mark its page dirty."""
-    from mmframe.mm.filemap import set_page_dirty
     dirty = M._PAGE_DIRTY
     for idx, i0, i1 in vm.pmd_slots(mm, start, end):
         pt = vm.pte_change(mm, idx, M.MSYNC, i0, i1)

@@ -192,13 +192,7 @@ class OracleMemory:
 
     copy_to_user = Memory.copy_to_user  # a store that may fault: -EFAULT instead of the signal
 
-    def copy_from_user(self, task: Task, addr: int) -> int | None:
-        """The whole page's tag (a zeroed tail does not matter to a page copy)."""
-        try:
-            v = self._page(task, addr & ~(PAGE_SIZE - 1), False)[2]
-        except SimSignal:
-            return None
-        return v[0] if type(v) is tuple else v
+    copy_from_user = Memory.copy_from_user  # a load of the page's first byte that may fault
 
     def truncated(self, file: OFile, first: int) -> None:
         """``vmtruncate``'s zap: private copies of the file's pages from ``first`` on go."""

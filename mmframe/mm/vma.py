@@ -1,7 +1,7 @@
 """``vm_area_struct``: the mappings of an address space, in a sorted container keyed by start.
 
 ``find_vma`` is 2.5's: the first VMA ending above the address, through a one-entry ``mmap_cache``
-first; O(log V) otherwise.  Splitting is here; merging and the full mapping calls are in
+first; O(log V) otherwise.  Splitting, merging and the mapping calls are in
 :mod:`mmframe.mm.mmap`.
 """
 
