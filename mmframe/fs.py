@@ -187,6 +187,16 @@ class FileSystem:
             inode = self.install(path, Image(program, **layout))
         return inode
 
+    def open_exec(self, program: Any) -> Inode | int:
+        """The executable ``execve`` names: a path (-ENOENT if none, -EACCES if not an image) or a
+        program (its image, installed on first use)."""
+        if isinstance(program, str):
+            inode = self.inodes.get(program)
+            if inode is None:
+                return -ENOENT
+            return inode if inode.image is not None else -EACCES
+        return self.image_for(program) if callable(program) else -ENOENT
+
     def _alloc_block(self) -> int:
         if self.free_blocks:
             return self.free_blocks.pop()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
 from mmframe.mm.memory import Killed
-from mmframe.usr import EACCES, ECHILD, EINVAL, ENOENT, ENOMEM, ENOSYS, SimSignal
+from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -338,17 +338,9 @@ class Scheduler:
         """``program`` is a path of the file system or a program (its image is installed at
         /bin/<name> on first use).  -ENOENT for no such file, -EACCES for a file that is not an
         executable, -ENOMEM if no new mm could be had (the old image intact)."""
-        fs = self.m.fs
-        if isinstance(program, str):
-            inode = fs.inodes.get(program)
-            if inode is None:
-                return -ENOENT
-            if inode.image is None:
-                return -EACCES
-        elif callable(program):
-            inode = fs.image_for(program)
-        else:
-            return -ENOENT
+        inode = self.m.fs.open_exec(program)
+        if isinstance(inode, int):
+            return inode
         self.m.acct.charge(self.m.P.exec_process)
         file = File(inode, FMODE_READ)  # open_exec; the mappings take their own references
         r = exec_mmap(self.m.mm, task, inode, file)

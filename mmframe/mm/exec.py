@@ -39,10 +39,7 @@ def exec_mmap(vm: Memory, task: Task, inode: Inode, file: File) -> int:
     old, task.mm = task.mm, new
     vm.m.tlb.switch_mm(task.cpu, new)
     if old is not None:
-        old.users -= 1
-        if old.users == 0:
-            from mmframe.mm.exit import exit_mmap
-            exit_mmap(vm, old, task.cpu)
+        vm.mmput(old)
     img = inode.image
     text = ELF_TEXT_BASE
     data = text + img.text_pages * PAGE_SIZE

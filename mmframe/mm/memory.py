@@ -179,6 +179,10 @@ class Memory:
 
     def exit_mm(self, task: Task) -> None:
         mm, task.mm = task.mm, None
+        self.mmput(mm)
+
+    def mmput(self, mm: MMStruct) -> None:
+        """Drop a user of ``mm``; the last one tears it down (``exit_mmap``)."""
         mm.users -= 1
         if mm.users == 0:
             from mmframe.mm.exit import exit_mmap

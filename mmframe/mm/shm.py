@@ -153,8 +153,7 @@ class ShmIds:
         for v in list(mm.vmas):
             shm = getattr(v.obj, "shm", None)
             if shm is not None and v.start - (v.pgoff << PAGE_SHIFT) == addr:
-                if mm.vmas.find(v.start) is v:  # not already gone with an earlier unmap
-                    MM.do_munmap(self.vm, task, v.start, v.end - v.start)
+                MM.do_munmap(self.vm, task, v.start, v.end - v.start)
                 found = 0
         return found
 
