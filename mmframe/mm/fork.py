@@ -62,7 +62,8 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
                    src_owner: MMStruct, reason: int = M.FORK, keep_dirty: bool = False) -> None:
     """Copy the entries of ``spt`` under ``mm``'s VMAs into ``dpt``, with references and rmap
     entries; copy-on-write entries are write-protected in the copy (and in ``spt`` when
-    ``wrprotect_src``, through the choke point as ``src_owner``'s write)."""
+    ``wrprotect_src``, through the choke point as ``src_owner``'s write); shared ones start clean
+    in the copy unless ``keep_dirty`` (the owner of a shared table's dirty bits unsharing it)."""
     acct = vm.acct
     if spt.high:
         acct.charge(vm.P_kmap)
@@ -72,9 +73,9 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
     for v in mm.vmas.overlapping(base, base + (1 << vm.sh)):
         i0 = (max(v.start, base) - base) >> M.PAGE_SHIFT
         i1 = (min(v.end, base + (1 << vm.sh)) - base) >> M.PAGE_SHIFT
-        cow, shared = v.cow, bool(v.flags & VM_SHARED) and not keep_dirty
+        cow, clean = v.cow, bool(v.flags & VM_SHARED) and not keep_dirty
         if i1 - i0 < M.BULK_MIN:
-            _copy_slow(vm, spt, dpt, i0, i1, cow, shared, wrprotect_src, src_owner, idx, reason)
+            _copy_slow(vm, spt, dpt, i0, i1, cow, clean, wrprotect_src, src_owner, idx, reason)
             continue
         s = spt.np()[i0:i1]
         pres = np.flatnonzero(s & PTE_PRESENT_MASK)
@@ -89,7 +90,7 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
                     vm.pte_change(src_owner, idx, reason, i0, i1)
                     s[pres[wr]] &= t(~_PAGE_RW & _mask(s))
                 vals = vals & t(~_PAGE_RW & _mask(s))
-        if shared:
+        if clean:
             vals = vals & t(~_PAGE_DIRTY & _mask(s))
         vals = vals & t(~_PAGE_ACCESSED & _mask(s))
         dpt.np()[i0:i1][pres] = vals
@@ -108,7 +109,7 @@ def _mask(a: np.ndarray) -> int:
     return (1 << (8 * a.itemsize)) - 1
 
 
-def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bool, shared: bool,
+def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bool, clean: bool,
                wrprotect_src: bool, src_owner: MMStruct, idx: int, reason: int) -> None:
     """The same copy an entry at a time (the single path the bulk one must agree with)."""
     acct, flags, count = vm.acct, vm.flags, vm.count
@@ -125,7 +126,7 @@ def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bo
                     changed = True
                 sp[i] = pte & ~_PAGE_RW
             pte &= ~_PAGE_RW
-        if shared:
+        if clean:
             pte &= ~_PAGE_DIRTY
         pte &= ~_PAGE_ACCESSED
         dp[i] = pte

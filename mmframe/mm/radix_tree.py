@@ -194,32 +194,27 @@ class RadixTree:
             else:
                 yield from self._walk(slot, height - 1, lo, first)
 
-    def nodes(self) -> int:
-        """Nodes in this tree (for the checker)."""
-        def count(node: list, height: int) -> int:
-            if height == 1:
-                return 1
-            return 1 + sum(count(c, height - 1) for c in node[1:] if c is not None)
-        return count(self.rnode, self.height) if self.rnode is not None else 0
-
-    def values(self) -> list[Any]:
-        """Every item, in index order (a leaf's slots at a time)."""
+    def _levels(self) -> list[list[list]]:
+        """The tree's nodes, level by level from the root (the last level are the leaves)."""
         if self.rnode is None:
             return []
-        level = [self.rnode]
+        levels = [[self.rnode]]
         for _ in range(self.height - 1):
-            level = [c for node in level for c in node[1:] if c is not None]
-        return [x for node in level for x in node[1:] if x is not None]
+            levels.append([c for node in levels[-1] for c in node[1:] if c is not None])
+        return levels
+
+    def nodes(self) -> int:
+        """Nodes in this tree (for the checker)."""
+        return sum(len(level) for level in self._levels())
+
+    def values(self) -> list[Any]:
+        """Every item, in index order."""
+        levels = self._levels()
+        return [x for node in levels[-1] for x in node[1:] if x is not None] if levels else []
 
     def clear(self) -> None:
         """Drop every item and free every node (``truncate_inode_pages`` of the whole tree, done
         by the caller item by item in 2.5; here at once)."""
-        if self.rnode is None:
-            return
-        level, n = [self.rnode], 1
-        for _ in range(self.height - 1):
-            level = [c for node in level for c in node[1:] if c is not None]
-            n += len(level)
-        for _ in range(n):
+        for _ in range(self.nodes()):
             self.pool.free()
         self.rnode, self.height = None, 0

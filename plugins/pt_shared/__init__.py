@@ -1,8 +1,8 @@
 """pt_shared: shared page tables at fork, as Dave McCracken's shpte patch did in 2.5.41-mm .. 2.5.54-mm2.
 
 At fork the child's PMD points at each of the parent's PTE pages (one reference per PTE page, no
-per-entry work), write-protected in both unless a writable shared mapping covers the whole PTE
-page.  A write fault into a write-protected shared PTE page unshares it (``Memory.unshare``: copy
+per-entry work), write-protected in both unless a writable shared memory mapping (shmem, SysV shm;
+not a file) covers the whole PTE page.  A write fault into a write-protected shared PTE page unshares it (``Memory.unshare``: copy
 the table; with a count of one only the PMD is made writable); read faults fill the shared table for
 every sharer.  A whole-PTE-page munmap is a PMD operation; so is a whole-page mprotect that leaves
 the page readable but not writable; any other change to a shared PTE page (partial munmap or
@@ -12,6 +12,8 @@ mprotect, mmap over it, copy-on-write) unshares first.  exit only dereferences a
 Departure from the patch, for correctness: ``Memory.unshare`` write-protects copy-on-write entries
 in the source table whenever it copies, not only when one sharer remains, because a sharer that
 exits later would otherwise leave the last one with writable entries to pages another copy maps.
+And a writable shared file mapping's table is shared write-protected (the patch shared it writable),
+so each mm's dirty bits stay its own (docs/pt_shared.md).
 
 Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
 """
