@@ -14,10 +14,10 @@ from test_elevator_rbtree_tree import check_rbtree
 
 
 class Rq:
-    __slots__ = ("sector", "n")
+    __slots__ = ("sector", "n", "barrier")
 
-    def __init__(self, sector: int, n: int) -> None:
-        self.sector, self.n = sector, n
+    def __init__(self, sector: int, n: int, barrier: bool = False) -> None:
+        self.sector, self.n, self.barrier = sector, n, barrier
 
     def __repr__(self) -> str:
         return f"Rq({self.sector})"
@@ -40,6 +40,8 @@ def list_scan(lst: list[Rq], x: int, n: int, merge_ok, last_sector: int):
         rq = lst[i]
         if in_between(x, rq, lst[i + 1] if i + 1 < len(lst) else None):
             return AFTER, rq
+        if rq.barrier:
+            break
         if rq.sector - n == x and merge_ok(rq):
             return MERGE, rq
     if lst and x + n < lst[0].sector and x > last_sector:
@@ -60,6 +62,7 @@ def check(lo: ListOrder, lst: list[Rq]) -> None:
 ops = st.lists(st.one_of(
     st.tuples(st.just("bio"), st.integers(0, 24), st.integers(1, 4), st.integers(0, 24), st.booleans()),
     st.tuples(st.just("after"), st.integers(0, 24), st.integers(1, 4), st.integers(0, 60)),
+    st.tuples(st.just("barrier"), st.integers(0, 24), st.integers(1, 4)),
     st.tuples(st.just("remove"), st.integers(0, 60)),
     st.tuples(st.just("resector"), st.integers(0, 60), st.integers(1, 4)),
 ), max_size=80)
@@ -70,6 +73,8 @@ ops = st.lists(st.one_of(
 @example([("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True), ("bio", 10, 1, 0, True), ("bio", 15, 1, 0, True),
           ("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True)])
 @example([("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True), ("bio", 20, 1, 0, True)])
+@example([("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True), ("barrier", 5, 1), ("bio", 8, 1, 50, True),
+          ("bio", 15, 1, 50, True), ("bio", 4, 1, 50, True)])
 def test_same_decisions_and_order_as_the_list(seq):
     lo, lst = ListOrder(), []
     for op in seq:
@@ -77,7 +82,8 @@ def test_same_decisions_and_order_as_the_list(seq):
             _, x, n, last, ok = op
             merge_ok = lambda rq, ok=ok: ok or rq.sector % 2 == 0
             want = list_scan(lst, x, n, merge_ok, last)
-            got = lo.scan(x, n, merge_ok, last)
+            barriers = [rq for rq in lst if rq.barrier]
+            got = lo.scan(x, n, merge_ok, last, barriers[-1] if barriers else None)
             assert got == want
             kind, at = got
             if kind == MERGE:
@@ -102,6 +108,10 @@ def test_same_decisions_and_order_as_the_list(seq):
             else:
                 lst.append(rq)
                 lo.insert(rq, None, x)
+        elif op[0] == "barrier":     # a barrier request goes to the tail
+            rq = Rq(op[1], op[2], barrier=True)
+            lst.append(rq)
+            lo.append(rq, rq.sector)
         elif op[0] == "remove" and lst:
             rq = lst.pop(op[1] % len(lst))
             lo.remove(rq)

@@ -96,11 +96,13 @@ class ListOrder:
     # --- the scan's decision -----------------------------------------------------------------------
 
     def scan(self, sector: int, nr_sectors: int, merge_ok: Callable[[Any], bool],
-             last_sector: int) -> tuple[str, Any]:
+             last_sector: int, barrier: Any = None) -> tuple[str, Any]:
         """Where 2.5.49's backward scan puts a bio at ``sector`` of ``nr_sectors``: ``(MERGE, rq)``
         for a front merge into ``rq`` (``merge_ok(rq)`` said yes), ``(AFTER, rq)``, ``(FRONT, None)``
         (before the head: it ends before the head and starts after ``last_sector``) or
-        ``(TAIL, None)``."""
+        ``(TAIL, None)``.  ``barrier`` is the last barrier request on the list, where the scan
+        stops (after its in-between test, before its front-merge test)."""
+        limit = None if barrier is None else self.node[barrier].key
         x = sector
         end = sector + nr_sectors
         runs = self.runs
@@ -111,23 +113,27 @@ class ListOrder:
             R = runs[r]
             visits += 1
             a = R.last
+            if limit is not None and a.key < limit:
+                break
             asec = a.key & SECTOR_MASK
             if r + 1 < n:
                 b = runs[r + 1].first.key & SECTOR_MASK
                 if (asec < x < b) or (b <= asec and (x > asec or x < b)):
                     self.run_visits += visits
                     return AFTER, a.value
+            if a.key == limit:
+                break
             if asec == end and merge_ok(a.value):
                 self.run_visits += visits
                 return MERGE, a.value
             if R.size > 1:
                 base = R.label << SHIFT
                 f = tree.find(base | end)
-                if f is not None and f is not a and merge_ok(f.value):
+                if f is not None and f is not a and (limit is None or f.key > limit) and merge_ok(f.value):
                     self.run_visits += visits
                     return MERGE, f.value
                 p = tree.lower(base | x)
-                if p is not None and p is not a and p.key >> SHIFT == R.label:
+                if p is not None and p is not a and p.key >> SHIFT == R.label and (limit is None or p.key >= limit):
                     s = tree.next(p)
                     if x < s.key & SECTOR_MASK:
                         self.run_visits += visits
