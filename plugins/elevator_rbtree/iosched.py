@@ -41,9 +41,8 @@ from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, Request,
 from mmframe.block.deadline import Deadline
 from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_FRONT_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT,
                                     Elevator)
-from mmframe.options import Option
 
-from mmframe_plugins.elevator_rbtree.listorder import AFTER, FRONT, MERGE, ListOrder
+from mmframe_plugins.elevator_rbtree.listorder import AFTER, FRONT, MERGE, SECTOR_MASK, ListOrder
 from mmframe_plugins.elevator_rbtree.rbtree import RbNode, RbTree
 
 READ, WRITE = 0, 1
@@ -53,23 +52,21 @@ TREE_STEPS = {"visit": f"{PLUGIN}.rb_visit", "rotate": f"{PLUGIN}.rb_rotate",
               "recolour": f"{PLUGIN}.rb_recolour", "hash": "elv_hash_lookup"}
 
 
-def _tunable(name: str, kind: str, default: Any, help: str, **kw: Any) -> Option:
-    return Option(name, kind, default, help, scope="queue", **kw)
-
-
-READ_EXPIRE = _tunable("read_expire", "duration", "500ms", "a read's deadline from queueing (HZ/2)", minimum=1)
-WRITE_EXPIRE = _tunable("write_expire", "duration", "5s", "a write's deadline from queueing (5*HZ; 2.5.58)",
-                        minimum=1)
-WRITES_STARVED = _tunable("writes_starved", "int", 2, "read batches preferred before a pending write batch",
-                          minimum=0)
-FRONT_MERGES = _tunable("front_merges", "bool", True, "look up front merges in the tree")
-FIFO_BATCH_MM = _tunable("fifo_batch", "int", 16, "budget of one batch (seek_cost per seek, stream units "
-                         "per streaming request)", minimum=1)
-FIFO_BATCH_58 = _tunable("fifo_batch", "int", 16, "sequential requests dispatched as one batch (2.5.58)",
-                         minimum=1)
-SEEK_COST = _tunable("seek_cost", "int", 16, "budget cost of a non-contiguous request in a batch", minimum=1)
-STREAM_UNIT = _tunable("stream_unit", "int", 256, "KiB counted as one unit of a streaming request", minimum=1)
 QUEUE_NR_REQUESTS = 1024  # the -mm patch's cap on queue_nr_requests (ll_rw_blk.c blk_dev_init)
+
+
+def queue_options(q: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """This queue's tunables: the plugin's options (``[plugins.elevator_rbtree]``, defaults filled)
+    overridden by ``[block.<disk>.elevator_rbtree]``, then by what the core handed ``init``."""
+    from mmframe_plugins.elevator_rbtree import OPTIONS
+    out = {o.name: o.coerce(o.default) for o in OPTIONS}
+    cfg = q.layer.m.cfg
+    out.update(cfg.plugin_options.get(PLUGIN, {}))
+    for dc in cfg.disks:
+        if dc.name == q.name:
+            out.update(dc.plugin_options.get(PLUGIN, {}))
+    out.update(given)
+    return out
 
 
 class Drq:
@@ -111,6 +108,7 @@ class _TreeElevator(Elevator):
     steps = TREE_STEPS
 
     def init(self, q: Any, options: dict[str, Any]) -> None:
+        options = queue_options(q, options)
         self.sort = (RbTree(), RbTree())
         self.fifo: tuple[deque[Request], deque[Request]] = (deque(), deque())
         self.dispatch: deque[Request] = deque()
@@ -322,13 +320,26 @@ class RbtreeMM(_TreeElevator):
 
     name = "rbtree"
     period = "2.5.49-mm1 (Jens Axboe's rbtree-iosched.patch, first in 2.5.46-mm2)"
-    tunables = (READ_EXPIRE, FIFO_BATCH_MM, SEEK_COST, STREAM_UNIT, WRITES_STARVED, FRONT_MERGES)
     queue_nr_requests = QUEUE_NR_REQUESTS
 
     def init(self, q: Any, options: dict[str, Any]) -> None:
         super().init(q, options)
-        self.seek_cost = options.get("seek_cost", 16)
-        self.stream_unit = options.get("stream_unit", 256)
+        options = queue_options(q, options)
+        self.seek_cost = options["seek_cost"]
+        self.stream_unit = options["stream_unit"]
+        self._queue_depth(q, options["queue_nr_requests"])
+
+    @staticmethod
+    def _queue_depth(q: Any, cap: int) -> None:
+        """2.5's global ``queue_nr_requests`` with the patch's cap (1024 instead of 128), unless
+        the queue has a depth of its own (``[block.<disk>] nr_requests``)."""
+        from mmframe.block.ll_rw_blk import batch_requests
+        m = q.layer.m
+        dc = next(d for d in m.cfg.disks if d.name == q.name)
+        if dc.nr_requests:
+            return
+        nr = max(16, min(cap, ((m.config.memory >> 10) >> 9) & ~7))
+        q.nr_requests, q.batch_requests, q.free = nr, batch_requests(nr), [nr, nr]
 
     def _has_fifo(self, rw: int) -> bool:
         return rw == READ  # read_fifo only
@@ -450,7 +461,6 @@ class Rbtree2558(_TreeElevator):
 
     name = "rbtree-2.5.58"
     period = "2.5.58 (mainline, January 2003): later than 2.5.49"
-    tunables = (READ_EXPIRE, WRITE_EXPIRE, FIFO_BATCH_58, WRITES_STARVED, FRONT_MERGES)
 
     def init(self, q: Any, options: dict[str, Any]) -> None:
         super().init(q, options)
@@ -570,3 +580,214 @@ class Rbtree2558(_TreeElevator):
         out = super().figures()
         out["new_sweeps"] = self.new_sweeps
         return out
+
+
+class _TreeSortList(ListOrder):
+    """A :class:`ListOrder` with the core ``SortList``'s methods (insert at an insertion point,
+    remove, ``former``/``latter``, membership), remembering its barrier requests."""
+
+    __slots__ = ("barriers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barriers: list[Request] = []
+
+    def insert_at(self, rq: Request, where: Any) -> None:
+        if where is None:
+            self.append(rq, rq.sector)
+        elif where is INSERT_FRONT:
+            self.insert(rq, None, rq.sector)
+        else:
+            self.insert(rq, where, rq.sector)
+        if rq.flags & REQ_BARRIER:
+            self.barriers.append(rq)
+
+    def remove_rq(self, rq: Request) -> bool:
+        if rq not in self.node:
+            return False
+        self.remove(rq)
+        if rq.flags & REQ_BARRIER and rq in self.barriers:
+            self.barriers.remove(rq)
+        return True
+
+    def last_barrier(self) -> Request | None:
+        """The barrier nearest the tail (the one a backward scan meets first)."""
+        if not self.barriers:
+            return None
+        node = self.node
+        return max(self.barriers, key=lambda rq: node[rq].key)
+
+    def former(self, rq: Request) -> Request | None:
+        return self.prev(rq)
+
+    def latter(self, rq: Request) -> Request | None:
+        return self.next(rq)
+
+    def __contains__(self, rq: Request) -> bool:
+        return rq in self.node
+
+
+class RbtreeAblation(Deadline):
+    """``rbtree-ablation``: the core ``deadline`` (2.5.49's list deadline) with each direction's
+    sort list held in the red-black tree.  Every placement and dispatch decision is the list's --
+    the wrap rule, front insertion after the last dispatched sector, front merges lost past the
+    insertion point, the stop at a barrier, batches along the list -- so against ``deadline`` the
+    only difference is the insertion structure: a scan of list entries there, tree steps here."""
+
+    name = "rbtree-ablation"
+    period = "not a kernel: 2.5.49's list deadline with its sort lists in a red-black tree (an mmframe ablation)"
+    tunables = ()  # the plugin's options (read_expire, writes_starved, fifo_batch, seek_cost)
+    steps = {**TREE_STEPS, "run": f"{PLUGIN}.rb_visit", "relabel": f"{PLUGIN}.rb_relabel"}
+
+    def init(self, q: Any, options: dict[str, Any]) -> None:
+        super().init(q, queue_options(q, options))
+        self.sort = (_TreeSortList(), _TreeSortList())  # type: ignore[assignment]
+        self._seen = [0, 0, 0, 0, 0]
+        self.insert_steps = 0
+        self.inserts = 0
+
+    def _flush(self) -> int:
+        a, b = self.sort
+        now = (a.tree.visits + b.tree.visits, a.tree.rotations + b.tree.rotations,
+               a.tree.recolours + b.tree.recolours, a.run_visits + b.run_visits, a.relabels + b.relabels)
+        total = 0
+        for i, kind in enumerate(("visit", "rotate", "recolour", "run", "relabel")):
+            d = now[i] - self._seen[i]
+            if d:
+                self.step(kind, d)
+                total += d
+        self._seen = list(now)
+        return total
+
+    def merge(self, bio: Any) -> tuple[int, Any]:
+        ret = self.try_last_merge(bio)
+        if ret != ELEVATOR_NO_MERGE:
+            return ret, self.q.last_merge
+        rq = self._find_hash(bio.sector)
+        if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
+            return ELEVATOR_BACK_MERGE, rq
+        lst = self.sort[bio.rw]
+        merged: list[int] = []
+
+        def merge_ok(rq: Request) -> bool:
+            r = self.try_merge(rq, bio)
+            if r != ELEVATOR_NO_MERGE:
+                merged.append(r)
+                return True
+            return False
+
+        kind, at = lst.scan(bio.sector, bio.size >> 9, merge_ok, self.last_sector, lst.last_barrier())
+        self.insert_steps += self._flush()
+        if kind == MERGE:
+            return merged[-1], at
+        if kind == AFTER:
+            return ELEVATOR_NO_MERGE, at
+        if kind == FRONT:
+            return ELEVATOR_NO_MERGE, INSERT_FRONT
+        return ELEVATOR_NO_MERGE, None
+
+    def merged(self, rq: Request) -> None:
+        super().merged(rq)
+        lst = self.sort[rq.rw]
+        if rq in lst and lst.node[rq].key & SECTOR_MASK != rq.sector:
+            lst.resector(rq, rq.sector)   # a front merge: same place in the list, new sector
+            self._flush()
+
+    def add_req(self, rq: Request, where: Any) -> None:
+        q = self.q
+        if rq.flags & REQ_HARDBARRIER:
+            self.hash.clear()
+            self.hashed.clear()
+            q.last_merge = None
+        self.sort[rq.rw].insert_at(rq, where)
+        self.insert_steps += self._flush()
+        self.inserts += 1
+        if rq_mergeable(rq):
+            self._hash_add(rq)
+            if q.last_merge is None:
+                q.last_merge = rq
+        if rq.rw == READ:
+            rq.elevator_private = rq.start_time + self.read_expire
+            self.read_fifo.append(rq)
+
+    def remove_req(self, rq: Request) -> None:
+        if self.dispatch and self.dispatch[0] is rq:
+            self.dispatch.popleft()
+        elif not self.sort[rq.rw].remove_rq(rq):
+            try:
+                self.dispatch.remove(rq)
+            except ValueError:
+                pass
+        self._flush()
+        self._hash_del(rq)
+        if rq.rw == READ and rq.elevator_private is not None:
+            try:
+                self.read_fifo.remove(rq)
+            except ValueError:
+                pass
+            rq.elevator_private = None
+
+    def queue_empty(self) -> bool:
+        return not (self.dispatch or len(self.sort[0]) or len(self.sort[1]))
+
+    def _move_to_dispatch(self, rq: Request) -> None:
+        self.sort[rq.rw].remove_rq(rq)
+        if rq.rw == READ and rq.elevator_private is not None:
+            self.read_fifo.remove(rq)
+            rq.elevator_private = None
+        self._hash_del(rq)
+        self.dispatch.append(rq)
+
+    def move_requests(self, rq: Request) -> None:
+        lst = self.sort[rq.rw]
+        last_sec = self.last_sector
+        budget = self.fifo_batch
+        self.batches[rq.rw] += 1
+        while True:
+            nxt = lst.next(rq)
+            self._move_to_dispatch(rq)
+            if nxt is None:
+                break
+            cost = (rq.nr_sectors + 255) >> 8 if rq.sector == last_sec else self.seek_cost
+            budget -= cost
+            if budget <= 0:
+                break
+            last_sec = rq.sector + rq.nr_sectors
+            rq = nxt
+        self._flush()
+
+    def next_req(self) -> Request | None:
+        if not self.dispatch:
+            reads, writes = self.sort[READ], self.sort[WRITE]
+            fifo = self.read_fifo
+            if fifo and self.q.now() > fifo[0].elevator_private:
+                if len(writes) and self._starve():
+                    self._write_batch(writes)
+                else:
+                    self.expired_batches += 1
+                    self.move_requests(fifo[0])
+            elif len(reads):
+                if len(writes) and self._starve():
+                    self._write_batch(writes)
+                else:
+                    self.move_requests(reads.head())
+            elif len(writes):
+                self._write_batch(writes)
+            else:
+                return None
+        rq = self.dispatch[0]
+        self.last_sector = rq.sector + rq.nr_sectors
+        return rq
+
+    def _write_batch(self, writes: Any) -> None:
+        self.move_requests(writes.head())
+        self.starved = 0
+
+    def figures(self) -> dict[str, Any]:
+        out = super().figures()
+        out.update({"insert_steps": self.insert_steps, "inserts": self.inserts,
+                    "runs": len(self.sort[0].runs) + len(self.sort[1].runs)})
+        return out
+
+
+ELEVATORS = (RbtreeMM, Rbtree2558, RbtreeAblation)
