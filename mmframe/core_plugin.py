@@ -15,6 +15,12 @@ def mmframe_scenarios() -> list[Scenario]:
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
 
 
+@hookimpl
+def mmframe_elevators() -> list[type]:
+    from mmframe.block.elevator import core_elevators
+    return core_elevators()
+
+
 @hookimpl(trylast=True)
 def mmframe_alloc_pages(alloc, gfp_mask: int, order: int, cpu: int) -> int:
     return alloc._alloc_pages(gfp_mask, order, cpu)
