@@ -91,10 +91,10 @@ def test_same_decisions_and_order_as_the_list(seq):
             rq = Rq(x, n)
             if kind == AFTER:
                 lst.insert(lst.index(at) + 1, rq)
-                lo.insert(rq, at, x)
+                lo.link(rq, at, x)
             elif kind == FRONT:
                 lst.insert(0, rq)
-                lo.insert(rq, None, x)
+                lo.link(rq, None, x)
             else:
                 lst.append(rq)
                 lo.append(rq, x)
@@ -104,17 +104,17 @@ def test_same_decisions_and_order_as_the_list(seq):
             if lst:
                 at = lst[j % len(lst)]
                 lst.insert(lst.index(at) + 1, rq)
-                lo.insert(rq, at, x)
+                lo.link(rq, at, x)
             else:
                 lst.append(rq)
-                lo.insert(rq, None, x)
+                lo.link(rq, None, x)
         elif op[0] == "barrier":     # a barrier request goes to the tail
             rq = Rq(op[1], op[2], barrier=True)
             lst.append(rq)
             lo.append(rq, rq.sector)
         elif op[0] == "remove" and lst:
             rq = lst.pop(op[1] % len(lst))
-            lo.remove(rq)
+            lo.unlink(rq)
         elif op[0] == "resector" and lst:
             rq = lst[op[1] % len(lst)]
             rq.sector = max(0, rq.sector - op[2])

@@ -582,30 +582,56 @@ class Rbtree2558(_TreeElevator):
         return out
 
 
-class _TreeSortList(ListOrder):
-    """A :class:`ListOrder` with the core ``SortList``'s methods (insert at an insertion point,
-    remove, ``former``/``latter``, membership), remembering its barrier requests."""
+class _Rqs:
+    """What the core deadline reads of a sort list's ``rqs``: emptiness, the head, removal."""
 
-    __slots__ = ("barriers",)
+    __slots__ = ("lst",)
+
+    def __init__(self, lst: _TreeSortList) -> None:
+        self.lst = lst
+
+    def __len__(self) -> int:
+        return len(self.lst)
+
+    def __getitem__(self, i: int) -> Request:
+        if i != 0:
+            raise IndexError("a tree-held sort list gives its head only")
+        head = self.lst.head()
+        if head is None:
+            raise IndexError("empty sort list")
+        return head
+
+    def remove(self, rq: Request) -> None:
+        if not self.lst.remove(rq):
+            raise ValueError("request not on this sort list")
+
+
+class _TreeSortList(ListOrder):
+    """A :class:`ListOrder` with the core ``SortList``'s interface (``insert(rq, where)``,
+    ``remove``, ``former``/``latter``, membership, ``rqs``), remembering its barrier requests, so
+    that the core deadline's own code runs on it unchanged except where it indexes the list."""
+
+    __slots__ = ("barriers", "rqs")
 
     def __init__(self) -> None:
         super().__init__()
         self.barriers: list[Request] = []
+        self.rqs = _Rqs(self)
 
-    def insert_at(self, rq: Request, where: Any) -> None:
+    def insert(self, rq: Request, where: Any) -> None:
         if where is None:
             self.append(rq, rq.sector)
         elif where is INSERT_FRONT:
-            self.insert(rq, None, rq.sector)
+            self.link(rq, None, rq.sector)
         else:
-            self.insert(rq, where, rq.sector)
+            self.link(rq, where, rq.sector)
         if rq.flags & REQ_BARRIER:
             self.barriers.append(rq)
 
-    def remove_rq(self, rq: Request) -> bool:
+    def remove(self, rq: Request) -> bool:
         if rq not in self.node:
             return False
-        self.remove(rq)
+        self.unlink(rq)
         if rq.flags & REQ_BARRIER and rq in self.barriers:
             self.barriers.remove(rq)
         return True
@@ -632,7 +658,9 @@ class RbtreeAblation(Deadline):
     sort list held in the red-black tree.  Every placement and dispatch decision is the list's --
     the wrap rule, front insertion after the last dispatched sector, front merges lost past the
     insertion point, the stop at a barrier, batches along the list -- so against ``deadline`` the
-    only difference is the insertion structure: a scan of list entries there, tree steps here."""
+    only difference is the insertion structure: a scan of list entries there, tree steps here.
+    The core deadline's code runs unchanged but for the two places that index its lists: the
+    scan (:meth:`merge`) and the batch walk (:meth:`move_requests`)."""
 
     name = "rbtree-ablation"
     period = "not a kernel: 2.5.49's list deadline with its sort lists in a red-black tree (an mmframe ablation)"
@@ -660,6 +688,7 @@ class RbtreeAblation(Deadline):
         return total
 
     def merge(self, bio: Any) -> tuple[int, Any]:
+        """The core deadline's ``merge`` with its backward scan made by :meth:`ListOrder.scan`."""
         ret = self.try_last_merge(bio)
         if ret != ELEVATOR_NO_MERGE:
             return ret, self.q.last_merge
@@ -691,54 +720,23 @@ class RbtreeAblation(Deadline):
         lst = self.sort[rq.rw]
         if rq in lst and lst.node[rq].key & SECTOR_MASK != rq.sector:
             lst.resector(rq, rq.sector)   # a front merge: same place in the list, new sector
-            self._flush()
+        self._flush()
+
+    def merge_req(self, rq: Request, nxt: Request) -> None:
+        super().merge_req(rq, nxt)
+        self._flush()
 
     def add_req(self, rq: Request, where: Any) -> None:
-        q = self.q
-        if rq.flags & REQ_HARDBARRIER:
-            self.hash.clear()
-            self.hashed.clear()
-            q.last_merge = None
-        self.sort[rq.rw].insert_at(rq, where)
+        super().add_req(rq, where)
         self.insert_steps += self._flush()
         self.inserts += 1
-        if rq_mergeable(rq):
-            self._hash_add(rq)
-            if q.last_merge is None:
-                q.last_merge = rq
-        if rq.rw == READ:
-            rq.elevator_private = rq.start_time + self.read_expire
-            self.read_fifo.append(rq)
 
     def remove_req(self, rq: Request) -> None:
-        if self.dispatch and self.dispatch[0] is rq:
-            self.dispatch.popleft()
-        elif not self.sort[rq.rw].remove_rq(rq):
-            try:
-                self.dispatch.remove(rq)
-            except ValueError:
-                pass
+        super().remove_req(rq)
         self._flush()
-        self._hash_del(rq)
-        if rq.rw == READ and rq.elevator_private is not None:
-            try:
-                self.read_fifo.remove(rq)
-            except ValueError:
-                pass
-            rq.elevator_private = None
-
-    def queue_empty(self) -> bool:
-        return not (self.dispatch or len(self.sort[0]) or len(self.sort[1]))
-
-    def _move_to_dispatch(self, rq: Request) -> None:
-        self.sort[rq.rw].remove_rq(rq)
-        if rq.rw == READ and rq.elevator_private is not None:
-            self.read_fifo.remove(rq)
-            rq.elevator_private = None
-        self._hash_del(rq)
-        self.dispatch.append(rq)
 
     def move_requests(self, rq: Request) -> None:
+        """The core deadline's batch, walking the tree's list order."""
         lst = self.sort[rq.rw]
         last_sec = self.last_sector
         budget = self.fifo_batch
@@ -755,33 +753,6 @@ class RbtreeAblation(Deadline):
             last_sec = rq.sector + rq.nr_sectors
             rq = nxt
         self._flush()
-
-    def next_req(self) -> Request | None:
-        if not self.dispatch:
-            reads, writes = self.sort[READ], self.sort[WRITE]
-            fifo = self.read_fifo
-            if fifo and self.q.now() > fifo[0].elevator_private:
-                if len(writes) and self._starve():
-                    self._write_batch(writes)
-                else:
-                    self.expired_batches += 1
-                    self.move_requests(fifo[0])
-            elif len(reads):
-                if len(writes) and self._starve():
-                    self._write_batch(writes)
-                else:
-                    self.move_requests(reads.head())
-            elif len(writes):
-                self._write_batch(writes)
-            else:
-                return None
-        rq = self.dispatch[0]
-        self.last_sector = rq.sector + rq.nr_sectors
-        return rq
-
-    def _write_batch(self, writes: Any) -> None:
-        self.move_requests(writes.head())
-        self.starved = 0
 
     def figures(self) -> dict[str, Any]:
         out = super().figures()

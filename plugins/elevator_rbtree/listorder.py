@@ -237,7 +237,7 @@ class ListOrder:
         moved.first, moved.last, moved.size = first, last, count
         return keep_index
 
-    def insert(self, rq: Any, after: Any, sector: int) -> None:
+    def link(self, rq: Any, after: Any, sector: int) -> None:
         """Put ``rq`` (at ``sector``) into the list right after request ``after`` (``None``: at
         the front), splitting a run where the list stops ascending."""
         runs = self.runs
@@ -268,11 +268,11 @@ class ListOrder:
     def append(self, rq: Any, sector: int) -> None:
         """Put ``rq`` at the tail."""
         if not self.runs:
-            self.insert(rq, None, sector)
+            self.link(rq, None, sector)
         else:
-            self.insert(rq, self.runs[-1].last.value, sector)
+            self.link(rq, self.runs[-1].last.value, sector)
 
-    def remove(self, rq: Any) -> None:
+    def unlink(self, rq: Any) -> None:
         """Take ``rq`` off the list."""
         node = self.node.pop(rq)
         run = self._run_of(node)
@@ -291,5 +291,5 @@ class ListOrder:
     def resector(self, rq: Any, sector: int) -> None:
         """``rq`` now starts at ``sector`` (a front merge) but keeps its place in the list."""
         before = self.prev(rq)
-        self.remove(rq)
-        self.insert(rq, before, sector)
+        self.unlink(rq)
+        self.link(rq, before, sector)
