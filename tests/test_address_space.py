@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import examples
 from mmframe import usr
 from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, IPC_CREAT, IPC_EXCL,
                          IPC_PRIVATE, IPC_RMID, IPC_STAT, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_DIRECT,
@@ -406,7 +407,7 @@ def test_radix_tree_against_a_dict_and_the_mempool_failing_as_gfp_atomic():
     m = machine()
     pool = m.mm.radix_pool
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=examples(60), deadline=None)
     @given(st.lists(st.tuples(st.booleans(), st.integers(0, 300_000)), max_size=60))
     def check(ops):
         tree, ref = RadixTree(pool), {}
@@ -596,7 +597,7 @@ def _everything(ctx, ops):
             yield read(buf + i * P)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(ALL_CALLS, st.booleans(), st.booleans())
 def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte, pae):
     runs = [machine(memory=24 * MiB, highpte=highpte, pae=pae, policies=p).run(_exec_everything, ops)
@@ -886,7 +887,7 @@ def _read_window():
                 pass
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(FILE_PROGRAM)
 def test_generated_file_programs_match_the_oracle(ops):
     from mmframe.mm.oracle import OracleFS, OracleMemory

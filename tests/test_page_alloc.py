@@ -6,6 +6,7 @@ import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.support import examples
 from mmframe.config import load_config
 from mmframe.errors import ConfigError
 from mmframe.machine import Machine
@@ -212,7 +213,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["alloc", "free", "drain"]), st.integer
                          st.integers(0, 1), st.integers(0, 10**6)), max_size=120)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(OPS)
 def test_generated_alloc_free_sequences_conserve_pages(ops):
     m = machine("48MiB", cpus=2)
