@@ -7,7 +7,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.support import examples
+from tests.support import active_policies, examples
 from mmframe.config import load_config
 from mmframe.costs import CostTable
 from mmframe.differential import compare_results, differential
@@ -46,7 +46,7 @@ def two_tables(isolated, tmp_path):
 
 
 def machine(cpus=2, **kw):
-    cfg = load_config(use_pyproject=False, env={})
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(active_policies()))
     return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, cpus=cpus, **kw)))
 
 
