@@ -11,8 +11,9 @@ from mmframe.scenario import Scenario
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
-    from mmframe.workloads import fork_scaling, sga, shell, spawn
-    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
+    from mmframe.workloads import fork_scaling, io_scenarios, sga, shell, spawn
+    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, io_scenarios.DEPTH,
+            io_scenarios.REPLAY]
 
 
 @hookimpl

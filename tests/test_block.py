@@ -471,3 +471,43 @@ def test_the_io_comparison_sees_a_different_completion(tmp_path):
     a = machine(tmp_path, disk_block("deadline")).run(_files_prog)
     b = attrs.evolve(a, io=a.io[:-1] + (a.io[-1][:-1] + (("x",),),))
     assert any("I/O completions" in d.what for d in compare_results(a, b).differences)
+
+
+# --- the deadline's bisection finds what 2.5.49's scan finds --------------------------------------
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "dispatch"]), st.integers(0, 40),
+                              st.sampled_from([1, 8, 16])), min_size=1, max_size=50),
+       probes=st.lists(st.tuples(st.integers(0, 40), st.sampled_from([1, 8, 16]), st.sampled_from([0, 3, 8, 15])),
+                       min_size=1, max_size=10))
+@example(ops=[("add", 10, 8), ("add", 2, 8), ("add", 30, 8), ("dispatch", 0, 1), ("add", 5, 8)],
+         probes=[(20, 8, 3), (1, 1, 0), (40, 8, 8), (9, 8, 8)])
+def test_deadline_finds_by_bisection_what_the_scan_finds(tmp_path, ops, probes):
+    m, dev, q = _queue_machine(tmp_path)
+    elv = q.elevator
+    with m.block.irq(0.0):
+        for op, slot, n in ops:
+            if op == "dispatch":
+                q.plugged = False
+                rq = q.next_request()
+                if rq is not None:
+                    q.put_request(rq)
+                continue
+            b = Bio(READ, slot * 16, [(m.alloc_pages(0x10, 0), 0, n * 512)])
+            q.make_request(b)
+        sl = elv.sort[READ]
+        assert sl.keys == [r.sector for r in sl.rqs]
+        assert sl.desc == [i for i in range(len(sl.keys) - 1) if sl.keys[i + 1] <= sl.keys[i]]
+        fronts = 0
+        for slot, n, off in probes:
+            b = Bio(READ, slot * 16 + off, [(1, 0, n * 512)])
+            before = elv.step_counts["scan"]
+            fast = elv.merge(b)
+            fast_steps = elv.step_counts["scan"] - before
+            slow = elv.merge_scan(b)
+            slow_steps = elv.step_counts["scan"] - before - fast_steps
+            if q.last_merge is None or elv.try_merge(q.last_merge, b) == ELEVATOR_NO_MERGE:
+                if elv._find_hash(b.sector) is None:
+                    assert fast == slow and fast_steps == slow_steps
+                    fronts += fast[0] != ELEVATOR_NO_MERGE

@@ -33,7 +33,10 @@ def blk_queue_bounce(q: RequestQueue, bio: Bio) -> None:
     if limit is None:
         return
     vecs = bio.vecs
-    if all(pfn <= limit for pfn, _, _ in vecs):
+    for pfn, _, _ in vecs:
+        if pfn > limit:
+            break
+    else:
         return
     m = q.layer.m
     vm, acct, P = m.mm, m.acct, m.P

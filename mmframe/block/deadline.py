@@ -28,8 +28,8 @@ from collections import deque
 from typing import Any
 
 from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, Request, rq_mergeable
-from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, Elevator, SortList,
-                                    bio_rq_in_between)
+from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, Elevator,
+                                    KeyedSortList, SortList, bio_rq_in_between)
 from mmframe.options import Option
 
 READ, WRITE = 0, 1
@@ -54,7 +54,10 @@ class Deadline(Elevator):
         self.writes_starved = options.get("writes_starved", 2)
         self.fifo_batch = options.get("fifo_batch", 16)
         self.seek_cost = options.get("seek_cost", 16)
-        self.sort = (SortList(), SortList())
+        self.sort = (KeyedSortList(), KeyedSortList())
+        self.by_start: tuple[dict[int, list[Request]], dict[int, list[Request]]] = ({}, {})  # sort-list requests
+        self.starts: dict[Request, int] = {}
+        self.barriers = [0, 0]
         self.read_fifo: deque[Request] = deque()
         self.dispatch = SortList()  # q->queue_head: moved here in batches, taken from the head
         self.hash: dict[int, list[Request]] = {}
@@ -95,6 +98,34 @@ class Deadline(Elevator):
         rq = self._find_hash(bio.sector)
         if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
             return ELEVATOR_BACK_MERGE, rq
+        if self.barriers[bio.rw]:
+            return self.merge_scan(bio)
+        # where the backward scan stops: at its place (bio_rq_in_between) or at a front merge,
+        # whichever comes first from the tail; found by bisection, the scan's steps counted
+        sl = self.sort[bio.rw]
+        rqs = sl.rqs
+        b = bio.sector
+        front = b + (bio.size >> 9)
+        stop = sl.find_between(b)
+        where: Any = rqs[stop] if stop >= 0 else None
+        ret = ELEVATOR_NO_MERGE
+        cands = self.by_start[bio.rw].get(front)
+        if cands:
+            best = -1
+            for rq in cands:
+                i = rqs.index(rq)
+                if i > best and i > stop and self.try_merge(rq, bio) != ELEVATOR_NO_MERGE:
+                    best = i
+            if best >= 0:
+                stop, where, ret = best, rqs[best], self.try_merge(rqs[best], bio)
+        self.step("scan", len(rqs) - stop if stop >= 0 else len(rqs))
+        if where is None and rqs and front < sl.keys[0] and b > self.last_sector:
+            where = INSERT_FRONT
+        return ret, where
+
+    def merge_scan(self, bio: Any) -> tuple[int, Any]:
+        """The insertion scan as 2.5.49 writes it, entry by entry from the tail (used when a
+        barrier is queued, and by the tests as the reference for the bisection)."""
         rqs = self.sort[bio.rw].rqs
         where: Any = None
         ret = ELEVATOR_NO_MERGE
@@ -125,7 +156,24 @@ class Deadline(Elevator):
     def merged(self, rq: Request) -> None:
         self._hash_del(rq)
         self._hash_add(rq)
+        self._start_del(rq)
+        self._start_add(rq)
+        head = self.get_sort_head(rq)
+        if head is not None:
+            head.rekey(rq)  # a front merge moved its start
         self.q.last_merge = rq
+
+    def _start_add(self, rq: Request) -> None:
+        self.by_start[rq.rw].setdefault(rq.sector, []).append(rq)
+        self.starts[rq] = rq.sector
+
+    def _start_del(self, rq: Request) -> None:
+        key = self.starts.pop(rq, None)
+        if key is not None:
+            chain = self.by_start[rq.rw][key]
+            chain.remove(rq)
+            if not chain:
+                del self.by_start[rq.rw][key]
 
     def merge_req(self, rq: Request, nxt: Request) -> None:
         # the merged request keeps the earlier expiry and takes next's place in the FIFO
@@ -149,6 +197,9 @@ class Deadline(Elevator):
             self.dispatch.insert(rq, where)  # after a refused merge into a request awaiting dispatch
         else:
             self.sort[rq.rw].insert(rq, where)
+            self._start_add(rq)
+            if rq.flags & REQ_BARRIER:
+                self.barriers[rq.rw] += 1
         if rq_mergeable(rq):
             self._hash_add(rq)
             if q.last_merge is None:
@@ -161,7 +212,9 @@ class Deadline(Elevator):
         d = self.dispatch.rqs
         if d and d[0] is rq:
             del d[0]
-        elif not self.sort[rq.rw].remove(rq):
+        elif self.sort[rq.rw].remove(rq):
+            self._off_sort_list(rq)
+        else:
             self.dispatch.remove(rq)
         self._hash_del(rq)
         if rq.rw == READ and rq.elevator_private is not None:
@@ -181,8 +234,14 @@ class Deadline(Elevator):
         return None
 
     # --- dispatch --------------------------------------------------------------------------------------
+    def _off_sort_list(self, rq: Request) -> None:
+        self._start_del(rq)
+        if rq.flags & REQ_BARRIER:
+            self.barriers[rq.rw] -= 1
+
     def _move_to_dispatch(self, rq: Request) -> None:
-        self.sort[rq.rw].rqs.remove(rq)
+        self.sort[rq.rw].remove(rq)
+        self._off_sort_list(rq)
         if rq.rw == READ and rq.elevator_private is not None:
             self.read_fifo.remove(rq)
             rq.elevator_private = None

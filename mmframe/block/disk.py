@@ -190,7 +190,10 @@ class Disk(BlockDevice):
         self.busy = None
         self.free_at = t
         layer = self.layer
-        with layer.irq(t):
+        acct = layer.m.acct
+        prev_t, prev_row, prev_ns = layer.irq_t, acct.row, acct.ns  # interrupt context (see BlockLayer.irq)
+        layer.irq_t, acct.row = t, layer._irq_row
+        try:
             bio = rq.bio
             while bio is not None:
                 nxt = bio.next
@@ -203,6 +206,8 @@ class Disk(BlockDevice):
                 self.completed.append(rq.seq)
             self.queue.end_request(rq)
             self.request_fn()
+        finally:
+            layer.irq_t, acct.row, acct.ns = prev_t, prev_row, prev_ns
 
     def run_until(self, bio: Bio) -> None:
         """Serve requests ahead of simulated time until ``bio`` has completed."""

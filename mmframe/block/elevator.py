@@ -60,6 +60,7 @@ here; none will change meaning.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, RQ_NOMERGE_FLAGS, Request, rq_mergeable
@@ -121,7 +122,9 @@ class Elevator:
     def step(self, kind: str, n: int = 1) -> None:
         """Report ``n`` steps of ``kind`` (a key of ``steps``); the core charges their cost."""
         self.step_counts[kind] += n
-        self._acct.charge(self._step_ids[kind], n)
+        acct, pid = self._acct, self._step_ids[kind]
+        acct.row[pid] += n
+        acct.ns += n * acct.ns_of[pid]
 
     def try_merge(self, rq: Request, bio: Bio) -> int:
         """``elv_try_merge``: BACK if ``bio`` starts where ``rq`` ends, FRONT if it ends where
@@ -229,6 +232,90 @@ class SortList:
 
     def __contains__(self, rq: Request) -> bool:
         return any(r is rq for r in self.rqs)
+
+
+class KeyedSortList(SortList):
+    """A sort list that also keeps each request's start sector (``keys``) and where the ascending
+    runs break (``desc``: the indices ``i`` with ``keys[i+1] <= keys[i]``), so that where a backward
+    scan with ``bio_rq_in_between`` would stop is found by bisection, run by run, in
+    O(runs * log n) instead of O(n) -- the same answer (tests compare the two); the elevator still
+    reports the entries the scan would have looked at.  A request whose start sector changes (a
+    front merge) must be ``rekey``-ed."""
+
+    __slots__ = ("keys", "desc")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[int] = []
+        self.desc: list[int] = []
+
+    def _fix(self, i: int) -> None:
+        keys, desc = self.keys, self.desc
+        is_d = 0 <= i < len(keys) - 1 and keys[i + 1] <= keys[i]
+        k = bisect_left(desc, i)
+        has = k < len(desc) and desc[k] == i
+        if is_d and not has:
+            desc.insert(k, i)
+        elif has and not is_d:
+            del desc[k]
+
+    def _insert_at(self, p: int, rq: Request) -> None:
+        self.rqs.insert(p, rq)
+        self.keys.insert(p, rq.sector)
+        desc = self.desc
+        for j in range(bisect_left(desc, p), len(desc)):
+            desc[j] += 1
+        self._fix(p - 1)
+        self._fix(p)
+
+    def insert(self, rq: Request, where: Any) -> None:
+        if where is None:
+            p = len(self.rqs)
+        elif where is INSERT_FRONT:
+            p = 0
+        else:
+            p = self.rqs.index(where) + 1
+        self._insert_at(p, rq)
+
+    def delete_at(self, p: int) -> None:
+        del self.rqs[p]
+        del self.keys[p]
+        desc = self.desc
+        k = bisect_left(desc, p - 1)
+        while k < len(desc) and desc[k] <= p:
+            del desc[k]
+        for j in range(k, len(desc)):
+            desc[j] -= 1
+        self._fix(p - 1)
+
+    def remove(self, rq: Request) -> bool:
+        try:
+            p = self.rqs.index(rq)
+        except ValueError:
+            return False
+        self.delete_at(p)
+        return True
+
+    def rekey(self, rq: Request) -> None:
+        i = self.rqs.index(rq)
+        self.keys[i] = rq.sector
+        self._fix(i - 1)
+        self._fix(i)
+
+    def find_between(self, b: int) -> int:
+        """The largest ``i`` with ``bio_rq_in_between`` true for a bio at sector ``b``, or -1."""
+        keys, desc = self.keys, self.desc
+        n = len(keys)
+        end = n - 1
+        for k in range(len(desc) - 1, -2, -1):
+            st = desc[k] + 1 if k >= 0 else 0
+            if end < n - 1 and (b > keys[end] or b < keys[end + 1]):  # the wrap point after this run
+                return end
+            j = bisect_left(keys, b, st, end + 1) - 1
+            if st <= j < end and keys[j + 1] > b:
+                return j
+            end = st - 1
+        return -1
 
 
 def bio_rq_in_between(bio: Bio, rqs: list[Request], i: int) -> bool:

@@ -179,7 +179,9 @@ class BlockLayer:
         bio.done += 1
         bio.done_at = t
         bio.error = err
-        self.m.acct.charge(self._p_end)
+        acct = self.m.acct
+        acct.row[self._p_end] += 1
+        acct.ns += acct.ns_of[self._p_end]
         if self.keep_log:
             self.log.append((bio.owner, bio.rw, bio.sector, bio.size >> 9, err,
                              tuple(bio.data) if bio.data is not None else None))

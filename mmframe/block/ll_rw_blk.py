@@ -77,6 +77,9 @@ class RequestQueue:
         self._acct = layer.m.acct
         self._p_make, self._p_getrq, self._p_merge = P.blk_make_request, P.blk_get_request, P.blk_bio_merge
         self._p_add, self._p_dispatch = P.elv_add_request, P.elv_dispatch
+        ns = self._acct.ns_of  # fixed once the machine is built (cost files applied)
+        self._ns_make, self._ns_getrq, self._ns_add, self._ns_dispatch = (
+            ns[self._p_make], ns[self._p_getrq], ns[self._p_add], ns[self._p_dispatch])
 
     # --- time ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -86,7 +89,8 @@ class RequestQueue:
     def make_request(self, bio: Bio) -> None:
         """``__make_request``: merge ``bio`` into a queued request or queue a new one."""
         acct = self._acct
-        acct.charge(self._p_make)
+        acct.row[self._p_make] += 1
+        acct.ns += self._ns_make
         self.stats["bios"] += 1
         if bio.phys_segments < 0:
             bio.phys_segments = bio_phys_segments(bio.vecs, self.max_segment_size)
@@ -138,9 +142,10 @@ class RequestQueue:
         rq.bio = rq.biotail = bio
         bio.next = None
         rq.nr_phys_segments = rq.nr_hw_segments = bio.phys_segments
-        rq.start_time = self.now()
+        rq.start_time = self.layer.now()
         self.stats["requests"] += 1
-        acct.charge(self._p_add)
+        acct.row[self._p_add] += 1
+        acct.ns += self._ns_add
         elv.add_req(rq, where)
 
     # --- merge limits (ll_*_merge_fn) ---------------------------------------------------------
@@ -228,7 +233,9 @@ class RequestQueue:
         rq.seq = self.seq
         rq.completed = 0
         rq.elevator_private = rq.elevator_key = None
-        self._acct.charge(self._p_getrq)
+        acct = self._acct
+        acct.row[self._p_getrq] += 1
+        acct.ns += self._ns_getrq
         return rq
 
     def put_request(self, rq: Request) -> None:
@@ -273,7 +280,9 @@ class RequestQueue:
         if self.last_merge is rq:
             self.last_merge = None
         elv.remove_req(rq)
-        self._acct.charge(self._p_dispatch)
+        acct = self._acct
+        acct.row[self._p_dispatch] += 1
+        acct.ns += self._ns_dispatch
         return rq
 
     def end_request(self, rq: Request) -> None:
