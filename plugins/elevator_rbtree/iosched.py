@@ -649,6 +649,11 @@ class _TreeSortList(ListOrder):
     def latter(self, rq: Request) -> Request | None:
         return self.next(rq)
 
+    def rekey(self, rq: Request) -> None:
+        """A front merge moved ``rq``'s start: same place in the list, new sector."""
+        if self.node[rq].key & SECTOR_MASK != rq.sector:
+            self.resector(rq, rq.sector)
+
     def __contains__(self, rq: Request) -> bool:
         return rq in self.node
 
@@ -716,10 +721,7 @@ class RbtreeAblation(Deadline):
         return ELEVATOR_NO_MERGE, None
 
     def merged(self, rq: Request) -> None:
-        super().merged(rq)
-        lst = self.sort[rq.rw]
-        if rq in lst and lst.node[rq].key & SECTOR_MASK != rq.sector:
-            lst.resector(rq, rq.sector)   # a front merge: same place in the list, new sector
+        super().merged(rq)   # re-keys a front-merged request through the sort head's rekey
         self._flush()
 
     def merge_req(self, rq: Request, nxt: Request) -> None:
