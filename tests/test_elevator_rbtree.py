@@ -6,6 +6,7 @@ promise across deadline and the three; and the behaviour each version's source s
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,62 @@ def test_mm_raises_the_queue_depth_cap_to_1024(tmp_path):
         assert q.nr_requests == want and q.free == [want, want], (memory, elevator, plugin)
     m = machine(tmp_path, "rbtree", "nr_requests = 64\n", memory="1GiB")   # a per-queue depth wins
     assert m.block.device().queue.nr_requests == 64
+
+
+# --- io-depth-sweep, the listing, the config ------------------------------------------------------
+
+def test_depth_sweep_fits_the_list_linear_and_the_tree_logarithmic(tmp_path):
+    from mmframe.scenario import run_scenario
+    path = tmp_path / "sweep.toml"
+    path.write_text('[machine]\nmemory = "512MiB"\nseed = 3\n[plugins]\nenable = ["elevator_rbtree"]\n'
+                    '[scenario]\nname = "io-depth-sweep"\npolicies = [["elevator_rbtree"]]\n'
+                    'depths = ["8", "64", "512"]\nrounds = 2\nmin_requests = 400\n')
+    _, (col,) = run_scenario(load_config(str(path), use_pyproject=False, env={}))
+    f = col.figures
+    steps = {e: [f[f"d{d}.{e}.insert_steps"] for d in (8, 64, 512)] for e in ("deadline", "rbtree-ablation")}
+    assert steps["deadline"][2] > 4 * steps["rbtree-ablation"][2]          # the list scan grows with n
+    assert f["deadline.growth"].startswith("n ") and f["rbtree-ablation.growth"].startswith("log n ")
+    assert f["d512.period"].startswith("past 2.5.49's 128")
+    assert all(f[f"d{d}.{e}.completed"] == max(400, 2 * d) for d in (8, 64, 512) for e in steps)
+    assert f["d512.rbtree-ablation.insert_cpu_ns"] < f["d512.deadline.insert_cpu_ns"]
+
+
+def test_fit_growth_recognises_n_and_log_n():
+    from mmframe_plugins.elevator_rbtree.depth import fit_growth
+    depths = [16, 128, 1024, 10000]
+    assert fit_growth(depths, [3 + 0.5 * d for d in depths])["fits"] == "n"
+    assert fit_growth(depths, [3 + 2.0 * math.log2(d) for d in depths])["fits"] == "log n"
+
+
+def test_a_bad_depth_is_a_usage_error(tmp_path):
+    from mmframe.errors import UsageError
+    from mmframe.scenario import run_scenario
+    path = tmp_path / "bad.toml"
+    path.write_text('[plugins]\nenable = ["elevator_rbtree"]\n[scenario]\nname = "io-depth-sweep"\n'
+                    'policies = [["elevator_rbtree"]]\ndepths = ["16", "lots"]\n')
+    with pytest.raises(UsageError, match="depths"):
+        run_scenario(load_config(str(path), use_pyproject=False, env={}))
+
+
+def test_mmframe_plugins_lists_the_elevators_and_options(capsys, isolated):
+    from mmframe.cli import main
+    assert main(["plugins", "--json"]) == 0
+    import json
+    (row,) = [p for p in json.loads(capsys.readouterr().out)["plugins"] if p["name"] == "elevator_rbtree"]
+    assert [e["name"] for e in row["elevators"]] == ["rbtree", "rbtree-2.5.58", "rbtree-ablation"]
+    assert "later" in row["elevators"][1]["period"]
+    assert {"read_expire", "write_expire", "fifo_batch", "seek_cost", "stream_unit", "writes_starved",
+            "front_merges", "queue_nr_requests"} <= {o["name"] for o in row["options"]}
+
+
+def test_a_queue_override_must_be_a_declared_option(tmp_path):
+    from mmframe.errors import ConfigError
+    with pytest.raises(ConfigError, match="stream_units"):
+        machine(tmp_path, "rbtree", "[block.hda.elevator_rbtree]\nstream_units = 4\n")
+
+
+def test_the_shipped_config_loads():
+    cfg = load_config(str(Path(__file__).resolve().parent.parent / "examples" / "configs" / "io-depth-rbtree.toml"),
+                      use_pyproject=False, env={})
+    assert cfg.scenario.name == "io-depth-sweep" and list(cfg.scenario.params["depths"]) == ["16", "128", "1024",
+                                                                                                "10000"]

@@ -70,3 +70,9 @@ def mmframe_cost_entries() -> list[CostEntry]:
 def mmframe_elevators() -> list[Any]:
     from mmframe_plugins.elevator_rbtree.iosched import ELEVATORS
     return list(ELEVATORS)
+
+
+@hookimpl
+def mmframe_scenarios() -> list[Any]:
+    from mmframe_plugins.elevator_rbtree.depth import SCENARIO
+    return [SCENARIO]
