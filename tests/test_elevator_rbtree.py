@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
+
 from mmframe.block.bio import READ, WRITE, bio_pages
 from mmframe.config import load_config
 from mmframe.machine import Machine
@@ -84,7 +86,7 @@ streams = st.lists(st.tuples(st.sampled_from([READ, WRITE]), st.integers(0, 40),
                              st.integers(0, 4)), min_size=1, max_size=120)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams, nr_requests=st.sampled_from([4, 16, 128]))
 @example(stream=[(READ, 5, 8, 0), (READ, 1, 8, 0), (READ, 5, 8, 0), (WRITE, 3, 8, 0), (READ, 0, 8, 0),
                  (READ, 2, 8, 0), (READ, 4, 1, 0), (READ, 4, 1, 0)] * 4, nr_requests=16)
@@ -96,7 +98,7 @@ def test_ablation_and_deadline_dispatch_the_identical_sequence(tmp_path, stream,
 
 
 @pytest.mark.parametrize("elevator", TREE_ELEVATORS)
-@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams)
 @example(stream=[(WRITE, 3, 8, 0), (READ, 3, 8, 0), (WRITE, 3, 8, 40), (READ, 3, 1, 0), (READ, 3, 1, 0)])
 def test_every_request_completes_once_and_reads_return_the_last_write(tmp_path, elevator, stream):

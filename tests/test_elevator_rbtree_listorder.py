@@ -8,6 +8,8 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
+
 from mmframe_plugins.elevator_rbtree.listorder import AFTER, FRONT, MERGE, TAIL, ListOrder
 
 from test_elevator_rbtree_tree import check_rbtree
@@ -68,7 +70,7 @@ ops = st.lists(st.one_of(
 ), max_size=80)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(ops)
 @example([("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True), ("bio", 10, 1, 0, True), ("bio", 15, 1, 0, True),
           ("bio", 10, 1, 0, True), ("bio", 20, 1, 0, True)])

@@ -10,6 +10,8 @@ import math
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
+
 from mmframe_plugins.elevator_rbtree.rbtree import RbTree
 
 
@@ -51,7 +53,7 @@ ops = st.lists(st.one_of(
 ), max_size=120)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(ops)
 @example([("insert", k) for k in range(40)] + [("erase", k) for k in range(0, 40, 3)])
 @example([("insert", k) for k in range(40, 0, -1)] + [("erase", k) for k in range(40, 0, -2)])
