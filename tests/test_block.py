@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import active_policies, examples
+
 from mmframe.block.bio import BIO_RW_AHEAD, READ, WRITE, Bio, bio_pages
 from mmframe.block.elevator import ELEVATOR_NO_MERGE, Elevator
 from mmframe.block.ll_rw_blk import batch_requests, queue_nr_requests
@@ -25,6 +27,7 @@ MiB = 1 << 20
 def machine(tmp_path, block: str = "", memory: str = "256MiB", **kw) -> Machine:
     path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.toml"
     path.write_text(f'[machine]\nmemory = "{memory}"\n[scenario]\nname = "spawn"\n' + block)
+    kw.setdefault("cli_plugins", list(active_policies()))
     return Machine(load_config(str(path), use_pyproject=False, env={}, **kw))
 
 
@@ -78,6 +81,8 @@ def test_back_and_front_merges_build_one_request(tmp_path, elevator):
         m.block.submit_bio(dev, _bio(m, WRITE, 816, 1))   # other direction: no merge
     assert q.plugged and q.stats["requests"] == 2
     assert q.stats["back_merges"] == 1 and q.stats["front_merges"] == 1
+    read = next(r for r in _all_rqs(q.elevator) if r.rw == READ)
+    assert (read.sector, read.nr_sectors, [b.sector for b in read.bios()]) == (792, 24, [792, 800, 808])
     dev.run_until(_last_bio(dev))
     with m.block.irq(0.0):
         pass
@@ -232,7 +237,7 @@ def _run_stream(tmp_path, elevator, stream, nr_requests=16):
 
 
 @pytest.mark.parametrize("elevator", ELEVATORS)
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams)
 @example(stream=[(WRITE, 3, 8, 0), (READ, 3, 8, 0), (WRITE, 3, 8, 40), (READ, 3, 1, 0)])
@@ -377,11 +382,11 @@ def mmframe_cost_entries():
 def test_a_plugin_registers_an_elevator_used_when_enabled(tmp_path, install_plugin, isolated):
     install_plugin("elvtest", PLUGIN_ELEVATOR.replace("{name}", "elvtest"))
     block = disk_block("fifo_test", extra="[block.hda.fifo_test]\nknob = 7\n")
-    m = machine(tmp_path, block, cli_plugins=["elvtest"])
+    m = machine(tmp_path, block, cli_plugins=["elvtest", *active_policies()])
     elv = m.block.device().queue.elevator
     assert type(elv).__name__ == "Fifo" and elv.knob == 7
     with pytest.raises(UsageError, match="plugin 'elvtest'"):
-        machine(tmp_path, block)
+        machine(tmp_path, block, cli_plugins=[])
     with pytest.raises(ConfigError, match="knob"):
         machine(tmp_path, disk_block("fifo_test", extra="[block.hda.fifo_test]\nknob = 0\n"),
                 cli_plugins=["elvtest"])
@@ -475,7 +480,7 @@ def test_the_io_comparison_sees_a_different_completion(tmp_path):
 
 # --- the deadline's bisection finds what 2.5.49's scan finds --------------------------------------
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "dispatch"]), st.integers(0, 40),
                               st.sampled_from([1, 8, 16])), min_size=1, max_size=50),
@@ -511,3 +516,25 @@ def test_deadline_finds_by_bisection_what_the_scan_finds(tmp_path, ops, probes):
                 if elv._find_hash(b.sector) is None:
                     assert fast == slow and fast_steps == slow_steps
                     fronts += fast[0] != ELEVATOR_NO_MERGE
+
+
+def test_exec_faults_read_the_image_through_the_queue_and_sleep(tmp_path):
+    from mmframe.fs import Image
+    from mmframe.usr import execve, exit
+
+    def tool(ctx):
+        yield exit(0)
+
+    def start(ctx):
+        yield execve("/bin/tool")
+
+    m = machine(tmp_path, disk_block("deadline"))
+    m.fs.install("/bin/tool", Image(tool, text_pages=6, data_pages=2))
+    r = m.run(start)
+    dev = m.block.device()
+    assert r.tasks["1"].status == 0 and dev.sectors[READ] == 8 * 8 and dev.completions == 8
+    assert r.sim_ns > 8 * 1e6  # eight reads from a seeking disk, each slept for
+    ram = machine(tmp_path, disk_block("deadline", model="ramdisk"))
+    ram.fs.install("/bin/tool", Image(tool, text_pages=6, data_pages=2))
+    r2 = ram.run(start)
+    assert r2.tasks["1"].calls == r.tasks["1"].calls and r2.sim_ns < r.sim_ns / 4  # rd.c: no seeks

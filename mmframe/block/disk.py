@@ -195,9 +195,11 @@ class Disk(BlockDevice):
         layer.irq_t, acct.row = t, layer._irq_row
         try:
             bio = rq.bio
-            while bio is not None:
+            sector = rq.sector
+            while bio is not None:  # the request's sectors, segment after segment
                 nxt = bio.next
-                self.transfer(bio)
+                self.transfer(bio, sector)
+                sector += bio.size >> 9
                 layer.end_bio(bio, 0, t)
                 bio = nxt
             self.ios += 1
