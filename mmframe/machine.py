@@ -181,6 +181,7 @@ class Machine:
             call_one(info, "mmframe_report", machine=self, figures=figures)
         for info in reversed(self._infos()):
             call_one(info, "mmframe_unconfigure", machine=self)
+        self.block.close()
         return figures
 
     def _cost_table(self) -> CostTable:

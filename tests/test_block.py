@@ -538,3 +538,32 @@ def test_exec_faults_read_the_image_through_the_queue_and_sleep(tmp_path):
     ram.fs.install("/bin/tool", Image(tool, text_pages=6, data_pages=2))
     r2 = ram.run(start)
     assert r2.tasks["1"].calls == r.tasks["1"].calls and r2.sim_ns < r.sim_ns / 4  # rd.c: no seeks
+
+
+def _elevator_machine(elevator: str, memory: int = 24 * MiB):
+    from mmframe.config import load_config as lc
+    cfg = lc(use_pyproject=False, env={}, cli_plugins=list(active_policies()))
+    cls = cfg.elevators[elevator][0]
+    d0 = attrs.evolve(cfg.disks[0], elevator=elevator, elevator_options={t.name: t.coerce(t.default)
+                                                                          for t in cls.tunables})
+    return Machine(attrs.evolve(cfg, disks=(d0,), machine=attrs.evolve(cfg.machine, memory=memory,
+                                                                        debug_vm="syscall")))
+
+
+@settings(max_examples=examples(12), deadline=None)
+@example(ops=[("fsync", 0), ("fsync", 1)], other="linus")
+@given(ops=st.lists(st.deferred(lambda: _file_call()), max_size=20), other=st.sampled_from(["noop", "linus"]))
+def test_generated_file_programs_give_the_same_results_and_completions_under_every_elevator(ops, other):
+    """The address-space suite's generated file programs (one task: nothing depends on wake-up
+    order), run under deadline and another elevator: same calls, results, disk and I/O set."""
+    from mmframe.differential import compare_results
+    from tests.test_address_space import _files_program
+    a = _elevator_machine("deadline").run(_files_program, ops)
+    b = _elevator_machine(other).run(_files_program, ops)
+    cmp = compare_results(a, b)
+    assert cmp.same, cmp.report()
+
+
+def _file_call():
+    from tests.test_address_space import FILE_CALL
+    return FILE_CALL
