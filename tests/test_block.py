@@ -567,3 +567,29 @@ def test_generated_file_programs_give_the_same_results_and_completions_under_eve
 def _file_call():
     from tests.test_address_space import FILE_CALL
     return FILE_CALL
+
+
+@pytest.mark.parametrize("elevator", ELEVATORS)
+def test_io_depth_latency_stays_within_each_elevators_bound(tmp_path, elevator):
+    """Random 4 KiB reads held at depth 32 (no merges): the bound each elevator's configuration
+    gives for one read, with ``worst`` the disk's worst service time of a request:
+    noop serves in arrival order: depth * worst; linus lets a read be passed by at most
+    read_latency / ELV_LINUS_SEEK_COST seeky insertions: (depth + 1024/16) * worst; deadline serves
+    an expired read after at most a dispatch batch and a write batch: read_expire +
+    (2 * fifo_batch + 1) * worst."""
+    from mmframe.block.linus import ELV_LINUS_SEEK_COST
+    m = machine(tmp_path, disk_block(elevator))
+    dev = m.block.device()
+    depth = 32
+    drv = Driver(m, dev, depth, 1)
+    random_depth(drv, depth, 1500, 1.0, 8, dev.nr_sectors, 3)
+    drv.run()
+    worst = dev.model.worst_case(8)
+    elv = dev.queue.elevator
+    bound = {"noop": depth * worst,
+             "linus": (depth + 1024 // ELV_LINUS_SEEK_COST) * worst,
+             "deadline": getattr(elv, "read_expire", 0) + (2 * getattr(elv, "fifo_batch", 0) + 1) * worst}[elevator]
+    lat = [r.done - r.submitted for r in drv.records]
+    assert len(lat) == 1500 and all(r.completions == 1 for r in drv.records)
+    assert max(lat) <= bound
+    assert dev.queue.stats["requests"] == 1500  # no merges: the bound's premise

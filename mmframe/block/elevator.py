@@ -230,7 +230,7 @@ class SortList:
         return len(self.rqs)
 
     def __contains__(self, rq: Request) -> bool:
-        return any(r is rq for r in self.rqs)
+        return rq in self.rqs  # Request has no __eq__: identity, at C speed
 
 
 class KeyedSortList(SortList):
