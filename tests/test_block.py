@@ -263,12 +263,12 @@ def test_the_checker_catches_a_stale_read():
 
 # --- deadline's guarantees, with bounds from its configuration ---------------------------------
 
-def _streaming_reads_and_one(tmp_path, other_rw, other_sector, seconds=8.0, extra=""):
+def _streaming_reads_and_one(tmp_path, other_rw, other_sector, seconds=8.0, extra="", elevator="deadline"):
     """One sequential stream read by 8 submitters (a closed loop: each completion asks for the next
     8 sectors, 8 past the last) for ``seconds``, and one more I/O (``other_rw`` at ``other_sector``, beyond the
     stream) submitted at 1 ms.  The stream always has a read just ahead of the head, which the sort
     list serves first: only the FIFO and ``writes_starved`` get the other I/O served."""
-    m = machine(tmp_path, disk_block("deadline", extra=extra))
+    m = machine(tmp_path, disk_block(elevator, extra=extra))
     dev = m.block.device()
     drv = Driver(m, dev, 9, 1)
     pos = [0]
@@ -296,6 +296,16 @@ def test_an_expired_read_is_served_within_its_deadline_bound(tmp_path):
     bound = elv.read_expire + (2 * elv.fifo_batch + 1) * worst
     assert far.completions == 1 and far.done - far.submitted <= bound
     assert far.done - far.submitted > elv.read_expire / 2  # it did wait: the readers kept the head low
+
+
+def test_linus_lets_a_read_be_passed_only_until_its_budget_is_spent(tmp_path):
+    from mmframe.block.linus import ELV_LINUS_SEEK_COST
+    dev, far = _streaming_reads_and_one(tmp_path, READ, 70_000_000, elevator="linus")
+    worst = dev.model.worst_case(8)
+    # each seeky insertion ahead costs it 16 of its 1024: after 64 it is passed no more; then at most
+    # the 8 stream reads queued ahead of it go first
+    bound = (dev.queue.elevator.latency[READ] // ELV_LINUS_SEEK_COST + 8 + 1) * worst
+    assert far.completions == 1 and far.done - far.submitted <= bound
 
 
 def test_writes_are_not_starved_for_more_than_writes_starved_read_batches(tmp_path):
@@ -593,3 +603,31 @@ def test_io_depth_latency_stays_within_each_elevators_bound(tmp_path, elevator):
     assert len(lat) == 1500 and all(r.completions == 1 for r in drv.records)
     assert max(lat) <= bound
     assert dev.queue.stats["requests"] == 1500  # no merges: the bound's premise
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "dispatch"]), st.integers(0, 30),
+                              st.sampled_from([1, 8, 16])), min_size=1, max_size=40),
+       probes=st.lists(st.tuples(st.integers(0, 30), st.sampled_from([1, 8, 16]), st.sampled_from([0, 8, 15])),
+                       min_size=1, max_size=8))
+def test_noop_finds_by_its_maps_what_the_scan_finds(tmp_path, ops, probes):
+    m, dev, q = _queue_machine(tmp_path, "noop")
+    elv = q.elevator
+    with m.block.irq(0.0):
+        for op, slot, n in ops:
+            if op == "dispatch":
+                q.plugged = False
+                rq = q.next_request()
+                if rq is not None:
+                    q.put_request(rq)
+                continue
+            q.make_request(Bio(READ, slot * 8, [(m.alloc_pages(0x10, 0), 0, n * 512)]))
+        for slot, n, off in probes:
+            b = Bio(READ, slot * 8 + off, [(1, 0, n * 512)])
+            q.last_merge = None
+            before = elv.step_counts["scan"]
+            fast = elv.merge(b)
+            fast_steps = elv.step_counts["scan"] - before
+            q.last_merge = None
+            slow = elv.merge_scan(b)
+            assert fast == slow and fast_steps == elv.step_counts["scan"] - before - fast_steps
