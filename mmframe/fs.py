@@ -264,7 +264,7 @@ class FileSystem:
                     continue
                 lo = max(v.start, v.start + ((first - v.pgoff) << PAGE_SHIFT))
                 if lo < v.end:
-                    vm.zap_range(mm, lo, v.end)
+                    vm.zap_page_range(mm, lo, v.end)
                     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), lo, v.end)
         for index, _ in list(inode.mapping.page_tree.items(first)):
             filemap.remove_from_page_cache(vm, inode.mapping, index)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
-from mmframe.mm.memory import Killed
+from mmframe.mm.fault import Killed
 from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -392,7 +392,7 @@ class Scheduler:
 
     def kill(self, task: Task, signo: int) -> None:
         """Kill ``task`` from inside a system call (the out-of-memory killer's SIGKILL): the
-        handler then raises :class:`~mmframe.mm.memory.Killed`, which ends the time slice."""
+        handler then raises :class:`~mmframe.mm.fault.Killed`, which ends the time slice."""
         task.signal = SimSignal(signo)
         self.do_exit(task, signo & 0x7F)
 

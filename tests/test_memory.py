@@ -13,7 +13,7 @@ from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
-from mmframe.mm import memory as M
+from mmframe.mm import pgtable
 from mmframe.mm.oracle import OracleMemory
 from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
                          PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGSEGV, SimSignal, exit, fork, mmap, mprotect,
@@ -231,7 +231,7 @@ def _workload(ctx):
 def test_bulk_paths_charge_what_the_single_paths_charge(monkeypatch, policies):
     runs = {}
     for bulk_min in (1, 10**9):
-        monkeypatch.setattr(M, "BULK_MIN", bulk_min)
+        monkeypatch.setattr(pgtable, "BULK_MIN", bulk_min)
         m = machine(memory=128 * MiB, debug="exit", policies=policies)
         r = m.run(_workload)
         runs[bulk_min] = (dict(r.counts), r.tasks["1"].calls, m.meminfo())

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmframe.hookspecs import hookimpl
-from mmframe.mm.memory import VM_FAULT_OOM
+from mmframe.mm.fault import VM_FAULT_OOM
 from mmframe.mm.vma import VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE
 from mmframe.options import Option
 
