@@ -140,9 +140,6 @@ class FileSystem:
         self.next_block = 0
         self.free_blocks: list[int] = []
         self.images: dict[Any, Inode] = {}  # program -> its installed image
-        sched = machine.sched
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
-            sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:

@@ -121,11 +121,9 @@ class Scheduler:
         self.rq: deque[Task] = deque()
         self.tasks: dict[int, Task] = {}
         self.next_pid = 1
-        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}  # filled from mmframe.syscalls.SYSCALLS
         self.trace: list[tuple[str, int]] | None = None  # (lineage, nsys) when tracing interleaving
         self.current: Task | None = None  # the task whose system call is running
-        for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep"):
-            self.handlers[name] = getattr(self, "sys_" + name)
 
     # --- task creation and placement -----------------------------------------------------
     def _place(self) -> Any:

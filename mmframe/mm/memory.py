@@ -91,12 +91,6 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self._pte_hook = m.policy("mmframe_pte_change")
         self.fault_hook_is_core = not [o for o in m.hooks.resolved["mmframe_handle_mm_fault"].owners
                                        if o != "mmframe.core"]
-        from mmframe.mm import mmap
-        sched = m.sched
-        for name in ("read", "write", "touch"):
-            sched.handlers[name] = getattr(self, "sys_" + name)
-        for name in ("mmap", "munmap", "mprotect", "msync", "brk"):
-            sched.handlers[name] = getattr(mmap, "sys_" + name).__get__(self)
 
     # --- reports ---------------------------------------------------------------------------------
     def reverse_maps(self) -> int:
