@@ -55,6 +55,8 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         cfg = m.config
         self.geo = geo = Geometry(cfg.pae)
         self.sh, self.mask = geo.pmd_shift, geo.ptrs_per_pte - 1
+        self.pmd_shift, self.ptrs_per_pte = geo.pmd_shift, geo.ptrs_per_pte  # the facade's names
+        self.plugin_state = m.plugin_state
         self.pgdir_shift = 30 if cfg.pae else 22
         self.pa = pa = m.pagealloc
         mem = pa.mem_map

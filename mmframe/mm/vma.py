@@ -50,6 +50,11 @@ class VMA:
         return v
 
     @property
+    def file_backed(self) -> bool:
+        """A mapping of a file (its object is an open file), not anonymous memory, shmem or SysV shm."""
+        return getattr(self.obj, "inode", None) is not None
+
+    @property
     def cow(self) -> bool:
         """Private and may be written: copy-on-write applies (``copy_page_range``'s test)."""
         return self.flags & (VM_SHARED | VM_MAYWRITE) == VM_MAYWRITE
