@@ -8,11 +8,11 @@ from __future__ import annotations
 from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
+from mmframe.workloads import fork_scaling, sga, shell, spawn
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
-    from mmframe.workloads import fork_scaling, sga, shell, spawn
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
 
 
