@@ -6,7 +6,7 @@ or SIGBUS with which si_code, what the calls return) the way 2.5.49 does for ano
 file-backed mappings and buffered file I/O (:class:`OracleFS`: a file is its pages' contents, with
 no page cache, device or dirty state); programs compared against it use no shm, brk or exec.
 The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
-a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
+a machine (:func:`install`) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
 
 from __future__ import annotations
@@ -227,11 +227,14 @@ class OracleMemory:
                 return -EBADF
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
+        # addr and len are unsigned longs (32 bits): a negative length is 2**32 less its size
+        addr, length = addr % (1 << 32), length % (1 << 32)
         if length == 0:
             return addr  # 2.5.49 do_mmap_pgoff: "if (!len) return addr;"
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if length > TASK_SIZE or length <= 0:
+        pages = -(-length // PAGE_SIZE)
+        if pages * PAGE_SIZE >= 1 << 32 or pages * PAGE_SIZE > TASK_SIZE:  # PAGE_ALIGN overflowed, or too big
             return -EINVAL
+        length = pages * PAGE_SIZE
         if flags & MAP_FIXED:
             if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
                 return -EINVAL
