@@ -53,7 +53,7 @@ entries scanned, tree nodes visited...), each kind mapped to a cost-table entry 
 :attr:`Elevator.steps`; the core multiplies counts by the table's nanoseconds.  An elevator never
 charges anything else.
 
-The interface is additive from contract 1.4 on: new optional operations may appear with defaults
+The interface is additive from contract 1.5 on: new optional operations may appear with defaults
 here; none will change meaning.
 """
 
