@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
-from mmframe import HOOK_CONTRACT_VERSION, __version__
+from mmframe import HOOK_CONTRACT_VERSION, __version__, syscalls
 from mmframe.config import Config, load_config
 from mmframe.block.genhd import BlockLayer
 from mmframe.costs import Account, CostEntry, CostTable
@@ -81,6 +81,7 @@ class Machine:
         self.block = BlockLayer(self)
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
+        self.sched.handlers.update(syscalls.bind(self))
         self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
         if self.config.debug_vm == "syscall":
             self._check_every_syscall()
@@ -181,6 +182,7 @@ class Machine:
             call_one(info, "mmframe_report", machine=self, figures=figures)
         for info in reversed(self._infos()):
             call_one(info, "mmframe_unconfigure", machine=self)
+        self.block.close()
         return figures
 
     def _cost_table(self) -> CostTable:

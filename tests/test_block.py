@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import active_policies, examples
+
 from mmframe.block.bio import BIO_RW_AHEAD, READ, WRITE, Bio, bio_pages
 from mmframe.block.elevator import ELEVATOR_NO_MERGE, Elevator
 from mmframe.block.ll_rw_blk import batch_requests, queue_nr_requests
@@ -25,6 +27,7 @@ MiB = 1 << 20
 def machine(tmp_path, block: str = "", memory: str = "256MiB", **kw) -> Machine:
     path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.toml"
     path.write_text(f'[machine]\nmemory = "{memory}"\n[scenario]\nname = "spawn"\n' + block)
+    kw.setdefault("cli_plugins", list(active_policies()))
     return Machine(load_config(str(path), use_pyproject=False, env={}, **kw))
 
 
@@ -78,6 +81,8 @@ def test_back_and_front_merges_build_one_request(tmp_path, elevator):
         m.block.submit_bio(dev, _bio(m, WRITE, 816, 1))   # other direction: no merge
     assert q.plugged and q.stats["requests"] == 2
     assert q.stats["back_merges"] == 1 and q.stats["front_merges"] == 1
+    read = next(r for r in _all_rqs(q.elevator) if r.rw == READ)
+    assert (read.sector, read.nr_sectors, [b.sector for b in read.bios()]) == (792, 24, [792, 800, 808])
     dev.run_until(_last_bio(dev))
     with m.block.irq(0.0):
         pass
@@ -232,7 +237,7 @@ def _run_stream(tmp_path, elevator, stream, nr_requests=16):
 
 
 @pytest.mark.parametrize("elevator", ELEVATORS)
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams)
 @example(stream=[(WRITE, 3, 8, 0), (READ, 3, 8, 0), (WRITE, 3, 8, 40), (READ, 3, 1, 0)])
@@ -258,12 +263,12 @@ def test_the_checker_catches_a_stale_read():
 
 # --- deadline's guarantees, with bounds from its configuration ---------------------------------
 
-def _streaming_reads_and_one(tmp_path, other_rw, other_sector, seconds=8.0, extra=""):
+def _streaming_reads_and_one(tmp_path, other_rw, other_sector, seconds=8.0, extra="", elevator="deadline"):
     """One sequential stream read by 8 submitters (a closed loop: each completion asks for the next
     8 sectors, 8 past the last) for ``seconds``, and one more I/O (``other_rw`` at ``other_sector``, beyond the
     stream) submitted at 1 ms.  The stream always has a read just ahead of the head, which the sort
     list serves first: only the FIFO and ``writes_starved`` get the other I/O served."""
-    m = machine(tmp_path, disk_block("deadline", extra=extra))
+    m = machine(tmp_path, disk_block(elevator, extra=extra))
     dev = m.block.device()
     drv = Driver(m, dev, 9, 1)
     pos = [0]
@@ -291,6 +296,16 @@ def test_an_expired_read_is_served_within_its_deadline_bound(tmp_path):
     bound = elv.read_expire + (2 * elv.fifo_batch + 1) * worst
     assert far.completions == 1 and far.done - far.submitted <= bound
     assert far.done - far.submitted > elv.read_expire / 2  # it did wait: the readers kept the head low
+
+
+def test_linus_lets_a_read_be_passed_only_until_its_budget_is_spent(tmp_path):
+    from mmframe.block.linus import ELV_LINUS_SEEK_COST
+    dev, far = _streaming_reads_and_one(tmp_path, READ, 70_000_000, elevator="linus")
+    worst = dev.model.worst_case(8)
+    # each seeky insertion ahead costs it 16 of its 1024: after 64 it is passed no more; then at most
+    # the 8 stream reads queued ahead of it go first
+    bound = (dev.queue.elevator.latency[READ] // ELV_LINUS_SEEK_COST + 8 + 1) * worst
+    assert far.completions == 1 and far.done - far.submitted <= bound
 
 
 def test_writes_are_not_starved_for_more_than_writes_starved_read_batches(tmp_path):
@@ -377,11 +392,11 @@ def mmframe_cost_entries():
 def test_a_plugin_registers_an_elevator_used_when_enabled(tmp_path, install_plugin, isolated):
     install_plugin("elvtest", PLUGIN_ELEVATOR.replace("{name}", "elvtest"))
     block = disk_block("fifo_test", extra="[block.hda.fifo_test]\nknob = 7\n")
-    m = machine(tmp_path, block, cli_plugins=["elvtest"])
+    m = machine(tmp_path, block, cli_plugins=["elvtest", *active_policies()])
     elv = m.block.device().queue.elevator
     assert type(elv).__name__ == "Fifo" and elv.knob == 7
     with pytest.raises(UsageError, match="plugin 'elvtest'"):
-        machine(tmp_path, block)
+        machine(tmp_path, block, cli_plugins=[])
     with pytest.raises(ConfigError, match="knob"):
         machine(tmp_path, disk_block("fifo_test", extra="[block.hda.fifo_test]\nknob = 0\n"),
                 cli_plugins=["elvtest"])
@@ -475,7 +490,7 @@ def test_the_io_comparison_sees_a_different_completion(tmp_path):
 
 # --- the deadline's bisection finds what 2.5.49's scan finds --------------------------------------
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "dispatch"]), st.integers(0, 40),
                               st.sampled_from([1, 8, 16])), min_size=1, max_size=50),
@@ -511,3 +526,108 @@ def test_deadline_finds_by_bisection_what_the_scan_finds(tmp_path, ops, probes):
                 if elv._find_hash(b.sector) is None:
                     assert fast == slow and fast_steps == slow_steps
                     fronts += fast[0] != ELEVATOR_NO_MERGE
+
+
+def test_exec_faults_read_the_image_through_the_queue_and_sleep(tmp_path):
+    from mmframe.fs import Image
+    from mmframe.usr import execve, exit
+
+    def tool(ctx):
+        yield exit(0)
+
+    def start(ctx):
+        yield execve("/bin/tool")
+
+    m = machine(tmp_path, disk_block("deadline"))
+    m.fs.install("/bin/tool", Image(tool, text_pages=6, data_pages=2))
+    r = m.run(start)
+    dev = m.block.device()
+    assert r.tasks["1"].status == 0 and dev.sectors[READ] == 8 * 8 and dev.completions == 8
+    assert r.sim_ns > 8 * 1e6  # eight reads from a seeking disk, each slept for
+    ram = machine(tmp_path, disk_block("deadline", model="ramdisk"))
+    ram.fs.install("/bin/tool", Image(tool, text_pages=6, data_pages=2))
+    r2 = ram.run(start)
+    assert r2.tasks["1"].calls == r.tasks["1"].calls and r2.sim_ns < r.sim_ns / 4  # rd.c: no seeks
+
+
+def _elevator_machine(elevator: str, memory: int = 24 * MiB):
+    from mmframe.config import load_config as lc
+    cfg = lc(use_pyproject=False, env={}, cli_plugins=list(active_policies()))
+    cls = cfg.elevators[elevator][0]
+    d0 = attrs.evolve(cfg.disks[0], elevator=elevator, elevator_options={t.name: t.coerce(t.default)
+                                                                          for t in cls.tunables})
+    return Machine(attrs.evolve(cfg, disks=(d0,), machine=attrs.evolve(cfg.machine, memory=memory,
+                                                                        debug_vm="syscall")))
+
+
+@settings(max_examples=examples(12), deadline=None)
+@example(ops=[("fsync", 0), ("fsync", 1)], other="linus")
+@given(ops=st.lists(st.deferred(lambda: _file_call()), max_size=20), other=st.sampled_from(["noop", "linus"]))
+def test_generated_file_programs_give_the_same_results_and_completions_under_every_elevator(ops, other):
+    """The address-space suite's generated file programs (one task: nothing depends on wake-up
+    order), run under deadline and another elevator: same calls, results, disk and I/O set."""
+    from mmframe.differential import compare_results
+    from tests.test_address_space import _files_program
+    a = _elevator_machine("deadline").run(_files_program, ops)
+    b = _elevator_machine(other).run(_files_program, ops)
+    cmp = compare_results(a, b)
+    assert cmp.same, cmp.report()
+
+
+def _file_call():
+    from tests.test_address_space import FILE_CALL
+    return FILE_CALL
+
+
+@pytest.mark.parametrize("elevator", ELEVATORS)
+def test_io_depth_latency_stays_within_each_elevators_bound(tmp_path, elevator):
+    """Random 4 KiB reads held at depth 32 (no merges): the bound each elevator's configuration
+    gives for one read, with ``worst`` the disk's worst service time of a request:
+    noop serves in arrival order: depth * worst; linus lets a read be passed by at most
+    read_latency / ELV_LINUS_SEEK_COST seeky insertions: (depth + 1024/16) * worst; deadline serves
+    an expired read after at most a dispatch batch and a write batch: read_expire +
+    (2 * fifo_batch + 1) * worst."""
+    from mmframe.block.linus import ELV_LINUS_SEEK_COST
+    m = machine(tmp_path, disk_block(elevator))
+    dev = m.block.device()
+    depth = 32
+    drv = Driver(m, dev, depth, 1)
+    random_depth(drv, depth, 1500, 1.0, 8, dev.nr_sectors, 3)
+    drv.run()
+    worst = dev.model.worst_case(8)
+    elv = dev.queue.elevator
+    bound = {"noop": depth * worst,
+             "linus": (depth + 1024 // ELV_LINUS_SEEK_COST) * worst,
+             "deadline": getattr(elv, "read_expire", 0) + (2 * getattr(elv, "fifo_batch", 0) + 1) * worst}[elevator]
+    lat = [r.done - r.submitted for r in drv.records]
+    assert len(lat) == 1500 and all(r.completions == 1 for r in drv.records)
+    assert max(lat) <= bound
+    assert dev.queue.stats["requests"] == 1500  # no merges: the bound's premise
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "dispatch"]), st.integers(0, 30),
+                              st.sampled_from([1, 8, 16])), min_size=1, max_size=40),
+       probes=st.lists(st.tuples(st.integers(0, 30), st.sampled_from([1, 8, 16]), st.sampled_from([0, 8, 15])),
+                       min_size=1, max_size=8))
+def test_noop_finds_by_its_maps_what_the_scan_finds(tmp_path, ops, probes):
+    m, dev, q = _queue_machine(tmp_path, "noop")
+    elv = q.elevator
+    with m.block.irq(0.0):
+        for op, slot, n in ops:
+            if op == "dispatch":
+                q.plugged = False
+                rq = q.next_request()
+                if rq is not None:
+                    q.put_request(rq)
+                continue
+            q.make_request(Bio(READ, slot * 8, [(m.alloc_pages(0x10, 0), 0, n * 512)]))
+        for slot, n, off in probes:
+            b = Bio(READ, slot * 8 + off, [(1, 0, n * 512)])
+            q.last_merge = None
+            before = elv.step_counts["scan"]
+            fast = elv.merge(b)
+            fast_steps = elv.step_counts["scan"] - before
+            q.last_merge = None
+            slow = elv.merge_scan(b)
+            assert fast == slow and fast_steps == elv.step_counts["scan"] - before - fast_steps

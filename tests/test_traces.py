@@ -8,6 +8,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
+
 from mmframe.cli import main
 from mmframe.workloads import io_scenarios
 from mmframe.workloads.traces import FIO2_HEADER, FIO3_HEADER, TraceError, parse, read_trace
@@ -64,7 +66,7 @@ _tokens = st.sampled_from(["/d", "add", "open", "close", "read", "write", "wait"
                            "0.000000001", "[p]", "CPU0", "(8,0):", "  ", "\t"])
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=examples(300), deadline=None)
 @given(header=st.sampled_from([FIO2_HEADER, FIO3_HEADER, "  8,0 0 1 0.000000000 1 Q W 8 + 8 [x]", "junk", ""]),
        body=st.lists(st.one_of(st.lists(_tokens, max_size=7).map(" ".join), st.text(max_size=30)), max_size=12))
 @example(header=FIO2_HEADER, body=["/d add", "/d read 99999999999999999999999 512"])

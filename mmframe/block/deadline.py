@@ -33,6 +33,7 @@ from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_NO_MERGE, INSE
 from mmframe.options import Option
 
 READ, WRITE = 0, 1
+ON_SORT, ON_DISPATCH = "sort", "dispatch"  # where a request is (its elevator_key)
 
 
 class Deadline(Elevator):
@@ -50,6 +51,8 @@ class Deadline(Elevator):
     steps = {"scan": "elv_list_entry", "hash": "elv_hash_lookup"}
 
     def init(self, q: Any, options: dict[str, Any]) -> None:
+        self._hash_id = self._step_ids["hash"]
+        self._hash_ns = self._acct.ns_of[self._hash_id]
         self.read_expire = float(options.get("read_expire", 500_000_000))
         self.writes_starved = options.get("writes_starved", 2)
         self.fifo_batch = options.get("fifo_batch", 16)
@@ -82,7 +85,10 @@ class Deadline(Elevator):
                 del self.hash[key]
 
     def _find_hash(self, sector: int) -> Request | None:
-        self.step("hash")
+        self.step_counts["hash"] += 1  # self.step("hash"), inline: every merge attempt looks
+        acct = self._acct
+        acct.row[self._hash_id] += 1
+        acct.ns += self._hash_ns
         chain = self.hash.get(sector)
         if chain:
             for rq in chain:
@@ -193,15 +199,20 @@ class Deadline(Elevator):
             self.hash.clear()
             self.hashed.clear()
             q.last_merge = None
-        if where is not None and where is not INSERT_FRONT and where in self.dispatch:
+        if where is not None and where is not INSERT_FRONT and where.elevator_key is ON_DISPATCH:
             self.dispatch.insert(rq, where)  # after a refused merge into a request awaiting dispatch
+            rq.elevator_key = ON_DISPATCH
         else:
             self.sort[rq.rw].insert(rq, where)
-            self._start_add(rq)
+            rq.elevator_key = ON_SORT
+            self.by_start[rq.rw].setdefault(rq.sector, []).append(rq)
+            self.starts[rq] = rq.sector
             if rq.flags & REQ_BARRIER:
                 self.barriers[rq.rw] += 1
         if rq_mergeable(rq):
-            self._hash_add(rq)
+            key = rq.sector + rq.nr_sectors
+            self.hash.setdefault(key, []).append(rq)
+            self.hashed[rq] = key
             if q.last_merge is None:
                 q.last_merge = rq
         if rq.rw == READ:
@@ -212,11 +223,14 @@ class Deadline(Elevator):
         d = self.dispatch.rqs
         if d and d[0] is rq:
             del d[0]
-        elif self.sort[rq.rw].remove(rq):
+        elif rq.elevator_key is ON_SORT:
+            self.sort[rq.rw].remove(rq)
             self._off_sort_list(rq)
         else:
             self.dispatch.remove(rq)
-        self._hash_del(rq)
+        rq.elevator_key = None
+        if rq in self.hashed:
+            self._hash_del(rq)
         if rq.rw == READ and rq.elevator_private is not None:
             try:
                 self.read_fifo.remove(rq)
@@ -228,10 +242,8 @@ class Deadline(Elevator):
         return not (self.dispatch.rqs or self.sort[0].rqs or self.sort[1].rqs)
 
     def get_sort_head(self, rq: Request) -> Any:
-        for head in (self.sort[rq.rw], self.dispatch):
-            if rq in head:
-                return head
-        return None
+        where = rq.elevator_key
+        return self.sort[rq.rw] if where is ON_SORT else self.dispatch if where is ON_DISPATCH else None
 
     # --- dispatch --------------------------------------------------------------------------------------
     def _off_sort_list(self, rq: Request) -> None:
@@ -245,8 +257,10 @@ class Deadline(Elevator):
         if rq.rw == READ and rq.elevator_private is not None:
             self.read_fifo.remove(rq)
             rq.elevator_private = None
-        self._hash_del(rq)
+        if rq in self.hashed:
+            self._hash_del(rq)
         self.dispatch.rqs.append(rq)
+        rq.elevator_key = ON_DISPATCH
 
     def move_requests(self, rq: Request) -> None:
         """``deadline_move_requests``: a batch along the sort list from ``rq``."""

@@ -105,9 +105,12 @@ class RuemmlerWilkes:
         cyl, rest = divmod(sector, self.per_cyl)
         head, pos = divmod(rest, spt)
         d = cyl - self.cyl if cyl >= self.cyl else self.cyl - cyl
-        seek = self.seek_time(d)
-        if d == 0 and head != self.head:
-            seek = self._switch
+        if d == 0:
+            seek = self._switch if head != self.head else 0.0
+        elif d < self.p.boundary:
+            seek = self._a + self._b * math.sqrt(d)
+        else:
+            seek = self._c + self._e * d
         if rw == WRITE and d:
             seek += self._settle
         arrive = t + self._over + seek
@@ -195,9 +198,11 @@ class Disk(BlockDevice):
         layer.irq_t, acct.row = t, layer._irq_row
         try:
             bio = rq.bio
-            while bio is not None:
+            sector = rq.sector
+            while bio is not None:  # the request's sectors, segment after segment
                 nxt = bio.next
-                self.transfer(bio)
+                self.transfer(bio, sector)
+                sector += bio.size >> 9
                 layer.end_bio(bio, 0, t)
                 bio = nxt
             self.ios += 1

@@ -53,7 +53,7 @@ entries scanned, tree nodes visited...), each kind mapped to a cost-table entry 
 :attr:`Elevator.steps`; the core multiplies counts by the table's nanoseconds.  An elevator never
 charges anything else.
 
-The interface is additive from contract 1.4 on: new optional operations may appear with defaults
+The interface is additive from contract 1.5 on: new optional operations may appear with defaults
 here; none will change meaning.
 """
 
@@ -144,7 +144,7 @@ class Elevator:
         rq = q.last_merge
         if rq is None:
             return ELEVATOR_NO_MERGE
-        if not rq_mergeable(rq):
+        if rq.flags & _NOMERGE or not rq.flags & REQ_CMD:  # rq_mergeable
             q.last_merge = None
             return ELEVATOR_NO_MERGE
         return self.try_merge(rq, bio)
@@ -231,7 +231,7 @@ class SortList:
         return len(self.rqs)
 
     def __contains__(self, rq: Request) -> bool:
-        return any(r is rq for r in self.rqs)
+        return rq in self.rqs  # Request has no __eq__: identity, at C speed
 
 
 class KeyedSortList(SortList):
@@ -260,13 +260,19 @@ class KeyedSortList(SortList):
             del desc[k]
 
     def _insert_at(self, p: int, rq: Request) -> None:
+        keys, desc = self.keys, self.desc
         self.rqs.insert(p, rq)
-        self.keys.insert(p, rq.sector)
-        desc = self.desc
-        for j in range(bisect_left(desc, p), len(desc)):
-            desc[j] += 1
-        self._fix(p - 1)
-        self._fix(p)
+        keys.insert(p, rq.sector)
+        if desc:
+            for j in range(bisect_left(desc, p), len(desc)):
+                desc[j] += 1
+        n = len(keys)
+        # the pairs (p-1, p) and (p, p+1) are new; (p-1, p) replaced a pair that may have been a descent
+        if p and (desc and bisect_left(desc, p - 1) < len(desc) and desc[bisect_left(desc, p - 1)] == p - 1
+                  or keys[p] <= keys[p - 1]):
+            self._fix(p - 1)
+        if p + 1 < n and keys[p + 1] <= keys[p]:
+            self._fix(p)
 
     def insert(self, rq: Request, where: Any) -> None:
         if where is None:

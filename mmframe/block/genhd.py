@@ -51,15 +51,16 @@ class BlockDevice:
         self.completions = 0
 
     def check_bio(self, bio: Bio) -> None:
-        if bio.sector < 0 or bio.end_sector > self.nr_sectors or bio.size & 511 or not bio.size:
+        if bio.sector < 0 or bio.sector + (bio.size >> 9) > self.nr_sectors or bio.size & 511 or not bio.size:
             raise ValueError(f"{self.name}: bio at sector {bio.sector} of {bio.size} bytes is outside the device")
 
-    def transfer(self, bio: Bio) -> None:
-        """Move ``bio``'s data between its pages and the sectors (at service time); keeps the
-        values moved in ``bio.data``."""
+    def transfer(self, bio: Bio, sector: int | None = None) -> None:
+        """Move ``bio``'s data between its pages and the sectors from ``sector`` (a driver knows
+        only its request's start and the segments after it; default the bio's own) at service time;
+        keeps the values moved in ``bio.data``."""
         vm = self.layer.m.mm
         data = self.data
-        s = bio.sector
+        s = bio.sector if sector is None else sector
         moved: list[Any] = []
         if bio.rw == READ:
             get = data.get
@@ -254,6 +255,12 @@ class BlockLayer:
         task.state = "blocked"
         self.engine.at(until, sched.wake_io, task)
         return True
+
+    def close(self) -> None:
+        """Machine teardown: each queue's elevator ``exit``."""
+        for dev in self.disks.values():
+            if dev.queue is not None:
+                dev.queue.elevator.exit()
 
     def figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -70,6 +70,7 @@ class RequestQueue:
         self.bounce_pfn = bounce_pfn
         self.seq = 0
         self.driver: Any = None  # the disk: request_fn(t) starts it
+        self.now = layer.now  # simulated ns of the calling context (an elevator's FIFO clock)
         self.stats = {"bios": 0, "requests": 0, "back_merges": 0, "front_merges": 0, "request_merges": 0,
                       "merge_refused": 0, "sleeps": 0, "readahead_failed": 0, "plugs": 0, "unplugs": 0,
                       "bounced_pages": 0, "bounce_failed": 0}
@@ -80,10 +81,6 @@ class RequestQueue:
         ns = self._acct.ns_of  # fixed once the machine is built (cost files applied)
         self._ns_make, self._ns_getrq, self._ns_add, self._ns_dispatch = (
             ns[self._p_make], ns[self._p_getrq], ns[self._p_add], ns[self._p_dispatch])
-
-    # --- time ------------------------------------------------------------------------------------
-    def now(self) -> float:
-        return self.layer.now()
 
     # --- __make_request ----------------------------------------------------------------------
     def make_request(self, bio: Bio) -> None:
@@ -142,7 +139,7 @@ class RequestQueue:
         rq.bio = rq.biotail = bio
         bio.next = None
         rq.nr_phys_segments = rq.nr_hw_segments = bio.phys_segments
-        rq.start_time = self.layer.now()
+        rq.start_time = self.now()
         self.stats["requests"] += 1
         acct.row[self._p_add] += 1
         acct.ns += self._ns_add

@@ -1,7 +1,12 @@
 """``elevator_noop`` of 2.5.49 (``drivers/block/elevator.c``): "always merges, always inserts new
 request at tail".  Merge tries the ``last_merge`` hint, then scans the queue from the tail back
 (stopping at a barrier) for a back or front merge; a new request goes to the tail; the driver takes
-the head.  Each list entry looked at in the scan is one ``scan`` step.
+the head.  Each list entry the scan looks at is one ``scan`` step.
+
+The scan stops at the last request (from the tail) that the bio can merge with, so the simulator
+finds it from two maps (requests by start and by end sector) and counts the entries the scan would
+have looked at; with a barrier queued it scans entry by entry (:meth:`Noop.merge_scan`, also the
+tests' reference).
 """
 
 from __future__ import annotations
@@ -19,11 +24,48 @@ class Noop(Elevator):
 
     def init(self, q: Any, options: dict[str, Any]) -> None:
         self.queue = SortList()
+        self.by_start: dict[int, list[Request]] = {}
+        self.by_end: dict[int, list[Request]] = {}
+        self.keys: dict[Request, tuple[int, int]] = {}
+        self.barriers = 0
+
+    def _index(self, rq: Request) -> None:
+        self.by_start.setdefault(rq.sector, []).append(rq)
+        self.by_end.setdefault(rq.sector + rq.nr_sectors, []).append(rq)
+        self.keys[rq] = (rq.sector, rq.sector + rq.nr_sectors)
+
+    def _unindex(self, rq: Request) -> None:
+        keys = self.keys.pop(rq, None)
+        if keys is None:
+            return
+        for table, key in ((self.by_start, keys[0]), (self.by_end, keys[1])):
+            chain = table[key]
+            chain.remove(rq)
+            if not chain:
+                del table[key]
 
     def merge(self, bio: Any) -> tuple[int, Any]:
         ret = self.try_last_merge(bio)
         if ret != ELEVATOR_NO_MERGE:
             return ret, self.q.last_merge
+        if self.barriers:
+            return self.merge_scan(bio)
+        rqs = self.queue.rqs
+        best, best_ret = -1, ELEVATOR_NO_MERGE
+        for rq in (*self.by_end.get(bio.sector, ()), *self.by_start.get(bio.sector + (bio.size >> 9), ())):
+            r = self.try_merge(rq, bio)
+            if r != ELEVATOR_NO_MERGE:
+                i = rqs.index(rq)
+                if i > best:
+                    best, best_ret = i, r
+        self.step("scan", len(rqs) - best if best >= 0 else len(rqs))
+        if best < 0:
+            return ELEVATOR_NO_MERGE, None
+        self.q.last_merge = rqs[best]
+        return best_ret, rqs[best]
+
+    def merge_scan(self, bio: Any) -> tuple[int, Any]:
+        """2.5.49's scan, entry by entry from the tail."""
         rqs = self.queue.rqs
         scanned = 0
         for i in range(len(rqs) - 1, -1, -1):
@@ -42,10 +84,20 @@ class Noop(Elevator):
             self.step("scan", scanned)
         return ELEVATOR_NO_MERGE, None
 
+    def merged(self, rq: Request) -> None:
+        self._unindex(rq)
+        self._index(rq)
+
+    def merge_req(self, rq: Request, nxt: Request) -> None:
+        self._unindex(rq)
+        self._index(rq)
+
     def add_req(self, rq: Request, where: Any) -> None:
         self.queue.rqs.append(rq)  # always at the tail, whatever the insertion point
+        self._index(rq)
         q = self.q
         if rq.flags & REQ_BARRIER:
+            self.barriers += 1
             q.last_merge = None
         elif q.last_merge is None:
             q.last_merge = rq
@@ -55,7 +107,14 @@ class Noop(Elevator):
         return rqs[0] if rqs else None
 
     def remove_req(self, rq: Request) -> None:
-        self.queue.remove(rq)
+        rqs = self.queue.rqs
+        if rqs and rqs[0] is rq:
+            del rqs[0]
+        else:
+            self.queue.remove(rq)
+        self._unindex(rq)
+        if rq.flags & REQ_BARRIER:
+            self.barriers -= 1
 
     def queue_empty(self) -> bool:
         return not self.queue.rqs

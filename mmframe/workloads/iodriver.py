@@ -151,21 +151,25 @@ def random_depth(driver: Driver, depth: int, total: int, read_fraction: float, n
     """Keep ``depth`` I/Os outstanding at uniformly random ``nsect``-aligned sectors below ``span``
     until ``total`` have been submitted (each completion submits the next)."""
     rng = random.Random(seed)
+    rand = rng.random
+    slots = span // nsect
     issued = 0
     layer, q = driver.layer, driver.dev.queue
 
     def one(slot: int) -> None:
         nonlocal issued
         issued += 1
-        rw = READ if rng.random() < read_fraction else WRITE
-        sector = rng.randrange(span // nsect) * nsect
-        driver.submit(slot, rw, sector, nsect, lambda rec: again(slot))
+        rw = READ if rand() < read_fraction else WRITE
+        sector = int(rand() * slots) * nsect
+        driver.submit(slot, rw, sector, nsect, dones[slot])
         if q is not None:
             q.unplug()  # the submitter waits for its I/O: blk_run_queues
 
     def again(slot: int) -> None:
         if issued < total:
             one(slot)
+
+    dones = [(lambda rec, slot=slot: again(slot)) for slot in range(min(depth, total))]
 
     def start() -> None:
         for slot in range(min(depth, total)):
