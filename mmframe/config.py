@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from mmframe.errors import ConfigError, UsageError
+from mmframe.block.elevators import registry
+from mmframe.errors import ConfigError, PluginError, UsageError
 from mmframe.options import Option
 from mmframe.plugin import CORE, Catalog, Selection, call_one, resolve_selection
 
@@ -371,9 +372,6 @@ def _plugin_known(layer: Layer, key: tuple[str, ...], name: str, catalog: Catalo
 def _elevators(catalog: Catalog) -> dict[str, tuple[Any, str]]:
     """Every elevator the core and the loaded plugins register (``mmframe_elevators``):
     name -> (class, owner)."""
-    from mmframe.block.elevator import registry
-    from mmframe.errors import PluginError
-
     entries = []
     for info in [catalog.core, *catalog.plugins.values()]:
         classes = call_one(info, "mmframe_elevators")

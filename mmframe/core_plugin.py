@@ -8,7 +8,7 @@ from __future__ import annotations
 from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
-from mmframe.block.elevator import core_elevators
+from mmframe.block.elevators import core_elevators
 from mmframe.workloads import fork_scaling, io_scenarios, sga, shell, spawn
 
 

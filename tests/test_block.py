@@ -411,7 +411,7 @@ def test_a_bad_elevator_class_is_named_with_the_hook(tmp_path, install_plugin, i
 
 
 def test_the_base_class_requires_the_core_operations():
-    from mmframe.block.elevator import check_elevator_class
+    from mmframe.block.elevators import check_elevator_class
 
     class Half(Elevator):
         name = "half"

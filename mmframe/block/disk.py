@@ -36,12 +36,11 @@ import attrs
 from mmframe.block.bio import WRITE, Bio
 from mmframe.block.blkdev import Request
 from mmframe.block.bounce import blk_queue_bounce
-from mmframe.block.genhd import BlockDevice
-from mmframe.block.ll_rw_blk import RequestQueue, queue_nr_requests
+from mmframe.block.device import BlockDevice
+from mmframe.block.ll_rw_blk import RequestQueue
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.block.genhd import BlockLayer
-    from mmframe.config import DiskConfig
 
 MS = 1_000_000.0  # ns
 
@@ -233,31 +232,3 @@ class Disk(BlockDevice):
         out["service_ms"] = self.service_ns / MS
         out.update({f"queue.{k}": v for k, v in self.queue.figures().items()})
         return out
-
-
-def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
-    """A device for a ``[block.<name>]`` config."""
-    from mmframe.block.ramdisk import RamDisk
-
-    nr_sectors = dc.capacity >> 9
-    if dc.model == "ramdisk":
-        return RamDisk(layer, nr_sectors, dc.name)
-    if dc.elevator not in layer.elevators:
-        from mmframe.errors import UsageError
-        owner = layer.m.cfg.elevators.get(dc.elevator, (None, "?"))[1]
-        raise UsageError(f"[block.{dc.name}] elevator {dc.elevator!r} comes from plugin {owner!r}, which this run "
-                         f"does not enable (add it to [plugins] enable or use -p {owner})")
-    cls, _owner = layer.elevators[dc.elevator]
-    m = layer.m
-    if dc.model == "seekfree":
-        model: Any = SeekFree(PRESETS["ata-7200"], nr_sectors)
-    else:
-        model = RuemmlerWilkes(PRESETS[dc.model], nr_sectors)
-        nr_sectors = min(nr_sectors, model.capacity)
-    nr = dc.nr_requests or queue_nr_requests(m.config.memory)
-    bounce = m.mm.first_high - 1 if dc.bounce == "high" else None
-    elv = cls()
-    q = RequestQueue(layer, dc.name, elv, nr, bounce)
-    elv.bind(q, m.costs.id, m.acct)
-    elv.init(q, dict(dc.elevator_options))
-    return Disk(layer, dc.name, nr_sectors, model, q)

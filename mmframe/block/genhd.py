@@ -24,97 +24,27 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from mmframe.block.bio import PAGE_SECTORS, READ, Bio
+from mmframe.block.bio import Bio
 from mmframe.block.bounce import bounce_end_io
-from mmframe.block.content import block_content, page_to_sectors, sectors_to_page
+from mmframe.block.device import BlockDevice
+from mmframe.block.disk import PRESETS, Disk, RuemmlerWilkes, SeekFree
+from mmframe.block.elevators import registry
+from mmframe.block.ll_rw_blk import RequestQueue, queue_nr_requests
+from mmframe.block.ramdisk import RamDisk
+from mmframe.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.config import DiskConfig
     from mmframe.machine import Machine
     from mmframe.sched import Task
 
 IRQ = "<irq>"
 
 
-class BlockDevice:
-    """What every device has: ``name``, ``nr_sectors``, the sectors' data (``data``: sector ->
-    value, see :mod:`mmframe.block.content`) and counters (``ios``, ``sectors`` read/written,
-    ``completions``).  Subclasses implement ``submit_bio``."""
-
-    queue: Any = None
-
-    def __init__(self, layer: BlockLayer, name: str, nr_sectors: int) -> None:
-        self.layer, self.name, self.nr_sectors = layer, name, nr_sectors
-        self.hardsect_size = 512
-        self.data: dict[int, Any] = {}
-        self.ios = 0
-        self.sectors = [0, 0]  # sectors read, written
-        self.completions = 0
-
-    def check_bio(self, bio: Bio) -> None:
-        if bio.sector < 0 or bio.sector + (bio.size >> 9) > self.nr_sectors or bio.size & 511 or not bio.size:
-            raise ValueError(f"{self.name}: bio at sector {bio.sector} of {bio.size} bytes is outside the device")
-
-    def transfer(self, bio: Bio, sector: int | None = None) -> None:
-        """Move ``bio``'s data between its pages and the sectors from ``sector`` (a driver knows
-        only its request's start and the segments after it; default the bio's own) at service time;
-        keeps the values moved in ``bio.data``."""
-        vm = self.layer.m.mm
-        data = self.data
-        s = bio.sector if sector is None else sector
-        moved: list[Any] = []
-        if bio.rw == READ:
-            get = data.get
-            for pfn, off, ln in bio.vecs:
-                n = ln >> 9
-                vals = [get(k) for k in range(s, s + n)]
-                sectors_to_page(vm, pfn, vals, off)
-                moved += vals
-                s += n
-        else:
-            for pfn, off, ln in bio.vecs:
-                n = ln >> 9
-                vals = page_to_sectors(vm, pfn, off, n)
-                for k in range(n):
-                    data[s + k] = vals[k]
-                moved += vals
-                s += n
-        bio.data = moved
-        self.sectors[bio.rw] += bio.size >> 9
-
-    # --- what the device holds (file-system installs and reports, tests) -------------------
-    def poke(self, sector: int, values: list[Any]) -> None:
-        for k, v in enumerate(values):
-            self.data[sector + k] = v
-
-    def block_content(self, block: int) -> tuple[int, int | None]:
-        """``(tag, tail)`` of the page-sized block ``block``."""
-        get = self.data.get
-        return block_content([get(block * PAGE_SECTORS + k) for k in range(PAGE_SECTORS)])
-
-    def read_block(self, block: int) -> int:
-        """The tag a page read from ``block`` would hold."""
-        return self.block_content(block)[0]
-
-    @property
-    def blocks(self) -> dict[int, int]:
-        """block -> tag of every block written (a report; O(sectors written))."""
-        return {s // PAGE_SECTORS: self.read_block(s // PAGE_SECTORS) for s in self.data if s % PAGE_SECTORS == 0}
-
-    def idle(self) -> bool:
-        return True
-
-    def figures(self) -> dict[str, Any]:
-        return {"ios": self.ios, "sectors_read": self.sectors[0], "sectors_written": self.sectors[1],
-                "completions": self.completions}
-
-
 class BlockLayer:
     """The disks of one machine and the submit/complete/wait paths (see the module docstring)."""
 
     def __init__(self, machine: Machine) -> None:
-        from mmframe.block.disk import make_device
-        from mmframe.block.elevator import registry
-
         self.m = machine
         self.engine = machine.engine
         self.P = machine.P
@@ -281,3 +211,28 @@ def _waiter(layer: BlockLayer, task: Any, prev: Callable[[Bio, int], None] | Non
             until, task.io_wait = task.io_wait, 0.0
             layer.engine.at(until, layer.m.sched.wake_io, task)
     return end_io
+
+
+def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
+    """A device for a ``[block.<name>]`` config."""
+    nr_sectors = dc.capacity >> 9
+    if dc.model == "ramdisk":
+        return RamDisk(layer, nr_sectors, dc.name)
+    if dc.elevator not in layer.elevators:
+        owner = layer.m.cfg.elevators.get(dc.elevator, (None, "?"))[1]
+        raise UsageError(f"[block.{dc.name}] elevator {dc.elevator!r} comes from plugin {owner!r}, which this run "
+                         f"does not enable (add it to [plugins] enable or use -p {owner})")
+    cls, _owner = layer.elevators[dc.elevator]
+    m = layer.m
+    if dc.model == "seekfree":
+        model: Any = SeekFree(PRESETS["ata-7200"], nr_sectors)
+    else:
+        model = RuemmlerWilkes(PRESETS[dc.model], nr_sectors)
+        nr_sectors = min(nr_sectors, model.capacity)
+    nr = dc.nr_requests or queue_nr_requests(m.config.memory)
+    bounce = m.mm.first_high - 1 if dc.bounce == "high" else None
+    elv = cls()
+    q = RequestQueue(layer, dc.name, elv, nr, bounce)
+    elv.bind(q, m.costs.id, m.acct)
+    elv.init(q, dict(dc.elevator_options))
+    return Disk(layer, dc.name, nr_sectors, model, q)

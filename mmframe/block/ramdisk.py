@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmframe.block.bio import Bio
-from mmframe.block.genhd import BlockDevice
+from mmframe.block.device import BlockDevice
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.block.genhd import BlockLayer
