@@ -20,7 +20,7 @@ from _util import table  # noqa: E402
 
 from mmframe.config import load_config  # noqa: E402
 
-from mmframe_plugins.elevator_rbtree.depth import fit_growth, measure, period_label  # noqa: E402
+from mmframe.workloads.io_depth_sweep import fit_growth, measure, period_label  # noqa: E402
 from mmframe_plugins.elevator_rbtree.rbtree import RbTree  # noqa: E402
 
 ELEVATORS = ("deadline", "rbtree-ablation")

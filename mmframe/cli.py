@@ -75,6 +75,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     keys.append(("wall_ms", "simulator wall time", "ms"))
     for key, label, unit in keys:
         vals = [c.figures.get(key) for c in columns]
+        if all(v is None for v in vals):
+            continue  # a declared row no column filled (a scenario's optional rows)
         row = [label, unit, *("-" if v is None else _fmt(v) for v in vals)]
         for v in vals[1:]:
             ok = isinstance(vals[0], (int, float)) and isinstance(v, (int, float)) and v

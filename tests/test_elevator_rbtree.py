@@ -277,19 +277,20 @@ def test_depth_sweep_fits_the_list_linear_and_the_tree_logarithmic(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text('[machine]\nmemory = "512MiB"\nseed = 3\n[plugins]\nenable = ["elevator_rbtree"]\n'
                     '[scenario]\nname = "io-depth-sweep"\npolicies = [["elevator_rbtree"]]\n'
-                    'depths = ["8", "64", "512"]\nrounds = 2\nmin_requests = 400\n')
+                    'depths = ["8", "64", "512"]\nrounds = 2\nmin_requests = 400\n'
+                    'elevators = ["deadline", "rbtree-ablation"]\n')
     _, (col,) = run_scenario(load_config(str(path), use_pyproject=False, env={}))
     f = col.figures
     steps = {e: [f[f"d{d}.{e}.insert_steps"] for d in (8, 64, 512)] for e in ("deadline", "rbtree-ablation")}
     assert steps["deadline"][2] > 4 * steps["rbtree-ablation"][2]          # the list scan grows with n
     assert f["deadline.growth"].startswith("n ") and f["rbtree-ablation.growth"].startswith("log n ")
-    assert f["d512.period"].startswith("past 2.5.49's 128")
+    assert f["d512.queue_size"].startswith("past 2.5.49's 128")
     assert all(f[f"d{d}.{e}.completed"] == max(400, 2 * d) for d in (8, 64, 512) for e in steps)
     assert f["d512.rbtree-ablation.insert_cpu_ns"] < f["d512.deadline.insert_cpu_ns"]
 
 
 def test_fit_growth_recognises_n_and_log_n():
-    from mmframe_plugins.elevator_rbtree.depth import fit_growth
+    from mmframe.workloads.io_depth_sweep import fit_growth
     depths = [16, 128, 1024, 10000]
     assert fit_growth(depths, [3 + 0.5 * d for d in depths])["fits"] == "n"
     assert fit_growth(depths, [3 + 2.0 * math.log2(d) for d in depths])["fits"] == "log n"

@@ -41,5 +41,5 @@ MUTANTS = [
      "stream = self.stream_unit", (T_ELV,), False),
     ("elevator_rbtree.2558_sweep_from_highest", IOS, "drq = self.sort[rw].first().value",
      "drq = self.sort[rw].last().value", (T_ELV,), False),
-    ("elevator_rbtree.mm_queue_cap_128", IOS, "nr = max(16, min(cap, ", "nr = max(16, min(128, ", (T_ELV,), False),
+    ("elevator_rbtree.mm_queue_cap_128", IOS, "        q.set_depth_cap(cap)", "        q.set_depth_cap(128)", (T_ELV,), False),
 ]

@@ -222,7 +222,7 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
         owner = layer.m.cfg.elevators.get(dc.elevator, (None, "?"))[1]
         raise UsageError(f"[block.{dc.name}] elevator {dc.elevator!r} comes from plugin {owner!r}, which this run "
                          f"does not enable (add it to [plugins] enable or use -p {owner})")
-    cls, _owner = layer.elevators[dc.elevator]
+    cls, owner = layer.elevators[dc.elevator]
     m = layer.m
     if dc.model == "seekfree":
         model: Any = SeekFree(PRESETS["ata-7200"], nr_sectors)
@@ -233,6 +233,10 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
     bounce = m.mm.first_high - 1 if dc.bounce == "high" else None
     elv = cls()
     q = RequestQueue(layer, dc.name, elv, nr, bounce)
+    q.own_depth = bool(dc.nr_requests)
     elv.bind(q, m.costs.id, m.acct)
-    elv.init(q, dict(dc.elevator_options))
+    options = dict(dc.elevator_options)
+    if owner in m.cfg.plugin_options:  # a plugin's elevator also gets its plugin's options (docs/block.md)
+        options = {**m.cfg.plugin_options[owner], **dc.plugin_options.get(owner, {}), **options}
+    elv.init(q, options)
     return Disk(layer, dc.name, nr_sectors, model, q)

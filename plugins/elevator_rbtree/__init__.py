@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmframe.costs import CostEntry
-from mmframe.hookspecs import hookimpl
-from mmframe.options import Option
+from mmframe.facade import CostEntry, Option, hookimpl
 
 NAME = "elevator_rbtree"
 
@@ -70,9 +68,3 @@ def mmframe_cost_entries() -> list[CostEntry]:
 def mmframe_elevators() -> list[Any]:
     from mmframe_plugins.elevator_rbtree.iosched import ELEVATORS
     return list(ELEVATORS)
-
-
-@hookimpl
-def mmframe_scenarios() -> list[Any]:
-    from mmframe_plugins.elevator_rbtree.depth import SCENARIO
-    return [SCENARIO]

@@ -37,10 +37,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, Request, rq_mergeable
-from mmframe.block.deadline import Deadline
-from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_FRONT_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT,
-                                    Elevator)
+from mmframe.facade import (ELEVATOR_BACK_MERGE, ELEVATOR_FRONT_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, REQ_BARRIER,
+                            REQ_CMD, REQ_HARDBARRIER, BlockRequest, Deadline, Elevator, rq_mergeable)
 
 from mmframe_plugins.elevator_rbtree.listorder import AFTER, FRONT, MERGE, SECTOR_MASK, ListOrder
 from mmframe_plugins.elevator_rbtree.rbtree import RbNode, RbTree
@@ -56,15 +54,10 @@ QUEUE_NR_REQUESTS = 1024  # the -mm patch's cap on queue_nr_requests (ll_rw_blk.
 
 
 def queue_options(q: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """This queue's tunables: the plugin's options (``[plugins.elevator_rbtree]``, defaults filled)
-    overridden by ``[block.<disk>.elevator_rbtree]``, then by what the core handed ``init``."""
+    """This queue's tunables: the plugin's options as ``init`` receives them (``[plugins.
+    elevator_rbtree]`` overridden by ``[block.<disk>.elevator_rbtree]``), over their defaults."""
     from mmframe_plugins.elevator_rbtree import OPTIONS
     out = {o.name: o.coerce(o.default) for o in OPTIONS}
-    cfg = q.layer.m.cfg
-    out.update(cfg.plugin_options.get(PLUGIN, {}))
-    for dc in cfg.disks:
-        if dc.name == q.name:
-            out.update(dc.plugin_options.get(PLUGIN, {}))
     out.update(given)
     return out
 
@@ -74,7 +67,7 @@ class Drq:
 
     __slots__ = ("rq", "node", "expires", "hash_key", "on_fifo")
 
-    def __init__(self, rq: Request) -> None:
+    def __init__(self, rq: BlockRequest) -> None:
         self.rq = rq
         self.node: RbNode | None = None
         self.expires = 0.0
@@ -87,15 +80,15 @@ class _DispatchHead:
 
     __slots__ = ("dispatch",)
 
-    def __init__(self, dispatch: deque[Request]) -> None:
+    def __init__(self, dispatch: deque[BlockRequest]) -> None:
         self.dispatch = dispatch
 
-    def former(self, rq: Request) -> Request | None:
+    def former(self, rq: BlockRequest) -> BlockRequest | None:
         d = self.dispatch
         i = d.index(rq)
         return d[i - 1] if i else None
 
-    def latter(self, rq: Request) -> Request | None:
+    def latter(self, rq: BlockRequest) -> BlockRequest | None:
         d = self.dispatch
         i = d.index(rq) + 1
         return d[i] if i < len(d) else None
@@ -110,9 +103,9 @@ class _TreeElevator(Elevator):
     def init(self, q: Any, options: dict[str, Any]) -> None:
         options = queue_options(q, options)
         self.sort = (RbTree(), RbTree())
-        self.fifo: tuple[deque[Request], deque[Request]] = (deque(), deque())
-        self.dispatch: deque[Request] = deque()
-        self.hash: dict[int, list[Request]] = {}
+        self.fifo: tuple[deque[BlockRequest], deque[BlockRequest]] = (deque(), deque())
+        self.dispatch: deque[BlockRequest] = deque()
+        self.hash: dict[int, list[BlockRequest]] = {}
         self.last_sector = 0
         self.starved = 0
         self.writes_starved = options.get("writes_starved", 2)
@@ -145,13 +138,13 @@ class _TreeElevator(Elevator):
         return dv + dr + dc
 
     # --- hash (end sector -> requests), as deadline's -------------------------------------------------
-    def _hash_add(self, rq: Request) -> None:
+    def _hash_add(self, rq: BlockRequest) -> None:
         drq = rq.elevator_private
         key = rq.sector + rq.nr_sectors
         self.hash.setdefault(key, []).append(rq)
         drq.hash_key = key
 
-    def _hash_del(self, rq: Request) -> None:
+    def _hash_del(self, rq: BlockRequest) -> None:
         drq = rq.elevator_private
         key = drq.hash_key
         if key is not None:
@@ -161,7 +154,7 @@ class _TreeElevator(Elevator):
                 del self.hash[key]
             drq.hash_key = None
 
-    def _find_hash(self, sector: int) -> Request | None:
+    def _find_hash(self, sector: int) -> BlockRequest | None:
         self.step("hash")
         chain = self.hash.get(sector)
         if chain:
@@ -193,7 +186,7 @@ class _TreeElevator(Elevator):
                 return ELEVATOR_FRONT_MERGE, node.value.rq
         return ELEVATOR_NO_MERGE, None
 
-    def merged(self, rq: Request) -> None:
+    def merged(self, rq: BlockRequest) -> None:
         """``deadline_merged_request``: re-hash (the end moved); after a front merge re-key the tree."""
         drq = rq.elevator_private
         self._hash_del(rq)
@@ -204,7 +197,7 @@ class _TreeElevator(Elevator):
             self._flush()
         self.q.last_merge = rq
 
-    def merge_req(self, rq: Request, nxt: Request) -> None:
+    def merge_req(self, rq: BlockRequest, nxt: BlockRequest) -> None:
         """``deadline_merged_requests``: re-hash and re-key ``rq``; it takes ``nxt``'s earlier
         expiry and FIFO place."""
         drq, dnext = rq.elevator_private, nxt.elevator_private
@@ -240,7 +233,7 @@ class _TreeElevator(Elevator):
             drq.node = None
 
     # --- add, remove ------------------------------------------------------------------------------------
-    def add_req(self, rq: Request, where: Any) -> None:
+    def add_req(self, rq: BlockRequest, where: Any) -> None:
         """``deadline_add_request``: into the tree (``where`` is not used: the tree places), the
         hash and the direction's FIFO."""
         q = self.q
@@ -267,7 +260,7 @@ class _TreeElevator(Elevator):
     def _has_fifo(self, rw: int) -> bool:
         return True
 
-    def _dispatch_insert(self, rq: Request, where: Any) -> None:
+    def _dispatch_insert(self, rq: BlockRequest, where: Any) -> None:
         d = self.dispatch
         if where is None or where is INSERT_FRONT and not d:
             d.append(rq)
@@ -284,7 +277,7 @@ class _TreeElevator(Elevator):
             self.fifo[drq.rq.rw].remove(drq.rq)
             drq.on_fifo = False
 
-    def remove_req(self, rq: Request) -> None:
+    def remove_req(self, rq: BlockRequest) -> None:
         """``deadline_remove_request`` (and the core's dequeue): off the dispatch list, the FIFO,
         the hash and the tree."""
         drq = rq.elevator_private
@@ -333,13 +326,7 @@ class RbtreeMM(_TreeElevator):
     def _queue_depth(q: Any, cap: int) -> None:
         """2.5's global ``queue_nr_requests`` with the patch's cap (1024 instead of 128), unless
         the queue has a depth of its own (``[block.<disk>] nr_requests``)."""
-        from mmframe.block.ll_rw_blk import batch_requests
-        m = q.layer.m
-        dc = next(d for d in m.cfg.disks if d.name == q.name)
-        if dc.nr_requests:
-            return
-        nr = max(16, min(cap, ((m.config.memory >> 10) >> 9) & ~7))
-        q.nr_requests, q.batch_requests, q.free = nr, batch_requests(nr), [nr, nr]
+        q.set_depth_cap(cap)
 
     def _has_fifo(self, rw: int) -> bool:
         return rw == READ  # read_fifo only
@@ -355,7 +342,7 @@ class RbtreeMM(_TreeElevator):
             self.aliases += 1
             self.dispatch.append(rq)
 
-    def get_sort_head(self, rq: Request) -> Any:
+    def get_sort_head(self, rq: BlockRequest) -> Any:
         """Requests in the tree have a self-linked queuelist (no neighbours); on the dispatch list
         the dispatch list is the sort head."""
         drq = rq.elevator_private
@@ -363,7 +350,7 @@ class RbtreeMM(_TreeElevator):
             return None
         return _DispatchHead(self.dispatch) if rq in self.dispatch else None
 
-    def next_req(self) -> Request | None:
+    def next_req(self) -> BlockRequest | None:
         if not self.dispatch and not self._dispatch_requests():
             return None
         rq = self.dispatch[0]
@@ -446,7 +433,7 @@ class _ElvFormerBug:
     def __init__(self, elv: Rbtree2558) -> None:
         self.elv = elv
 
-    def latter(self, rq: Request) -> Request | None:
+    def latter(self, rq: BlockRequest) -> BlockRequest | None:
         elv = self.elv
         node = rq.elevator_private.node
         nxt = elv.sort[rq.rw].next(node)
@@ -494,11 +481,11 @@ class Rbtree2558(_TreeElevator):
         else:
             super()._rb_del(drq)
 
-    def get_sort_head(self, rq: Request) -> Any:
+    def get_sort_head(self, rq: BlockRequest) -> Any:
         drq = rq.elevator_private
         return None if drq is None or drq.node is None else _ElvFormerBug(self)
 
-    def next_req(self) -> Request | None:
+    def next_req(self) -> BlockRequest | None:
         if not self.dispatch and not self._dispatch_requests():
             return None
         return self.dispatch[0]
@@ -593,7 +580,7 @@ class _Rqs:
     def __len__(self) -> int:
         return len(self.lst)
 
-    def __getitem__(self, i: int) -> Request:
+    def __getitem__(self, i: int) -> BlockRequest:
         if i != 0:
             raise IndexError("a tree-held sort list gives its head only")
         head = self.lst.head()
@@ -601,7 +588,7 @@ class _Rqs:
             raise IndexError("empty sort list")
         return head
 
-    def remove(self, rq: Request) -> None:
+    def remove(self, rq: BlockRequest) -> None:
         if not self.lst.remove(rq):
             raise ValueError("request not on this sort list")
 
@@ -615,10 +602,10 @@ class _TreeSortList(ListOrder):
 
     def __init__(self) -> None:
         super().__init__()
-        self.barriers: list[Request] = []
+        self.barriers: list[BlockRequest] = []
         self.rqs = _Rqs(self)
 
-    def insert(self, rq: Request, where: Any) -> None:
+    def insert(self, rq: BlockRequest, where: Any) -> None:
         if where is None:
             self.append(rq, rq.sector)
         elif where is INSERT_FRONT:
@@ -628,7 +615,7 @@ class _TreeSortList(ListOrder):
         if rq.flags & REQ_BARRIER:
             self.barriers.append(rq)
 
-    def remove(self, rq: Request) -> bool:
+    def remove(self, rq: BlockRequest) -> bool:
         if rq not in self.node:
             return False
         self.unlink(rq)
@@ -636,25 +623,25 @@ class _TreeSortList(ListOrder):
             self.barriers.remove(rq)
         return True
 
-    def last_barrier(self) -> Request | None:
+    def last_barrier(self) -> BlockRequest | None:
         """The barrier nearest the tail (the one a backward scan meets first)."""
         if not self.barriers:
             return None
         node = self.node
         return max(self.barriers, key=lambda rq: node[rq].key)
 
-    def former(self, rq: Request) -> Request | None:
+    def former(self, rq: BlockRequest) -> BlockRequest | None:
         return self.prev(rq)
 
-    def latter(self, rq: Request) -> Request | None:
+    def latter(self, rq: BlockRequest) -> BlockRequest | None:
         return self.next(rq)
 
-    def rekey(self, rq: Request) -> None:
+    def rekey(self, rq: BlockRequest) -> None:
         """A front merge moved ``rq``'s start: same place in the list, new sector."""
         if self.node[rq].key & SECTOR_MASK != rq.sector:
             self.resector(rq, rq.sector)
 
-    def __contains__(self, rq: Request) -> bool:
+    def __contains__(self, rq: BlockRequest) -> bool:
         return rq in self.node
 
 
@@ -703,7 +690,7 @@ class RbtreeAblation(Deadline):
         lst = self.sort[bio.rw]
         merged: list[int] = []
 
-        def merge_ok(rq: Request) -> bool:
+        def merge_ok(rq: BlockRequest) -> bool:
             r = self.try_merge(rq, bio)
             if r != ELEVATOR_NO_MERGE:
                 merged.append(r)
@@ -720,24 +707,24 @@ class RbtreeAblation(Deadline):
             return ELEVATOR_NO_MERGE, INSERT_FRONT
         return ELEVATOR_NO_MERGE, None
 
-    def merged(self, rq: Request) -> None:
+    def merged(self, rq: BlockRequest) -> None:
         super().merged(rq)   # re-keys a front-merged request through the sort head's rekey
         self._flush()
 
-    def merge_req(self, rq: Request, nxt: Request) -> None:
+    def merge_req(self, rq: BlockRequest, nxt: BlockRequest) -> None:
         super().merge_req(rq, nxt)
         self._flush()
 
-    def add_req(self, rq: Request, where: Any) -> None:
+    def add_req(self, rq: BlockRequest, where: Any) -> None:
         super().add_req(rq, where)
         self.insert_steps += self._flush()
         self.inserts += 1
 
-    def remove_req(self, rq: Request) -> None:
+    def remove_req(self, rq: BlockRequest) -> None:
         super().remove_req(rq)
         self._flush()
 
-    def move_requests(self, rq: Request) -> None:
+    def move_requests(self, rq: BlockRequest) -> None:
         """The core deadline's batch, walking the tree's list order."""
         lst = self.sort[rq.rw]
         last_sec = self.last_sector
