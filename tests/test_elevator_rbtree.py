@@ -328,3 +328,51 @@ def test_the_shipped_config_loads():
                       use_pyproject=False, env={})
     assert cfg.scenario.name == "io-depth-sweep" and list(cfg.scenario.params["depths"]) == ["16", "128", "1024",
                                                                                                 "10000"]
+
+
+# --- generated file programs, and read latency under io-depth --------------------------------------
+
+def _tree_machine(elevator: str):
+    import attrs
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=["elevator_rbtree"])
+    d0 = attrs.evolve(cfg.disks[0], elevator=elevator, elevator_options={})
+    return Machine(attrs.evolve(cfg, disks=(d0,), machine=attrs.evolve(cfg.machine, memory=24 << 20,
+                                                                        debug_vm="syscall")))
+
+
+def _file_call():
+    from tests.test_address_space import FILE_CALL
+    return FILE_CALL
+
+
+@settings(max_examples=examples(8), deadline=None)
+@given(ops=st.lists(st.deferred(lambda: _file_call()), max_size=20), other=st.sampled_from(TREE_ELEVATORS))
+def test_generated_file_programs_give_the_same_results_and_completions_as_under_deadline(ops, other):
+    """The address-space suite's generated file programs (one task), under deadline and under each
+    tree elevator: same calls and results, same disk, same set of I/O completions."""
+    from mmframe.differential import compare_results
+    from tests.test_address_space import _files_program
+    a = _tree_machine("deadline").run(_files_program, ops)
+    b = _tree_machine(other).run(_files_program, ops)
+    cmp = compare_results(a, b)
+    assert cmp.same, cmp.report()
+
+
+@pytest.mark.parametrize("elevator", ["rbtree", "rbtree-2.5.58"])
+def test_io_depth_read_latency_stays_within_the_deadline_bound(tmp_path, elevator):
+    """Random 4 KiB reads held at depth 32: an expired read is served after at most the batch in
+    progress and one write batch, each at most fifo_batch requests (-mm: a budget of 16 with each
+    request costing at least 1; 2.5.58: 16 requests): read_expire + (2 * fifo_batch + 1) * worst."""
+    from mmframe.block.bio import READ as R
+    from mmframe.workloads.iodriver import random_depth
+    m = machine(tmp_path, elevator)
+    dev = m.block.device()
+    drv = Driver(m, dev, 32, 1)
+    random_depth(drv, 32, 1500, 1.0, 8, dev.nr_sectors, 3)
+    drv.run()
+    worst = dev.model.worst_case(8)
+    elv = dev.queue.elevator
+    bound = elv.expire[R] + (2 * elv.fifo_batch + 1) * worst
+    lat = [r.done - r.submitted for r in drv.records]
+    assert len(lat) == 1500 and all(r.completions == 1 for r in drv.records)
+    assert max(lat) <= bound and dev.queue.stats["requests"] == 1500
