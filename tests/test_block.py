@@ -631,3 +631,17 @@ def test_noop_finds_by_its_maps_what_the_scan_finds(tmp_path, ops, probes):
             q.last_merge = None
             slow = elv.merge_scan(b)
             assert fast == slow and fast_steps == elv.step_counts["scan"] - before - fast_steps
+
+
+def test_what_was_written_back_through_bounce_buffers_reads_back_after_the_cache_is_dropped(tmp_path):
+    m = machine(tmp_path, memory="1GiB")
+    # a 1 GiB machine: page-cache pages come from highmem, which hda bounces
+    assert m.run(_files_prog).tasks["1"].status == 0
+    q = m.block.device().queue
+    written_bounces = q.stats["bounced_pages"]
+    assert m.fs.drop_caches() >= 120
+    r = m.run(_read_back)
+    reader = next(t for t in r.tasks.values() if any(n == "pread" for n, _ in t.calls))
+    reads = [v for n, v in reader.calls if n == "read"]
+    assert reads == [5000 + n + i for n in range(3) for i in range(0, 40, 7)]
+    assert written_bounces > 0 and q.stats["bounced_pages"] > written_bounces

@@ -160,9 +160,12 @@ class Disk(BlockDevice):
 
     def submit_bio(self, bio: Bio) -> None:
         """``generic_make_request``: bounce, then ``__make_request``."""
-        self.check_bio(bio)
-        blk_queue_bounce(self.queue, bio)
-        self.queue.make_request(bio)
+        if bio.sector < 0 or bio.sector + (bio.size >> 9) > self.nr_sectors or bio.size & 511 or not bio.size:
+            self.check_bio(bio)  # raises, naming the device
+        q = self.queue
+        if q.bounce_pfn is not None:
+            blk_queue_bounce(q, bio)
+        q.make_request(bio)
 
     def request_fn(self) -> None:
         """The driver's ``request_fn``: start the next request if idle."""

@@ -162,8 +162,8 @@ def random_depth(driver: Driver, depth: int, total: int, read_fraction: float, n
         rw = READ if rand() < read_fraction else WRITE
         sector = int(rand() * slots) * nsect
         driver.submit(slot, rw, sector, nsect, dones[slot])
-        if q is not None:
-            q.unplug()  # the submitter waits for its I/O: blk_run_queues
+        if q is not None and (q.plugged or driver.dev.busy is None):
+            q.unplug()  # the submitter waits for its I/O: blk_run_queues (a no-op unless plugged or idle)
 
     def again(slot: int) -> None:
         if issued < total:
