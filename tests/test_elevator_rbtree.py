@@ -376,3 +376,21 @@ def test_io_depth_read_latency_stays_within_the_deadline_bound(tmp_path, elevato
     lat = [r.done - r.submitted for r in drv.records]
     assert len(lat) == 1500 and all(r.completions == 1 for r in drv.records)
     assert max(lat) <= bound and dev.queue.stats["requests"] == 1500
+
+
+@pytest.mark.parametrize("elevator", ["deadline", "rbtree-ablation", "rbtree", "rbtree-2.5.58"])
+def test_a_bio_front_merges_through_the_hint_into_a_request_awaiting_dispatch(tmp_path, elevator):
+    """The last_merge hint may still name a request moved to the dispatch list (only starting it
+    clears the hint): a front merge into it must not break the sort structures (it once raised in
+    deadline's rekey of the dispatch list)."""
+    m, dev, q = _queue(tmp_path, elevator)
+    elv = q.elevator
+    with m.block.irq(0.0):
+        m.block.submit_bio(dev, bio(m, READ, 800))
+        m.block.submit_bio(dev, bio(m, READ, 4000))
+        elv.next_req()                                  # a batch on the dispatch list, nothing started
+        m.block.submit_bio(dev, bio(m, READ, 792))      # ends where the hinted request starts
+    got = sorted((rq.sector, rq.nr_sectors) for rq in _pull(q))
+    # 2.5.58 drops the hint when it moves a request to the dispatch list: the bio is a request of its own
+    want = [(792, 8), (800, 8), (4000, 8)] if elevator == "rbtree-2.5.58" else [(792, 16), (4000, 8)]
+    assert got == want and elv.queue_empty()
