@@ -31,7 +31,9 @@ from mmframe.block.disk import PRESETS, Disk, RuemmlerWilkes, SeekFree
 from mmframe.block.elevators import registry
 from mmframe.block.ll_rw_blk import RequestQueue, queue_nr_requests
 from mmframe.block.ramdisk import RamDisk
-from mmframe.errors import UsageError
+from mmframe.block.elevator import Elevator
+from mmframe.errors import PluginError, UsageError
+from mmframe.plugin import CORE
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.config import DiskConfig
@@ -231,12 +233,25 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
         nr_sectors = min(nr_sectors, model.capacity)
     nr = dc.nr_requests or queue_nr_requests(m.config.memory)
     bounce = m.mm.first_high - 1 if dc.bounce == "high" else None
-    elv = cls()
-    q = RequestQueue(layer, dc.name, elv, nr, bounce)
-    q.own_depth = bool(dc.nr_requests)
-    elv.bind(q, m.costs.id, m.acct)
-    options = dict(dc.elevator_options)
-    if owner in m.cfg.plugin_options:  # a plugin's elevator also gets its plugin's options (docs/block.md)
-        options = {**m.cfg.plugin_options[owner], **dc.plugin_options.get(owner, {}), **options}
-    elv.init(q, options)
+    hook = f"mmframe_elevators ({cls.name!r}, disk {dc.name})"
+    if owner != CORE:  # an exception in the elevator's code is then named with its plugin
+        for klass in cls.__mro__:
+            if klass is Elevator or klass is object or klass.__module__.startswith("mmframe."):
+                continue  # a core class a plugin's elevator derives from (deadline) stays the core's
+            for op, fn in vars(klass).items():
+                code = getattr(fn, "__code__", None)
+                if code is not None:
+                    m.hooks.impl_codes.setdefault(code, (owner, f"{hook}: {op}"))
+    try:
+        elv = cls()
+        q = RequestQueue(layer, dc.name, elv, nr, bounce)
+        q.own_depth = bool(dc.nr_requests)
+        elv.bind(q, m.costs.id, m.acct)
+        options = dict(dc.elevator_options)
+        if owner in m.cfg.plugin_options:  # a plugin's elevator also gets its plugin's options (docs/block.md)
+            options = {**m.cfg.plugin_options[owner], **dc.plugin_options.get(owner, {}), **options}
+        elv.init(q, options)
+    except Exception as exc:  # noqa: BLE001 - named with its plugin
+        raise PluginError(f"plugin {owner!r} raised in {hook}: {type(exc).__name__}: {exc}", plugin=owner,
+                          hook="mmframe_elevators") from exc
     return Disk(layer, dc.name, nr_sectors, model, q)
