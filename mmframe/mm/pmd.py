@@ -14,11 +14,12 @@ from mmframe.mm import filemap
 from mmframe.mm.filemap import _CACHE
 from mmframe.mm.fork import copy_pte_range
 from mmframe.mm.page import GFP_KERNEL, PAGE_SHIFT, __GFP_HIGHMEM
-from mmframe.mm.pgtable import _PAGE_DIRTY, _PAGE_RW, _PAGE_TABLE, PTE_PRESENT_MASK, PtePage
+from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, _PAGE_TABLE, PROT_BITS, PTE_PRESENT_MASK, PtePage
 from mmframe.mm.pte_change import UNSHARE
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
+    from mmframe.mm.vma import VMA
 
 GFP_PTE_HIGH = GFP_KERNEL | __GFP_HIGHMEM  # pte_alloc_one with CONFIG_HIGHPTE (no mangling here)
 
@@ -136,6 +137,18 @@ class PmdOps:
     def sharers(self, pt: PtePage) -> int:
         """How many mms use this PTE page (its page count)."""
         return self.count[pt.pfn]
+
+    def ptes_follow_vma(self, mm: MMStruct, idx: int, vma: VMA) -> bool:
+        """Every present entry of ``mm``'s PTE page ``idx`` carries ``vma.page_prot`` (accessed and
+        dirty aside; the write bit too for a copy-on-write mapping): mprotect at the PMD level is
+        then exact.  The 2002 patch flipped the PMD without this test, so a table whose entries
+        were PROT_NONE stayed unreadable after mprotect(PROT_READ) (docs/pt_shared.md).  Free:
+        a kernel compares the old and new ``vm_page_prot``; here the entries are the record."""
+        v = mm.ptp[idx].np()
+        ign = _PAGE_ACCESSED | _PAGE_DIRTY | (_PAGE_RW if vma.cow else 0)
+        mask = v.dtype.type(PROT_BITS & ~ign)
+        pres = v[(v & PTE_PRESENT_MASK) != 0]
+        return bool(((pres & mask) == (vma.page_prot & mask)).all())
 
     def flush_tlb_mm(self, mm: MMStruct) -> None:
         self.m.tlb.flush_tlb_mm(mm, self._cpu())
