@@ -50,8 +50,9 @@ def quick(workloads: Sequence[Workload]) -> tuple[Workload, ...]:
 
 
 def design(workloads: Sequence[Workload], shapes: Mapping[str, Mapping[str, Any]], names: Sequence[str],
-           counts: Callable[[Workload, Mapping[str, Any]], Mapping[str, float]] = model_counts) -> np.ndarray:
+           counts: Callable[[Workload, Mapping[str, Any]], Mapping[str, float]] | None = None) -> np.ndarray:
     """The design matrix: a row per workload, a column per cost entry, the model's counts."""
+    counts = counts or model_counts
     rows = []
     for w in workloads:
         c = counts(w, shapes[w.key])

@@ -262,9 +262,8 @@ def main():
                 emit({"done": n, "skipped": f"over the memory cap (RLIMIT_AS): {exc}"})
             else:
                 raise
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    emit({"end": {"peak_rss": ru.ru_maxrss << 10, "hwm": status_kib("VmHWM") << 10,
-                  "budget_peak": budget.peak}})
+    # VmHWM, not getrusage's ru_maxrss: that one starts at exec from the forked parent's peak
+    emit({"end": {"peak_rss": status_kib("VmHWM") << 10, "budget_peak": budget.peak}})
 
 
 if __name__ == "__main__":
