@@ -231,7 +231,9 @@ def test_cost_file_loads_as_machine_costs(tmp_path: Path, monkeypatch: pytest.Mo
         assert m.costs[e.name].kind == e.kind
     assert m.costs["pte_copy"].kind == "fitted" and "testhost" in m.costs["pte_copy"].fitted_to
     assert m.costs["exec_process"].kind == "derived"  # no fitted workload counts it
-    assert m.costs["exec_process"].ns == pytest.approx(898000 * cal.fit.s0, rel=1e-6)
+    assert cal.fit.s0 == pytest.approx(0.2)
+    for e, p in zip(cal.table.entries, PRIOR):  # measurements from a uniformly scaled table: recovered
+        assert e.ns == pytest.approx(p * 0.2, rel=1e-3, abs=1e-3), e.name
 
 
 def test_the_sets_are_the_issues() -> None:
