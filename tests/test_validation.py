@@ -256,7 +256,6 @@ def test_cli_calibrate_fits_the_fit_set_and_validate_predicts(tmp_path: Path, mo
     assert list(got["residuals"]) == [w.key for w in C.quick(C.FIT_SET)]
     assert got["rank"] >= 4 and got["host"]["peak_over_baseline"] <= 256 * MiB
     monkeypatch.setattr(V, "HELD_OUT", (Workload("fork", 8 * MiB, 3), Workload("mprotect", 8 * MiB, 3)))
-    monkeypatch.setattr(V, "FIT_SET", (Workload("fork", 4 * MiB, 3),))
     assert main(["validate", str(out), "--no-published", "--json", "--cap", "256MiB"]) == 0
     got = json.loads(capsys.readouterr().out)
     rows = {r["workload"]: r for r in got["held_out"]}
@@ -265,7 +264,8 @@ def test_cli_calibrate_fits_the_fit_set_and_validate_predicts(tmp_path: Path, mo
         assert r["predicted_ns"] > 0 and r["measured_ns"] > 0
         assert r["ratio"] == pytest.approx(r["predicted_ns"] / r["measured_ns"])
         assert abs(sum(b["share"] for b in r["basis"]) - 1) < 1e-9
-    assert [r["workload"] for r in got["fit_set"]] == ["fork 4MiB"]
+    assert [r["workload"] for r in got["fit_set"]] == [w.key for w in C.quick(C.FIT_SET)]  # the table's own
+    assert got["table_meta"]["quick"] is True and got["table_meta"]["extended"] is False
 
 
 def test_validate_without_a_table_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,3 +296,14 @@ def test_published_figures_beside_the_2002_table() -> None:
     assert fork["predicted_ms"] - per_page_ms + per_page_ms * fork["factor_to_meet"] == pytest.approx(28.4)
     assert rows["lmbench fork proc"]["fitted_to_this"] == ["copy_process", "exit_process"]
     assert rows["lmbench fork proc"]["factor_to_meet"] is None
+
+
+def test_an_extended_fit_says_so_and_reaches_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(C, "model_counts", lambda w, shape: model_counts(w, shape, memory=256 * MiB))
+    ws = TINY_FIT + (Workload("read_faults", MiB), Workload("fork_exec_exit", MiB))
+    cal = C.calibrate(ws, run=fake_run(ws, PRIOR * 0.2))
+    assert cal.table["exec_process"].kind == "fitted" and "EXTENDED" in cal.table["exec_process"].fitted_to
+    C.write_table(cal, tmp_path / "x.toml")
+    table, meta = V.load_table(tmp_path / "x.toml")
+    assert meta["extended"] is True and [w[0] for w in meta["fit_workloads"]][-1] == "fork_exec_exit"
+    assert table["exec_process"].ns == pytest.approx(cal.table["exec_process"].ns)
