@@ -77,11 +77,11 @@ class Calibration:
 
 
 def calibrate(workloads: Sequence[Workload] = FIT_SET, *, cap: int | None = None, progress: bool = True,
-              run: HostRun | None = None, quick_run: bool = False) -> Calibration:
+              run: HostRun | None = None, quick_run: bool = False, rt: bool = False) -> Calibration:
     """Measure ``workloads`` on the host (unless ``run`` is given), count them in the model, fit."""
     prior = CostTable.default()
     names = [e.name for e in prior.entries]
-    run = run if run is not None else run_host(workloads, cap, progress=progress)
+    run = run if run is not None else run_host(workloads, cap, progress=progress, rt=rt)
     missing = [w.key for w in workloads if w.key not in run.measurements]
     if missing:
         from mmframe.errors import UsageError
@@ -150,6 +150,7 @@ def write_table(cal: Calibration, path: str | Path) -> None:
                                               for w in cal.workloads) + "]",
               f"cap_bytes = {cal.run.cap}", f"peak_rss_over_baseline_bytes = {cal.run.peak_over_baseline}",
               f"pinned_cpu = {-1 if cal.run.cpu is None else cal.run.cpu}",
+              f"sched_fifo = {'true' if cal.run.rt else 'false'}",
               f"rank = {an.rank}", f"columns = {len(an.names)}", f"common_scale = {f.s0:.6f}", f"prior_width = {f.tau}",
               "inseparable = [" + ", ".join("[" + ", ".join(_toml_str(n) for n in g) + "]" for g in an.groups) + "]",
               "combined = [" + ", ".join(_toml_str(n) for n in an.combined) + "]",
@@ -182,7 +183,7 @@ def report(cal: Calibration, console: Any, path: str | Path) -> None:
                       "calibration[/yellow]")
     console.print(f"memory cap {run.cap >> 20} MiB; the runner's peak resident size was "
                   f"{run.peak_over_baseline / MiB:.1f} MiB above its {run.baseline_rss / MiB:.1f} MiB baseline; "
-                  f"pinned to CPU {run.cpu}", soft_wrap=True)
+                  f"pinned to CPU {run.cpu}{', SCHED_FIFO' if run.rt else ''}", soft_wrap=True)
     t = Table(title="fit set: measured on the host, and the fitted table's value")
     for col in ("workload", "measured", "spread", "n", "std error", "fitted", "residual"):
         t.add_column(col, justify="left" if col == "workload" else "right")
@@ -220,7 +221,7 @@ def cmd_calibrate(args: Any, console: Any) -> int:
     cap = parse_size(args.cap) if args.cap else None
     workloads = FIT_SET + EXTENDED if args.extend else FIT_SET
     workloads = quick(workloads) if args.quick else workloads
-    cal = calibrate(workloads, cap=cap, progress=not args.json, quick_run=args.quick)
+    cal = calibrate(workloads, cap=cap, progress=not args.json, quick_run=args.quick, rt=args.rt)
     write_table(cal, args.output)
     if args.json:
         an = cal.fit.analysis

@@ -256,7 +256,7 @@ def test_cli_calibrate_fits_the_fit_set_and_validate_predicts(tmp_path: Path, mo
     assert list(got["residuals"]) == [w.key for w in C.quick(C.FIT_SET)]
     assert got["rank"] >= 4 and got["host"]["peak_over_baseline"] <= 256 * MiB
     monkeypatch.setattr(V, "HELD_OUT", (Workload("fork", 8 * MiB, 3), Workload("mprotect", 8 * MiB, 3)))
-    assert main(["validate", str(out), "--no-published", "--json", "--cap", "256MiB"]) == 0
+    assert main(["validate", str(out), "--no-published", "--json", "--cap", "256MiB", "--refit"]) == 0
     got = json.loads(capsys.readouterr().out)
     rows = {r["workload"]: r for r in got["held_out"]}
     assert set(rows) == {"fork 8MiB", "mprotect 8MiB"}
@@ -266,6 +266,7 @@ def test_cli_calibrate_fits_the_fit_set_and_validate_predicts(tmp_path: Path, mo
         assert abs(sum(b["share"] for b in r["basis"]) - 1) < 1e-9
     assert [r["workload"] for r in got["fit_set"]] == [w.key for w in C.quick(C.FIT_SET)]  # the table's own
     assert got["table_meta"]["quick"] is True and got["table_meta"]["extended"] is False
+    assert [r["workload"] for r in got["held_out_same_run_fit"]] == ["fork 8MiB", "mprotect 8MiB"]
 
 
 def test_validate_without_a_table_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -105,6 +105,7 @@ class HostRun:
     cpu: int | None
     measurements: Mapping[str, Measurement]
     skipped: Mapping[str, str]
+    rt: bool = False  # ran SCHED_FIFO (opt-in)
 
     @property
     def peak_over_baseline(self) -> int:
@@ -113,7 +114,7 @@ class HostRun:
     def as_dict(self) -> dict[str, Any]:
         return {"host": dict(self.host), "cap": self.cap, "baseline_rss": self.baseline_rss,
                 "peak_rss": self.peak_rss, "peak_over_baseline": self.peak_over_baseline,
-                "budget_peak": self.budget_peak, "cpu": self.cpu,
+                "budget_peak": self.budget_peak, "cpu": self.cpu, "sched_fifo": self.rt,
                 "measurements": {k: m.as_dict() for k, m in self.measurements.items()},
                 "skipped": dict(self.skipped)}
 
@@ -156,14 +157,14 @@ def check_cap(cap: int) -> int:
 
 
 def run_host(workloads: Sequence[Workload], cap: int | None = None, *, progress: bool = True,
-             cpu: int | None = -1, true_binary: str | None = None) -> HostRun:
+             cpu: int | None = -1, true_binary: str | None = None, rt: bool = False) -> HostRun:
     """Run ``workloads`` on the host in a fresh runner process; ``cpu=-1`` pins it to the last CPU
-    this process may use, ``None`` leaves it free."""
+    this process may use, ``None`` leaves it free; ``rt`` asks for SCHED_FIFO (if permitted)."""
     cap = check_cap(default_cap() if cap is None else int(cap))
     if cpu == -1:
         cpu = max(os.sched_getaffinity(0))
     true = true_binary or shutil.which("true") or "/bin/true"
-    plan = {"cap": cap, "cpu": cpu, "true": true,
+    plan = {"cap": cap, "cpu": cpu, "true": true, "rt": rt,
             "workloads": [{"kind": w.kind, "size": w.size, "repeats": w.repeats, "loops": w.loops}
                           for w in workloads]}
     proc = subprocess.Popen([sys.executable, "-S", "-E", str(RUNNER)], stdin=subprocess.PIPE,
@@ -197,7 +198,7 @@ def run_host(workloads: Sequence[Workload], cap: int | None = None, *, progress:
         else:
             measurements[w.key] = Measurement(w, tuple(float(x) for x in msg["samples"]), msg["shape"])
     return HostRun(host_info(), cap, start["baseline_rss"], end["peak_rss"], end["budget_peak"], cpu,
-                   measurements, skipped)
+                   measurements, skipped, bool(start.get("rt")))
 
 
 class _progress:

@@ -5,6 +5,9 @@ memory, and writes one JSON line per finished repetition and a final result line
 imports nothing but the standard library so the process being forked stays small (its own
 address space is measured and replayed in the model; see ``mmframe.host.model``).
 
+Scheduling: pinned to one CPU when the plan names one; SCHED_FIFO (priority 1, the kernel's RT
+throttling still leaves others 5%) when the plan asks for it and the runner may.
+
 Memory cap: the runner sets RLIMIT_AS to its own size plus the cap (the kernel refuses anything
 beyond) and refuses, before mapping anything, a workload whose planned size exceeds the cap.
 A forked child _exits at once (``os._exit``), without Python teardown.
@@ -248,7 +251,14 @@ def main():
     budget = Budget(cap)
     if plan.get("cpu") is not None:  # one CPU: a cross-CPU wake-up can wait for a tick in a VM
         os.sched_setaffinity(0, {int(plan["cpu"])})
-    emit({"start": {"baseline_rss": base_rss, "vm_size": vm_size, "pid": os.getpid()}})
+    rt = False
+    if plan.get("rt"):  # opt-in: SCHED_FIFO, so other users' load does not delay a wake-up or a fault
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            rt = True
+        except (PermissionError, OSError):
+            rt = False
+    emit({"start": {"baseline_rss": base_rss, "vm_size": vm_size, "pid": os.getpid(), "rt": rt}})
     for n, w in enumerate(plan["workloads"]):
         def progress(i, n=n):
             emit({"progress": n, "rep": i})
