@@ -251,6 +251,8 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
     console.print("(fit) an entry the fit set determined on its own; (sum) known only as part of a fitted sum "
                   "or combination (its split is not measured); (scaled) no fitted workload counts it: "
                   "the 2002 figure times the fit's common scale", style="dim", soft_wrap=True, markup=False)
+    if not published:
+        return
     t = Table(title="the default 2002 table beside the published 2.5 figures (* fitted entry)")
     for col in ("figure", "2002 model", "published", "model/published", "fitted entries used"):
         t.add_column(col, justify="left" if col in ("figure", "fitted entries used") else "right")
