@@ -41,7 +41,7 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None, tol: float =
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)
     w = a.T @ (b - a @ x)
-    scale = tol * max(1.0, float(np.abs(a).max(initial=0.0)) * max(1.0, float(np.abs(b).max(initial=0.0))))
+    scale = 10 * max(m, n) * np.finfo(float).eps * float(np.abs(a).sum(axis=0).max(initial=0.0))  # as scipy's
     for _ in range(max_iter or 3 * n + 10):
         cand = ~passive & (w > scale)
         if not cand.any():

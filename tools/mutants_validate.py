@@ -17,8 +17,8 @@ T = "python -m pytest -x -q -p no:cacheprovider tests/test_validation.py"
 
 MUTANTS = [
     {"name": "validate-fit-on-held-out", "file": "mmframe/calibrate.py",
-     "old": "    workloads = quick(FIT_SET) if args.quick else FIT_SET\n",
-     "new": "    workloads = quick(HELD_OUT) if args.quick else HELD_OUT\n",
+     "old": "    workloads = FIT_SET + EXTENDED if args.extend else FIT_SET\n",
+     "new": "    workloads = HELD_OUT + EXTENDED if args.extend else HELD_OUT\n",
      "test": T + " -k cli_calibrate"},
     {"name": "validate-held-out-overlaps-fit", "file": "mmframe/calibrate.py",
      "old": '    Workload("fork", 256 * MiB, 7), Workload("fork", GiB, 5),',
