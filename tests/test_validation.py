@@ -308,3 +308,31 @@ def test_an_extended_fit_says_so_and_reaches_exec(tmp_path: Path, monkeypatch: p
     table, meta = V.load_table(tmp_path / "x.toml")
     assert meta["extended"] is True and [w[0] for w in meta["fit_workloads"]][-1] == "fork_exec_exit"
     assert table["exec_process"].ns == pytest.approx(cal.table["exec_process"].ns)
+
+
+def test_text_report_gives_ratios_host_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    monkeypatch.setattr(V, "model_counts", lambda w, shape: model_counts(w, shape, memory=256 * MiB))
+    held = (Workload("fork", 4 * MiB), Workload("read_faults", 2 * MiB), Workload("fork_exec_exit", 2 * MiB))
+    truth = PRIOR * 0.2
+    truth[NAMES.index("page_fault")] *= 20  # the host traps far slower than the 2002 proportions say
+    run = fake_run(TINY_FIT + held, truth)
+    monkeypatch.setattr(C, "model_counts", lambda w, shape: model_counts(w, shape, memory=256 * MiB))
+    cal = C.calibrate(TINY_FIT, run=run)
+    an = cal.fit.analysis
+    meta = {"host": "testhost", "date": "d", "inseparable": [list(g) for g in an.groups],
+            "combined": list(an.combined), "unreached": list(an.unreached)}
+    status = V.status_of(cal.table, meta)
+    rows, fit_rows = V.predict(held, cal.table, run, status), V.predict(TINY_FIT, cal.table, run, status)
+    con = Console(record=True, width=200)
+    published = V.published_comparison()
+    V.print_report(rows, fit_rows, run, meta, "t.toml", published, con, False)
+    out = con.export_text()
+    assert "testhost" in out and "Linux 9.9" in out
+    for r in rows:
+        assert r.workload.key in out and f"{r.ratio:.2f}x" in out
+    reads = rows[1]
+    assert abs(reads.ratio - 1) > V.TARGET  # the fit set cannot see the trap apart from the clearing
+    assert "read faults 2MiB" in out and "which the fit set counts only inside write faults 1MiB, write faults 2MiB" in out
+    assert "fork 40MiB" in out and f"x{published[0]['factor_to_meet']:.2f}" in out
