@@ -336,3 +336,11 @@ def test_text_report_gives_ratios_host_and_why(monkeypatch: pytest.MonkeyPatch) 
     assert abs(reads.ratio - 1) > V.TARGET  # the fit set cannot see the trap apart from the clearing
     assert "read faults 2MiB" in out and "which the fit set counts only inside write faults 1MiB, write faults 2MiB" in out
     assert "fork 40MiB" in out and f"x{published[0]['factor_to_meet']:.2f}" in out
+
+
+def test_plot_draws_predicted_against_measured(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")  # the optional plotting extra; the missing case is tested above
+    rows = [V.Row(Workload("fork", MiB), 1e6, 1.1e6, 0.1, 3, ()), V.Row(Workload("mmap_small"), 500.0, 3e3, 0.1, 3, ()),
+            V.Row(Workload("munmap", MiB), float("nan"), None, None, 0, (), "over the cap")]
+    V.plot(rows, str(tmp_path / "v.png"))
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
