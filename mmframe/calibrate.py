@@ -131,6 +131,12 @@ def host_table(prior: CostTable, f: Fit, run: HostRun, workloads: Sequence[Workl
     return t
 
 
+def equation(w: Workload, row: np.ndarray, names: Sequence[str]) -> str:
+    """``fork 16MiB = 1 copy_process + 5,397 pte_copy + ...`` (counts from the model, largest first)."""
+    terms = sorted(((c, n) for c, n in zip(row, names) if c), key=lambda t: -t[0])
+    return f"{w.key} = " + " + ".join(f"{c:,.4g} {n}" if c != int(c) else f"{int(c):,} {n}" for c, n in terms)
+
+
 def _toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
@@ -155,6 +161,9 @@ def write_table(cal: Calibration, path: str | Path) -> None:
               "inseparable = [" + ", ".join("[" + ", ".join(_toml_str(n) for n in g) + "]" for g in an.groups) + "]",
               "combined = [" + ", ".join(_toml_str(n) for n in an.combined) + "]",
               "unreached = [" + ", ".join(_toml_str(n) for n in an.unreached) + "]", ""]
+    names = [e.name for e in cal.table.entries]
+    for w, row in zip(cal.workloads, cal.a):
+        lines.append(f"# equation: {equation(w, row, names)}")
     for w, r, sg in zip(cal.workloads, f.residuals, f.sigma):
         m = cal.run.measurements[w.key]
         lines.append(f"# fit {w.key}: measured {m.median / 1e6:.4f} ms (spread {m.spread:.1%}, n={len(m.samples)}, "
@@ -193,6 +202,10 @@ def report(cal: Calibration, console: Any, path: str | Path) -> None:
         t.add_row(w.key, f"{m.median / 1e6:.4f} ms", f"{m.spread:.1%}", str(len(m.samples)), f"{sg:.1%}",
                   f"{fitted / 1e6:.4f} ms", f"{r:+.2%}")
     console.print(t)
+    names = [e.name for e in cal.table.entries]
+    console.print("each fitted workload's equation, counts from the same workload run in the model:")
+    for w, row in zip(cal.workloads, cal.a):
+        console.print(f"  {equation(w, row, names)}", soft_wrap=True, markup=False)
     console.print(f"design matrix: {len(cal.workloads)} workloads x {len(an.names)} counted entries, rank {an.rank} "
                   f"({an.merged_columns} columns once always-together entries are merged)", soft_wrap=True)
     for g in an.groups:
@@ -230,6 +243,8 @@ def cmd_calibrate(args: Any, console: Any) -> int:
                           "combined": list(an.combined), "separable": list(an.separable),
                           "unreached": list(an.unreached), "common_scale": cal.fit.s0,
                           "residuals": dict(zip((w.key for w in cal.workloads), cal.fit.residuals)),
+                          "equations": {w.key: {n: float(c) for n, c in zip((e.name for e in cal.table.entries), row)
+                                                if c} for w, row in zip(cal.workloads, cal.a)},
                           "table": {e.name: {"ns": e.ns, "kind": e.kind} for e in cal.table.entries}}, indent=2))
         return 0
     report(cal, console, args.output)

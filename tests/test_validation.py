@@ -254,6 +254,8 @@ def test_cli_calibrate_fits_the_fit_set_and_validate_predicts(tmp_path: Path, mo
     assert main(["calibrate", "--quick", "-o", str(out), "--cap", "256MiB", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert list(got["residuals"]) == [w.key for w in C.quick(C.FIT_SET)]
+    assert got["equations"]["fork 1MiB"]["copy_process"] == 1 and got["equations"]["fork 1MiB"]["pte_copy"] >= 256
+    assert "# equation: fork 1MiB = " in out.read_text()
     assert got["rank"] >= 4 and got["host"]["peak_over_baseline"] <= 256 * MiB
     monkeypatch.setattr(V, "HELD_OUT", (Workload("fork", 8 * MiB, 3), Workload("mprotect", 8 * MiB, 3)))
     assert main(["validate", str(out), "--no-published", "--json", "--cap", "256MiB", "--refit"]) == 0
