@@ -46,6 +46,7 @@ EXTENDED: tuple[Workload, ...] = (
     Workload("read_faults", 16 * MiB, 11), Workload("munmap", 16 * MiB, 11), Workload("mprotect", 16 * MiB, 11),
     Workload("fork_exec_exit", 4 * MiB, 11),
 )
+ROUNDS = 5  # interleaved rounds: the host's speed drifts during a run (see run_host)
 QUICK_DIVISOR = 16  # --quick: every size divided by this, three repeats (a smoke run, not the sets)
 
 
@@ -77,11 +78,12 @@ class Calibration:
 
 
 def calibrate(workloads: Sequence[Workload] = FIT_SET, *, cap: int | None = None, progress: bool = True,
-              run: HostRun | None = None, quick_run: bool = False, rt: bool = False) -> Calibration:
+              run: HostRun | None = None, quick_run: bool = False, rt: bool = False,
+              rounds: int = ROUNDS) -> Calibration:
     """Measure ``workloads`` on the host (unless ``run`` is given), count them in the model, fit."""
     prior = CostTable.default()
     names = [e.name for e in prior.entries]
-    run = run if run is not None else run_host(workloads, cap, progress=progress, rt=rt)
+    run = run if run is not None else run_host(workloads, cap, progress=progress, rt=rt, rounds=rounds)
     missing = [w.key for w in workloads if w.key not in run.measurements]
     if missing:
         from mmframe.errors import UsageError
@@ -194,13 +196,13 @@ def report(cal: Calibration, console: Any, path: str | Path) -> None:
                   f"{run.peak_over_baseline / MiB:.1f} MiB above its {run.baseline_rss / MiB:.1f} MiB baseline; "
                   f"pinned to CPU {run.cpu}{', SCHED_FIFO' if run.rt else ''}", soft_wrap=True)
     t = Table(title="fit set: measured on the host, and the fitted table's value")
-    for col in ("workload", "measured", "spread", "n", "std error", "fitted", "residual"):
+    for col in ("workload", "measured", "spread", "drift", "n", "std error", "fitted", "residual"):
         t.add_column(col, justify="left" if col == "workload" else "right")
     for w, r, sg, row in zip(cal.workloads, f.residuals, f.sigma, cal.a):
         m = run.measurements[w.key]
         fitted = float(row @ np.array(cal.table.ns))
-        t.add_row(w.key, f"{m.median / 1e6:.4f} ms", f"{m.spread:.1%}", str(len(m.samples)), f"{sg:.1%}",
-                  f"{fitted / 1e6:.4f} ms", f"{r:+.2%}")
+        t.add_row(w.key, f"{m.median / 1e6:.4f} ms", f"{m.spread:.1%}", f"{m.drift:.2f}", str(len(m.samples)),
+                  f"{sg:.1%}", f"{fitted / 1e6:.4f} ms", f"{r:+.2%}")
     console.print(t)
     names = [e.name for e in cal.table.entries]
     console.print("each fitted workload's equation, counts from the same workload run in the model:")
@@ -234,7 +236,8 @@ def cmd_calibrate(args: Any, console: Any) -> int:
     cap = parse_size(args.cap) if args.cap else None
     workloads = FIT_SET + EXTENDED if args.extend else FIT_SET
     workloads = quick(workloads) if args.quick else workloads
-    cal = calibrate(workloads, cap=cap, progress=not args.json, quick_run=args.quick, rt=args.rt)
+    cal = calibrate(workloads, cap=cap, progress=not args.json, quick_run=args.quick, rt=args.rt,
+                    rounds=1 if args.quick else args.rounds)
     write_table(cal, args.output)
     if args.json:
         an = cal.fit.analysis

@@ -39,6 +39,7 @@ class Row:
     n: int
     basis: tuple[tuple[str, float, str], ...]  # (entry, share of the prediction, how it was set)
     skipped: str = ""
+    drift: float = 1.0  # largest over smallest round median on the host
 
     @property
     def ratio(self) -> float | None:
@@ -85,7 +86,7 @@ def predict(workloads: Sequence[Workload], table: CostTable, run: HostRun, statu
         parts = {k: c * ns[k] for k, c in counts.items() if c * ns[k]}
         total = sum(parts.values())
         basis = tuple(sorted(((k, v / total, status.get(k, "?")) for k, v in parts.items()), key=lambda x: -x[1]))
-        rows.append(Row(w, total, m.median, m.spread, len(m.samples), basis))
+        rows.append(Row(w, total, m.median, m.spread, len(m.samples), basis, "", m.drift))
     return rows
 
 
@@ -225,20 +226,21 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
                   f"model: PAE, HIGHPTE off, "
                   f"1 CPU, mainline (no policy)", soft_wrap=True)
     t = Table(title="held-out set: predicted by the fitted table, measured on the host")
-    for col in ("workload", "predicted", "measured", "spread", "n", "pred/meas", "rests on (fit/sum/scaled)"):
+    for col in ("workload", "predicted", "measured", "spread", "drift", "n", "pred/meas", "rests on (fit/sum/scaled)"):
         t.add_column(col, justify="left" if col in ("workload", "rests on (fit/sum/scaled)") else "right")
     for r in rows:
         if r.skipped:
-            t.add_row(r.workload.key, _ms(r.predicted_ns, r.workload), "-", "-", "0", "-", f"skipped: {r.skipped}")
+            t.add_row(r.workload.key, _ms(r.predicted_ns, r.workload), "-", "-", "-", "0", "-", f"skipped: {r.skipped}")
             continue
         ok = abs(r.ratio - 1) <= TARGET
         t.add_row(r.workload.key, _ms(r.predicted_ns, r.workload), _ms(r.measured_ns, r.workload),
-                  f"{r.spread:.0%}", str(r.n), f"[{'green' if ok else 'red'}]{r.ratio:.2f}x[/]", _basis(r))
+                  f"{r.spread:.0%}", f"{r.drift:.2f}", str(r.n), f"[{'green' if ok else 'red'}]{r.ratio:.2f}x[/]",
+                  _basis(r))
     if fit_rows:
         t.add_section()
         for r in fit_rows:
             t.add_row(f"(fit) {r.workload.key}", _ms(r.predicted_ns, r.workload), _ms(r.measured_ns, r.workload),
-                      f"{r.spread:.0%}", str(r.n), f"{r.ratio:.2f}x", "fitted: not a prediction")
+                      f"{r.spread:.0%}", f"{r.drift:.2f}", str(r.n), f"{r.ratio:.2f}x", "fitted: not a prediction")
     console.print(t)
     got = [r for r in rows if r.ratio is not None]
     inside = sum(abs(r.ratio - 1) <= TARGET for r in got)
@@ -264,6 +266,8 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
         console.print(f"same-run fit: {sum(abs(r.ratio - 1) <= TARGET for r in got2)} of {len(got2)} held-out rows "
                       f"within {TARGET:.0%} (geometric mean ratio "
                       f"{float(np.exp(np.mean([np.log(r.ratio) for r in got2]))):.2f}x)", soft_wrap=True)
+    console.print("drift: the largest over the smallest median of the interleaved rounds (1.00: the host held still)",
+                  style="dim", soft_wrap=True)
     console.print("(fit) an entry the fit set determined on its own; (sum) known only as part of a fitted sum "
                   "or combination (its split is not measured); (scaled) no fitted workload counts it: "
                   "the 2002 figure times the fit's common scale", style="dim", soft_wrap=True, markup=False)
@@ -333,7 +337,7 @@ def refit_rows(held: Sequence[Workload], fits: Sequence[Workload], run: HostRun,
 
 
 def validate(path: str, *, cap: int | None = None, progress: bool = True, quick_run: bool = False,
-             with_fit: bool = True, rt: bool = False, refit: bool = False
+             with_fit: bool = True, rt: bool = False, refit: bool = False, rounds: int = 5
              ) -> tuple[list[Row], list[Row], HostRun, dict[str, Any], list[Row]]:
     table, meta = load_table(path)
     held = quick(HELD_OUT) if quick_run else HELD_OUT
@@ -342,7 +346,7 @@ def validate(path: str, *, cap: int | None = None, progress: bool = True, quick_
         fits = tuple(Workload(k, int(sz), int(r)) for k, sz, r in meta["fit_workloads"]) \
             if meta.get("fit_workloads") else FIT_SET
         fits = quick(fits) if quick_run and not meta.get("quick") else fits
-    run = run_host([*held, *fits], cap, progress=progress, rt=rt)
+    run = run_host([*held, *fits], cap, progress=progress, rt=rt, rounds=rounds)
     status = status_of(table, meta)
     again = refit_rows(held, fits, run, quick_run or bool(meta.get("quick"))) if refit and fits else []
     return predict(held, table, run, status), predict(fits, table, run, status), run, meta, again
@@ -358,7 +362,8 @@ def cmd_validate(args: argparse.Namespace, console: Any) -> int:
             raise UsageError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
     cap = parse_size(args.cap) if args.cap else None
     rows, fit_rows, run, meta, again = validate(args.table, cap=cap, progress=not args.json, quick_run=args.quick,
-                                                rt=args.rt, refit=args.refit)
+                                                rt=args.rt, refit=args.refit,
+                                                rounds=1 if args.quick else args.rounds)
     published = [] if args.no_published else published_comparison()
     if args.plot is not None:
         plot(rows, args.plot)
@@ -366,7 +371,7 @@ def cmd_validate(args: argparse.Namespace, console: Any) -> int:
         def enc(r: Row) -> dict[str, Any]:
             return {"workload": r.workload.key, "kind": r.workload.kind, "size": r.workload.size,
                     "predicted_ns": r.predicted_ns, "measured_ns": r.measured_ns, "ratio": r.ratio,
-                    "spread": r.spread, "n": r.n, "skipped": r.skipped,
+                    "spread": r.spread, "drift": r.drift, "n": r.n, "skipped": r.skipped,
                     "basis": [{"entry": n, "share": s, "set_by": how} for n, s, how in r.basis]}
         print(json.dumps({"table": args.table, "table_meta": meta, "quick": args.quick, "target": TARGET,
                           "held_out": [enc(r) for r in rows], "fit_set": [enc(r) for r in fit_rows],
@@ -395,6 +400,8 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
                        "memory, at most 3GiB)")
         p.add_argument("--quick", action="store_true", help="smoke run: sizes / 16, three repeats (not the fixed sets)")
         p.add_argument("--json", action="store_true", help="print data as JSON")
+        p.add_argument("--rounds", type=int, default=5, help="interleave the workloads in this many rounds, "
+                       "their repeats shared out (default 5; the host's speed drifts during a run)")
         p.add_argument("--rt", action="store_true", help="run the host runner SCHED_FIFO (needs the privilege; "
                        "keeps other users' load out of the figures)")
     cp.add_argument("--extend", action="store_true", help="also fit read faults, munmap, mprotect and fork+exec+exit "

@@ -346,3 +346,13 @@ def test_plot_draws_predicted_against_measured(tmp_path: Path) -> None:
             V.Row(Workload("munmap", MiB), float("nan"), None, None, 0, (), "over the cap")]
     V.plot(rows, str(tmp_path / "v.png"))
     assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rounds_interleave_and_pool_samples() -> None:
+    ws = [Workload("mprotect", MiB, 4), Workload("fork", MiB, 3)]
+    run = run_host(ws, 64 * MiB, progress=False, rounds=2)
+    mp, fk = run.measurements["mprotect 1MiB"], run.measurements["fork 1MiB"]
+    assert [len(r) for r in mp.by_round] == [2, 2] and mp.samples == mp.by_round[0] + mp.by_round[1]
+    assert [len(r) for r in fk.by_round] == [2, 2]  # three repeats shared out over two rounds, rounded up
+    meds = [float(np.median(r)) for r in mp.by_round]
+    assert mp.drift == pytest.approx(max(meds) / min(meds)) and mp.drift >= 1.0

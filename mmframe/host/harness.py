@@ -76,6 +76,13 @@ class Measurement:
     workload: Workload
     samples: tuple[float, ...]
     shape: Mapping[str, Any]  # the runner's own address space while it ran (replayed in the model)
+    by_round: tuple[tuple[float, ...], ...] = ()  # the samples of each interleaved round
+
+    @property
+    def drift(self) -> float:
+        """Largest over smallest of the rounds' medians (1.0: the host held still)."""
+        meds = [float(np.median(r)) for r in self.by_round if r]
+        return max(meds) / min(meds) if len(meds) > 1 and min(meds) > 0 else 1.0
 
     @property
     def median(self) -> float:
@@ -90,7 +97,8 @@ class Measurement:
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.workload.key, "kind": self.workload.kind, "size": self.workload.size,
                 "median_ns": self.median, "spread": self.spread, "min_ns": min(self.samples),
-                "max_ns": max(self.samples), "samples_ns": list(self.samples)}
+                "max_ns": max(self.samples), "samples_ns": list(self.samples), "drift": self.drift,
+                "round_medians_ns": [float(np.median(r)) for r in self.by_round if r]}
 
 
 @attrs.frozen(slots=True)
@@ -157,16 +165,22 @@ def check_cap(cap: int) -> int:
 
 
 def run_host(workloads: Sequence[Workload], cap: int | None = None, *, progress: bool = True,
-             cpu: int | None = -1, true_binary: str | None = None, rt: bool = False) -> HostRun:
+             cpu: int | None = -1, true_binary: str | None = None, rt: bool = False, rounds: int = 1) -> HostRun:
     """Run ``workloads`` on the host in a fresh runner process; ``cpu=-1`` pins it to the last CPU
-    this process may use, ``None`` leaves it free; ``rt`` asks for SCHED_FIFO (if permitted)."""
+    this process may use, ``None`` leaves it free; ``rt`` asks for SCHED_FIFO (if permitted).
+
+    ``rounds`` interleaves: the whole list runs that many times with its repeats shared out, and
+    each workload's samples are pooled, so a host whose speed drifts during the run (a loaded VM
+    does, twofold) weighs every workload alike; ``Measurement.by_round`` keeps each round's."""
     cap = check_cap(default_cap() if cap is None else int(cap))
     if cpu == -1:
         cpu = max(os.sched_getaffinity(0))
     true = true_binary or shutil.which("true") or "/bin/true"
+    rounds = max(1, int(rounds))
+    plan_list = [attrs.evolve(w, repeats=max(1, -(-w.repeats // rounds))) for _ in range(rounds) for w in workloads]
     plan = {"cap": cap, "cpu": cpu, "true": true, "rt": rt,
             "workloads": [{"kind": w.kind, "size": w.size, "repeats": w.repeats, "loops": w.loops}
-                          for w in workloads]}
+                          for w in plan_list]}
     proc = subprocess.Popen([sys.executable, "-S", "-E", str(RUNNER)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
@@ -175,7 +189,7 @@ def run_host(workloads: Sequence[Workload], cap: int | None = None, *, progress:
     done: dict[int, dict[str, Any]] = {}
     start: dict[str, Any] = {}
     end: dict[str, Any] = {}
-    with _progress(progress, workloads) as tick:
+    with _progress(progress, plan_list) as tick:
         for line in proc.stdout:
             msg = json.loads(line)
             if "progress" in msg:
@@ -191,12 +205,14 @@ def run_host(workloads: Sequence[Workload], cap: int | None = None, *, progress:
     if proc.wait() != 0 or not end:
         raise RuntimeError(f"host runner failed (exit {proc.returncode}): {err.strip()[-2000:]}")
     measurements, skipped = {}, {}
-    for n, w in enumerate(workloads):
-        msg = done[n]
-        if "skipped" in msg:
-            skipped[w.key] = msg["skipped"]
-        else:
-            measurements[w.key] = Measurement(w, tuple(float(x) for x in msg["samples"]), msg["shape"])
+    for i, w in enumerate(workloads):
+        msgs = [done[r * len(workloads) + i] for r in range(rounds)]
+        bad = [m["skipped"] for m in msgs if "skipped" in m]
+        if bad:
+            skipped[w.key] = bad[0]
+            continue
+        by_round = tuple(tuple(float(x) for x in m["samples"]) for m in msgs)
+        measurements[w.key] = Measurement(w, tuple(x for r in by_round for x in r), msgs[0]["shape"], by_round)
     return HostRun(host_info(), cap, start["baseline_rss"], end["peak_rss"], end["budget_peak"], cpu,
                    measurements, skipped, bool(start.get("rt")))
 
