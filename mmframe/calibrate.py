@@ -19,7 +19,7 @@ import numpy as np
 
 from mmframe.costs import CostTable
 from mmframe.fit import Fit, fit, relative_error
-from mmframe.host.harness import HostRun, Workload, run_host
+from mmframe.host.harness import HostRun, Workload, parse_cap, run_host
 from mmframe.host.model import model_counts
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -231,9 +231,7 @@ def report(cal: Calibration, console: Any, path: str | Path) -> None:
 
 
 def cmd_calibrate(args: Any, console: Any) -> int:
-    from mmframe.units import parse_size
-
-    cap = parse_size(args.cap) if args.cap else None
+    cap = parse_cap(args.cap)
     workloads = FIT_SET + EXTENDED if args.extend else FIT_SET
     workloads = quick(workloads) if args.quick else workloads
     cal = calibrate(workloads, cap=cap, progress=not args.json, quick_run=args.quick, rt=args.rt,

@@ -23,7 +23,7 @@ import numpy as np
 from mmframe.calibrate import FIT_SET, HELD_OUT, cmd_calibrate, quick
 from mmframe.costs import CostTable
 from mmframe.errors import UsageError
-from mmframe.host.harness import HostRun, Workload, run_host
+from mmframe.host.harness import HostRun, Workload, parse_cap, run_host
 from mmframe.host.model import model_counts
 
 MiB = 1 << 20
@@ -353,14 +353,12 @@ def validate(path: str, *, cap: int | None = None, progress: bool = True, quick_
 
 
 def cmd_validate(args: argparse.Namespace, console: Any) -> int:
-    from mmframe.units import parse_size
-
     if args.plot is not None:  # fail before measuring anything
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
-    cap = parse_size(args.cap) if args.cap else None
+    cap = parse_cap(args.cap)
     rows, fit_rows, run, meta, again = validate(args.table, cap=cap, progress=not args.json, quick_run=args.quick,
                                                 rt=args.rt, refit=args.refit,
                                                 rounds=1 if args.quick else args.rounds)

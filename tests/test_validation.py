@@ -356,3 +356,9 @@ def test_rounds_interleave_and_pool_samples() -> None:
     assert [len(r) for r in fk.by_round] == [2, 2]  # three repeats shared out over two rounds, rounded up
     meds = [float(np.median(r)) for r in mp.by_round]
     assert mp.drift == pytest.approx(max(meds) / min(meds)) and mp.drift >= 1.0
+
+
+def test_a_bad_cap_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", "--quick", "--cap", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert "--cap" in err and "'lots'" in err and "Traceback" not in err

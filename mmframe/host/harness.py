@@ -156,6 +156,18 @@ def default_cap() -> int:
     return min(mem_available() // 2, 3 << 30)
 
 
+def parse_cap(text: str | None) -> int | None:
+    """``--cap SIZE`` (None: the default cap); a bad size is a usage error naming the option."""
+    if not text:
+        return None
+    from mmframe.units import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--cap: {exc}") from None
+
+
 def check_cap(cap: int) -> int:
     avail = mem_available()
     if cap <= 0 or cap >= avail:
