@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmframe.fs import FMODE_READ, FMODE_WRITE
-from mmframe.mm import memory as M
 from mmframe.mm.filemap import set_page_dirty
-from mmframe.mm.pgtable import TASK_SIZE
+from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, TASK_SIZE
+from mmframe.mm.pte_change import MSYNC
+
+ULONG_MASK = 0xFFFF_FFFF
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
 from mmframe.mm.page import PAGE_SHIFT
@@ -24,7 +26,8 @@ from mmframe.usr import (EACCES, EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
@@ -71,10 +74,11 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
             return -EBADF
     if prot & ~_PROT_ALL:
         return -EINVAL
+    addr, length = addr & ULONG_MASK, length & ULONG_MASK  # unsigned long on i386: -1 is 0xffffffff
     if length == 0:
         return addr
-    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-    if length > TASK_SIZE or length < 0:
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)  # 2**32 where the kernel's PAGE_ALIGN wraps to 0
+    if length > TASK_SIZE:
         return -EINVAL
     mm = task.mm
     if len(mm.vmas) > MAX_MAP_COUNT:
@@ -188,7 +192,7 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
     hit = mm.vmas.overlapping(start, end)
     for v in hit:
         mm.vmas.remove(v)
-    vm.zap_range(mm, hit[0].start, hit[-1].end)
+    vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
@@ -348,15 +352,15 @@ def sys_msync(vm: Memory, task: Task, addr: Any, length: Any, flags: Any = MS_SY
 
 def filemap_sync(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     """Clear the dirty bit of each PTE in ``[start, end)`` and mark its page dirty."""
-    dirty = M._PAGE_DIRTY
+    dirty = _PAGE_DIRTY
     for idx, i0, i1 in vm.pmd_slots(mm, start, end):
-        pt = vm.pte_change(mm, idx, M.MSYNC, i0, i1)
+        pt = vm.pte_change(mm, idx, MSYNC, i0, i1)
         if pt is None:
             continue
         ptes = pt.ptes
         for i in range(i0, i1):
             pte = ptes[i]
-            if pte & M.PTE_PRESENT_MASK and pte & dirty:
+            if pte & PTE_PRESENT_MASK and pte & dirty:
                 ptes[i] = pte & ~dirty
                 vm.acct.charge(vm.P_pte_set)
                 set_page_dirty(vm, pte >> PAGE_SHIFT)
