@@ -1,99 +1,58 @@
-"""Named mutants of the validation feature (issue 23), in the shape of the project's one mutation
-list (name, file, exact old text, new text, the test command that must fail).  The integrator
-folds them into tools/mutants.py; run this file to check each one is killed:
+"""Named mutants of validation against the host kernel (issue 23); see tools/mutants.py, which
+loads this list (``python tools/mutants.py validate.``)."""
 
-    python tools/mutants_validate.py            # every mutant
-    python tools/mutants_validate.py NAME ...   # some
-"""
-
-from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-T = "python -m pytest -x -q -p no:cacheprovider tests/test_validation.py"
-
+V = "tests/test_validation.py::"
 MUTANTS = [
-    {"name": "validate-fit-on-held-out", "file": "mmframe/calibrate.py",
-     "old": "    workloads = FIT_SET + EXTENDED if args.extend else FIT_SET\n",
-     "new": "    workloads = HELD_OUT + EXTENDED if args.extend else HELD_OUT\n",
-     "test": T + " -k cli_calibrate"},
-    {"name": "validate-held-out-overlaps-fit", "file": "mmframe/calibrate.py",
-     "old": '    Workload("fork", 256 * MiB, 7), Workload("fork", GiB, 5),',
-     "new": '    Workload("fork", 64 * MiB, 7), Workload("fork", GiB, 5),',
-     "test": T + " -k the_sets"},
-    {"name": "validate-drop-column", "file": "mmframe/calibrate.py",
-     "old": "        rows.append([float(c.get(n, 0.0)) for n in names])\n",
-     "new": '        rows.append([float(c.get(n, 0.0)) if n != "page_ref" else 0.0 for n in names])\n',
-     "test": T + " -k cost_file_loads"},
-    {"name": "validate-fit-drops-column", "file": "mmframe/fit.py",
-     "old": "    active = p > 0  # an entry that costs nothing in the prior stays at nothing\n",
-     "new": "    active = (p > 0) & (np.arange(len(p)) != 14)\n",
-     "test": T + " -k recovers"},
-    {"name": "validate-prior-ignored", "file": "mmframe/fit.py",
-     "old": "np.eye(k) / (tau * s0)])",
-     "new": "np.eye(k) * 0.0])",
-     "test": T + " -k uniformly_scaled"},
-    {"name": "validate-noise-unweighted", "file": "mmframe/fit.py",
-     "old": "    stacked = np.vstack([m[:, active] / sig[:, None], np.eye(k) / (tau * s0)])\n",
-     "new": "    stacked = np.vstack([m[:, active], np.eye(k) / (tau * s0)])\n",
-     "test": T + " -k noise_is_weighed"},
-    {"name": "validate-nnls-allows-negative", "file": "mmframe/fit.py",
-     "old": "            if (z[idx] > 0).all():\n",
-     "new": "            if True:\n",
-     "test": T + " -k nnls"},
-    {"name": "validate-cap-ignored", "file": "mmframe/host/runner.py",
-     "old": "        if self.used + n > self.cap:\n",
-     "new": "        if False:\n",
-     "test": T + " -k cap_it_reports"},
-    {"name": "validate-peak-from-rusage", "file": "mmframe/host/runner.py",
-     "old": '    emit({"end": {"peak_rss": status_kib("VmHWM") << 10, "budget_peak": budget.peak}})\n',
-     "new": '    emit({"end": {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10, '
-            '"budget_peak": budget.peak}})\n',
-     "test": T + " -k cap_it_reports"},
-    {"name": "validate-mark-charged", "file": "mmframe/host/model.py",
-     "old": '    counts["syscall"] -= 1  # the closing mark\'s own charge\n',
-     "new": "",
-     "test": T + " -k artefacts"},
-    {"name": "validate-touch-is-a-syscall", "file": "mmframe/host/model.py",
-     "old": '        counts["syscall"] -= 1  # the touch: loads and stores on the host enter no system call\n',
-     "new": "        pass\n",
-     "test": T + " -k artefacts"},
-    {"name": "validate-runner-not-replayed", "file": "mmframe/host/model.py",
-     "old": "    for addr, pages, touched in layout:\n        got = yield mmap(addr, pages * PAGE, RW, ANON)\n",
-     "new": "    for addr, pages, touched in layout[:0]:\n        got = yield mmap(addr, pages * PAGE, RW, ANON)\n",
-     "test": T + " -k runners_own_pages"},
-    {"name": "validate-unreached-not-scaled", "file": "mmframe/calibrate.py",
-     "old": "            entries.append(CostEntry(e.name, round(e.ns * f.s0, 3), \"derived\",",
-     "new": "            entries.append(CostEntry(e.name, round(e.ns, 3), \"derived\",",
-     "test": T + " -k cost_file_loads"},
+    ('validate.fit_on_held_out', 'mmframe/calibrate.py',
+     '    workloads = FIT_SET + EXTENDED if args.extend else FIT_SET\n',
+     '    workloads = HELD_OUT + EXTENDED if args.extend else HELD_OUT\n',
+     (V + "test_cli_calibrate_fits_the_fit_set_and_validate_predicts",), False),
+    ('validate.held_out_overlaps_fit', 'mmframe/calibrate.py',
+     '    Workload("fork", 256 * MiB, 7), Workload("fork", GiB, 5),',
+     '    Workload("fork", 64 * MiB, 7), Workload("fork", GiB, 5),',
+     (V + "test_the_sets_are_the_issues",), False),
+    ('validate.drop_column', 'mmframe/calibrate.py',
+     '        rows.append([float(c.get(n, 0.0)) for n in names])\n',
+     '        rows.append([float(c.get(n, 0.0)) if n != "page_ref" else 0.0 for n in names])\n',
+     (V + "test_cost_file_loads_as_machine_costs",), False),
+    ('validate.fit_drops_column', 'mmframe/fit.py',
+     '    active = p > 0  # an entry that costs nothing in the prior stays at nothing\n',
+     '    active = (p > 0) & (np.arange(len(p)) != 14)\n',
+     (V + "test_fit_recovers_a_uniformly_scaled_table_entry_by_entry", V + "test_fit_recovers_what_the_fit_set_determines"), False),
+    ('validate.prior_ignored', 'mmframe/fit.py',
+     'np.eye(k) / (tau * s0)])',
+     'np.eye(k) * 0.0])',
+     (V + "test_fit_recovers_a_uniformly_scaled_table_entry_by_entry",), True),
+    ('validate.noise_unweighted', 'mmframe/fit.py',
+     '    stacked = np.vstack([m[:, active] / sig[:, None], np.eye(k) / (tau * s0)])\n',
+     '    stacked = np.vstack([m[:, active], np.eye(k) / (tau * s0)])\n',
+     (V + "test_noise_is_weighed_by_its_error",), False),
+    ('validate.nnls_allows_negative', 'mmframe/fit.py',
+     '            if (z[idx] > 0).all():\n',
+     '            if True:\n',
+     (V + "test_nnls_is_non_negative_and_optimal", V + "test_nnls_solves_a_consistent_positive_system_exactly"), False),
+    ('validate.cap_ignored', 'mmframe/host/runner.py',
+     '        if self.used + n > self.cap:\n',
+     '        if False:\n',
+     (V + "test_host_harness_stays_under_the_cap_it_reports",), False),
+    ('validate.peak_from_rusage', 'mmframe/host/runner.py',
+     '    emit({"end": {"peak_rss": status_kib("VmHWM") << 10, "budget_peak": budget.peak}})\n',
+     '    emit({"end": {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10, "budget_peak": budget.peak}})\n',
+     (V + "test_host_harness_stays_under_the_cap_it_reports",), False),
+    ('validate.mark_charged', 'mmframe/host/model.py',
+     '    counts["syscall"] -= 1  # the closing mark\'s own charge\n',
+     '',
+     (V + "test_model_equations_carry_no_harness_artefacts",), True),
+    ('validate.touch_is_a_syscall', 'mmframe/host/model.py',
+     '        counts["syscall"] -= 1  # the touch: loads and stores on the host enter no system call\n',
+     '        pass\n',
+     (V + "test_model_equations_carry_no_harness_artefacts",), False),
+    ('validate.runner_not_replayed', 'mmframe/host/model.py',
+     '    for addr, pages, touched in layout:\n        got = yield mmap(addr, pages * PAGE, RW, ANON)\n',
+     '    for addr, pages, touched in layout[:0]:\n        got = yield mmap(addr, pages * PAGE, RW, ANON)\n',
+     (V + "test_fork_copies_the_workload_and_the_runners_own_pages",), False),
+    ('validate.unreached_not_scaled', 'mmframe/calibrate.py',
+     '            entries.append(CostEntry(e.name, round(e.ns * f.s0, 3), "derived",',
+     '            entries.append(CostEntry(e.name, round(e.ns, 3), "derived",',
+     (V + "test_cost_file_loads_as_machine_costs",), False),
 ]
-
-
-def run(mutant: dict) -> bool:
-    """Apply, run the test command, restore; True if the mutant is killed (the tests fail)."""
-    path = ROOT / mutant["file"]
-    text = path.read_text()
-    if text.count(mutant["old"]) != 1:
-        raise SystemExit(f"{mutant['name']}: the old text is not found exactly once in {mutant['file']}")
-    try:
-        path.write_text(text.replace(mutant["old"], mutant["new"]))
-        cmd = mutant["test"].replace("python ", f"{sys.executable} ", 1)
-        r = subprocess.run(cmd, shell=True, cwd=ROOT, capture_output=True, text=True)
-        return r.returncode != 0
-    finally:
-        path.write_text(text)
-
-
-if __name__ == "__main__":
-    names = sys.argv[1:]
-    chosen = [m for m in MUTANTS if not names or m["name"] in names]
-    survived = []
-    for m in chosen:
-        killed = run(m)
-        print(f"{'killed  ' if killed else 'SURVIVED'} {m['name']}")
-        if not killed:
-            survived.append(m["name"])
-    sys.exit(1 if survived else 0)
