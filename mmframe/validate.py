@@ -294,7 +294,7 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
                       "400 KiB fork took 1.7 ms)", soft_wrap=True)
 
 
-def plot(rows: list[Row], path: str) -> None:
+def plot(rows: list[Row], path: str, again: Sequence[Row] = ()) -> None:
     """Predicted against measured, log-log, one point per held-out row (needs matplotlib)."""
     try:
         import matplotlib
@@ -306,7 +306,12 @@ def plot(rows: list[Row], path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 6))
     xs = [r.measured_ns / 1e6 for r in got]
     ys = [r.predicted_ns / 1e6 for r in got]
-    ax.scatter(xs, ys)
+    ax.scatter(xs, ys, label="the table's prediction")
+    more = [r for r in again if r.ratio is not None]
+    if more:
+        ax.scatter([r.measured_ns / 1e6 for r in more], [r.predicted_ns / 1e6 for r in more], marker="x",
+                   label="the same fit on this run's fit set (--refit)")
+        ys = ys + [r.predicted_ns / 1e6 for r in more]
     for r, x, y in zip(got, xs, ys):
         ax.annotate(r.workload.key, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     lo, hi = min(xs + ys) / 2, max(xs + ys) * 2
@@ -364,7 +369,7 @@ def cmd_validate(args: argparse.Namespace, console: Any) -> int:
                                                 rounds=1 if args.quick else args.rounds)
     published = [] if args.no_published else published_comparison()
     if args.plot is not None:
-        plot(rows, args.plot)
+        plot(rows, args.plot, again)
     if args.json:
         def enc(r: Row) -> dict[str, Any]:
             return {"workload": r.workload.key, "kind": r.workload.kind, "size": r.workload.size,
