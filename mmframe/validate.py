@@ -244,6 +244,12 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
     console.print(t)
     got = [r for r in rows if r.ratio is not None]
     inside = sum(abs(r.ratio - 1) <= TARGET for r in got)
+    fitted = [r.ratio for r in fit_rows if r.ratio]
+    if fitted:
+        g = float(np.exp(np.mean(np.log(fitted))))
+        console.print(f"the fit set measured again in this run comes out at {g:.2f}x the table's values (geometric "
+                      f"mean): {'the host held its speed' if abs(g - 1) <= 0.1 else 'the host ran at another speed than when the table was fitted; --refit takes that out'}",
+                      soft_wrap=True)
     for r in got:
         if abs(r.ratio - 1) > TARGET and r.basis:
             console.print(f"  {r.workload.key} {r.ratio:.2f}x: {why(r, fit_rows, run)}", soft_wrap=True, markup=False)
