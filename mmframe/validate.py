@@ -247,7 +247,7 @@ def print_report(rows: list[Row], fit_rows: list[Row], run: HostRun, meta: Mappi
     fitted = [r.ratio for r in fit_rows if r.ratio]
     if fitted:
         g = float(np.exp(np.mean(np.log(fitted))))
-        console.print(f"the fit set measured again in this run comes out at {g:.2f}x the table's values (geometric "
+        console.print(f"the table predicts its own fit set, measured again in this run, at {g:.2f}x (geometric "
                       f"mean): {'the host held its speed' if abs(g - 1) <= 0.1 else 'the host ran at another speed than when the table was fitted; --refit takes that out'}",
                       soft_wrap=True)
     for r in got:
