@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmframe import HOOK_CONTRACT_VERSION, __version__, hookspecs
+from mmframe import validate as validation
 from mmframe.config import load_config, parse_cli_plugins
 from mmframe.errors import MmframeError
 from mmframe.sched import ProgramError
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sub.add_parser("scenarios", help="scenarios and their options"))
     hp = sub.add_parser("hooks", help="the hook reference generated from the specs")
     hp.add_argument("--json", action="store_true", help="print data as JSON")
+    COMMANDS.update(validation.add_subcommands(sub))  # calibrate, validate (docs/validation.md)
     return p
 
 
