@@ -11,8 +11,8 @@ from mmframe.scenario import Scenario
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
-    from mmframe.workloads import fork_scaling, sga, shell, spawn
-    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
+    from mmframe.workloads import fork_scaling, program, sga, shell, spawn
+    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, program.SCENARIO]
 
 
 @hookimpl(trylast=True)
