@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
 from mmframe.config import load_config
 from mmframe import usr
 from mmframe.differential import compare_results
@@ -129,7 +130,7 @@ def _program(ctx, ops, shared_big):
     return 0
 
 
-@settings(max_examples=70, deadline=None)
+@settings(max_examples=examples(70), deadline=None)
 @given(PROGRAM, st.booleans(), st.booleans())
 def test_pt_shared_changes_cost_not_semantics(ops, pae, shared_big):
     a = machine(pae=pae).run(_program, ops, shared_big)

@@ -16,6 +16,8 @@ from mmframe.fs import FMODE_READ, FMODE_WRITE
 from mmframe.mm import memory as M
 from mmframe.mm.filemap import set_page_dirty
 from mmframe.mm.pgtable import TASK_SIZE
+
+ULONG_MASK = 0xFFFF_FFFF
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
 from mmframe.mm.page import PAGE_SHIFT
@@ -71,10 +73,11 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
             return -EBADF
     if prot & ~_PROT_ALL:
         return -EINVAL
+    addr, length = addr & ULONG_MASK, length & ULONG_MASK  # unsigned long on i386: -1 is 0xffffffff
     if length == 0:
         return addr
-    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-    if length > TASK_SIZE or length < 0:
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)  # 2**32 where the kernel's PAGE_ALIGN wraps to 0
+    if length > TASK_SIZE:
         return -EINVAL
     mm = task.mm
     if len(mm.vmas) > MAX_MAP_COUNT:

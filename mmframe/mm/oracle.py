@@ -228,11 +228,14 @@ class OracleMemory:
                 return -EBADF
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
+        # addr and len are unsigned longs (32 bits): a negative length is 2**32 less its size
+        addr, length = addr % (1 << 32), length % (1 << 32)
         if length == 0:
             return addr  # 2.5.49 do_mmap_pgoff: "if (!len) return addr;"
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if length > TASK_SIZE or length <= 0:
+        pages = -(-length // PAGE_SIZE)
+        if pages * PAGE_SIZE >= 1 << 32 or pages * PAGE_SIZE > TASK_SIZE:  # PAGE_ALIGN overflowed, or too big
             return -EINVAL
+        length = pages * PAGE_SIZE
         if flags & MAP_FIXED:
             if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
                 return -EINVAL
