@@ -12,16 +12,18 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from rich.console import Console
 
 from mmframe.config import ENV_PLUGINS, Config, load_config, override_layer, parse_cli_plugins, user_layers
-from mmframe.errors import UsageError
-from mmframe.results import TABLE_WIDTH, render_text, to_csv, to_json
+from mmframe.errors import ConfigError, UsageError
+from mmframe.executors import EXECUTORS, require, run_sweep
+from mmframe.results import SCHEMA, TABLE_WIDTH, render_text, to_csv, to_json
 from mmframe.scenario import Scenario, all_scenarios
-from mmframe.sweep import Job, Sweep, build_sweep, parse_set, run_jobs
+from mmframe.sweep import Job, Sweep, build_sweep, parse_set
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -35,7 +37,7 @@ class ProgressReporter:
     def __init__(self, total: int, *, quiet: bool = False, stream: Any = None) -> None:
         self.total, self.quiet = total, quiet
         self.stream = stream if stream is not None else sys.stderr
-        self.done = self.failed = 0
+        self.done = self.failed = self.started = 0
         self.running: dict[int, Any] = {}
         self.labels: dict[int, str] = {}
         self.t0 = time.monotonic()
@@ -48,15 +50,29 @@ class ProgressReporter:
             self.overall = self.live.add_task("runs", total=total)
             self.live.start()
 
+    def _describe(self) -> str:
+        running = max(0, self.started - self.done)
+        return f"runs ({running} running" + (f", {self.failed} failed)" if self.failed else ")")
+
     def __call__(self, event: str, payload: Any) -> None:
+        if event == "submit":  # a cluster took them all: "running" until done
+            self.started = payload
+        elif event == "start":
+            self.started += 1
         if self.quiet:
             return
-        if event == "start":
+        if event == "submit":
+            if self.live is not None:
+                self.live.update(self.overall, description=self._describe())
+            else:
+                self._line(f"submitted {payload} runs")
+        elif event == "start":
             job: Job = payload
             label = f"run {job.index + 1}/{self.total}: {job.scenario} {_job_text(job)}"
             self.labels[job.index] = label
             if self.live is not None:
                 self.running[job.index] = self.live.add_task(f"  {label}", total=None)
+                self.live.update(self.overall, description=self._describe())
             else:
                 self._line(f"started {label}")
         elif event == "step":
@@ -77,8 +93,7 @@ class ProgressReporter:
             if self.live is not None:
                 if index in self.running:
                     self.live.remove_task(self.running.pop(index))
-                self.live.update(self.overall, completed=self.done,
-                                 description=f"runs ({self.failed} failed)" if self.failed else "runs")
+                self.live.update(self.overall, completed=self.done, description=self._describe())
                 if not ok:
                     self.live.console.print(f"run {index + 1} ({rec['job']['label']}) failed: "
                                             f"{rec['error'].splitlines()[0]}", markup=False, highlight=False)
@@ -111,7 +126,15 @@ def _selection(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 def _base(args: argparse.Namespace, settings: Mapping[str, Any]) -> tuple[Config, list[Any]]:
     extra = [override_layer(settings)] if settings else []
-    cfg = load_config(args.config, cli_plugins=parse_cli_plugins(args.plugin), extra_layers=extra)
+    load = partial(load_config, args.config, cli_plugins=parse_cli_plugins(args.plugin), extra_layers=extra)
+    try:
+        cfg = load()
+    except ConfigError as exc:  # a value the [sweep] grid replaces is checked in each run's config
+        if not (exc.key or "").startswith("scenario."):
+            raise
+        cfg = load(check_scenario=False)
+        if exc.key not in cfg.sweep.grid:
+            raise exc from None
     return cfg, [*user_layers(args.config), *extra]
 
 
@@ -135,12 +158,81 @@ def execute(args: argparse.Namespace, console: Console, sweep_of: Callable[[Conf
     if args.plot:
         from mmframe.plot import _pyplot
         _pyplot()  # missing matplotlib is a usage error before anything runs
-    progress = ProgressReporter(len(sweep.jobs), quiet=args.quiet)
+    executor = args.executor or base.sweep.executor
+    address = args.address if args.address is not None else base.sweep.address
+    workers = args.workers if args.workers is not None else (base.sweep.workers or None)
+    require(executor)
+    done: dict[str, dict[str, Any]] = {}
+    resume = getattr(args, "resume", None)
+    if resume:
+        done = load_finished(resume, sweep, scenarios)
+        if done:
+            print(f"mmframe: resuming: {len(done)} of {len(sweep.jobs)} runs already in {resume}",
+                  file=sys.stderr)
+    todo = [j for j in sweep.jobs if j.key() not in done]
+    checkpoint = Checkpoint(resume, scenarios, sweep, done) if resume else None
+    progress = ProgressReporter(len(todo), quiet=args.quiet)
     try:
-        records = run_jobs(sweep.jobs, args.workers, progress)
+        fresh = run_sweep(todo, executor, address=address, workers=workers,
+                          progress=checkpoint.wrap(progress) if checkpoint else progress)
     finally:
         progress.close()
+    by_key = {**done, **{r["job"]["key"]: r for r in fresh}}
+    records = [by_key[j.key()] for j in sweep.jobs]
+    if checkpoint:
+        checkpoint.save(records)
     return report(args, scenarios, records, sweep)
+
+
+def load_finished(path: str, sweep: Sweep, scenarios: Mapping[str, Scenario]) -> dict[str, dict[str, Any]]:
+    """Runs of ``sweep`` already finished in the results file ``path`` (missing: none), as records
+    renumbered to this sweep; failed runs are run again."""
+    import json
+
+    p = Path(path)
+    if not p.exists():
+        return {}
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume {path}: not a results file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("runs"), list):
+        raise UsageError(f"--resume {path}: not a results file (schema {SCHEMA})")
+    wanted = {j.key(): j for j in sweep.jobs}
+    out = {}
+    for run in doc["runs"]:
+        key = run.get("job", {}).get("key")
+        if run.get("status") == "ok" and key in wanted:
+            job = wanted[key]
+            rec = dict(run, job={**run["job"], "index": job.index})
+            rec["figures"] = {k: f["value"] if isinstance(f, dict) and "value" in f else f
+                              for k, f in run.get("figures", {}).items()}
+            out[key] = rec
+    return out
+
+
+class Checkpoint:
+    """Keeps the ``--resume`` file current as runs finish, so an interrupted sweep resumes."""
+
+    def __init__(self, path: str, scenarios: Mapping[str, Scenario], sweep: Sweep,
+                 done: Mapping[str, dict[str, Any]]) -> None:
+        self.path, self.scenarios, self.sweep = path, scenarios, sweep
+        self.records = dict(done)
+
+    def wrap(self, progress: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+        def on(event: str, payload: Any) -> None:
+            if event == "done" and payload.get("status") == "ok":
+                self.records[payload["job"]["key"]] = payload
+                order = {j.key(): j.index for j in self.sweep.jobs}
+                self.save(sorted(self.records.values(), key=lambda r: order[r["job"]["key"]]))
+            progress(event, payload)
+        return on
+
+    def save(self, records: Sequence[Mapping[str, Any]]) -> None:
+        tmp = Path(self.path + ".tmp")
+        tmp.write_text(to_json(self.scenarios, records, sweep=self.sweep.description, timings=True),
+                       encoding="utf-8")
+        tmp.replace(self.path)
 
 
 def report(args: argparse.Namespace, scenarios: Mapping[str, Scenario], records: Sequence[Mapping[str, Any]],
@@ -199,9 +291,11 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
                     for p in args.policy]
             base.catalog.require([n for s in sets for n in s], "--policy")
         elevators = _names(args.elevators, "--elevators") if args.elevators else None
-        if args.seeds < 1:
+        seeds = args.seeds if args.seeds is not None else base.sweep.seeds
+        if seeds < 1:
             raise UsageError("--seeds must be at least 1")
-        return build_sweep(base, layers, _selection(args), policy_sets=sets, elevators=elevators, seeds=args.seeds)
+        return build_sweep(base, layers, _selection(args), policy_sets=sets, elevators=elevators, seeds=seeds,
+                           grid=base.sweep.grid)
     return execute(args, console, sweep_of)
 
 
@@ -221,8 +315,12 @@ def _outputs(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--timings", action="store_true",
                     help="include host-measured figures (wall time, host memory): they vary run to run")
     sp.add_argument("--workers", type=int, default=None, metavar="N",
-                    help="parallel processes (default: one per CPU, at most one per run)")
+                    help="parallel processes or local cluster workers (default: one per CPU, at most one per run)")
     sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sp.add_argument("--executor", choices=EXECUTORS, default=None,
+                    help="local processes (default), a Dask or a Ray cluster (optional extras); [sweep] executor")
+    sp.add_argument("--address", default=None, metavar="ADDR",
+                    help="the cluster: tcp://HOST:8786 (Dask) or ray://HOST:10001 (Ray); none: a local cluster")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. scenario.children=8 or machine.cpus=4 (value as TOML)")
 
@@ -241,6 +339,9 @@ def register(sub: Any, common: Callable[..., None]) -> dict[str, Handler]:
     cp.add_argument("--policy", action="append", metavar="A+B|A,B", type=lambda s: s.replace("+", ","),
                     help="one policy set (repeatable; 'mainline' or '' for none)")
     cp.add_argument("--elevators", metavar="E1,E2", help="run each combination under each elevator")
-    cp.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per combination (from [machine] seed)")
+    cp.add_argument("--seeds", type=int, default=None, metavar="N",
+                    help="seeds per combination, from [machine] seed on (default: [sweep] seeds, 1)")
+    cp.add_argument("--resume", metavar="FILE",
+                    help="a results file kept current as runs finish; runs already in it are not run again")
     cp.add_argument("--dry-run", action="store_true", help="check every combination and list the runs")
     return {"run": cmd_run, "compare": cmd_compare}

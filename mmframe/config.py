@@ -50,7 +50,16 @@ DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
     Option("elevator", "str", "deadline", "I/O scheduler of this queue"),
 )
-TOP_KEYS = ("machine", "plugins", "block", "scenario")
+TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep")
+SWEEP_OPTIONS: tuple[Option, ...] = (  # [sweep]: what `mmframe compare` runs and where (docs/sweeps.md)
+    Option("seeds", "int", 1, "seeds per combination, from [machine] seed on", minimum=1, maximum=100_000),
+    Option("executor", "choice", "local", "where runs go: local processes, a Dask or a Ray cluster",
+           choices=("local", "dask", "ray")),
+    Option("address", "str", "", "the cluster: a Dask scheduler (tcp://HOST:8786) or Ray (ray://HOST:10001); "
+           "empty: a local cluster"),
+    Option("workers", "int", 0, "local processes or local cluster workers; 0: one per CPU", minimum=0,
+           maximum=4096),
+)
 
 
 @attrs.frozen(slots=True)
@@ -94,6 +103,17 @@ class ScenarioConfig:
 
 
 @attrs.frozen(slots=True)
+class SweepConfig:
+    """``[sweep]``: seeds, option grids (dotted key -> values, every combination runs), executor."""
+
+    seeds: int = 1
+    grid: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict)
+    executor: str = "local"
+    address: str = ""
+    workers: int = 0
+
+
+@attrs.frozen(slots=True)
 class Config:
     """A validated run configuration."""
 
@@ -104,6 +124,7 @@ class Config:
     scenario: ScenarioConfig
     sources: tuple[str, ...]
     catalog: Catalog = attrs.field(eq=False, repr=False)
+    sweep: SweepConfig = attrs.field(factory=SweepConfig)
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -252,11 +273,13 @@ def _layer_plugin_tokens(layer: Layer) -> list[str]:
 def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iterable[str] = (),
                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
                 extra_plugins: Mapping[str, Any] | None = None, use_pyproject: bool = True,
-                extra_layers: Iterable[Layer] = ()) -> Config:
+                extra_layers: Iterable[Layer] = (), check_scenario: bool = True) -> Config:
     """Read every layer, resolve the plugin selection, load the catalog and validate everything.
 
     ``extra_plugins`` hands plugin modules in directly (embedding, tests) as if discovered;
     ``extra_layers`` go above the config file (``--set``, a sweep's elevator; see :func:`override_layer`).
+    ``check_scenario=False`` skips the scenario's own check of its option values (a sweep whose grid
+    sets them checks each run's config instead).
     """
     env = os.environ if env is None else env
     layers = user_layers(path, cwd=cwd, use_pyproject=use_pyproject)
@@ -279,6 +302,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     disks: dict[str, dict[str, Any]] = {}
     disk_plugin: dict[str, dict[str, dict[str, Any]]] = {}
     scenario: dict[str, Any] = {}
+    sweep: dict[str, tuple[Any, Layer]] = {}
     machine_opts = {o.name: o for o in MACHINE_OPTIONS}
     disk_opts = {o.name: o for o in DISK_OPTIONS}
     for layer in layers:
@@ -323,6 +347,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                     disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = _coerce(
                         layer, ("block", disk, k, ok), qopts[ok], ov)
             disks.setdefault(disk, {})
+        sw = _table(layer, ("sweep",), doc.get("sweep", {}))
+        _check_keys(layer, ("sweep",), sw, [*(o.name for o in SWEEP_OPTIONS), "grid"])
+        for k, v in sw.items():
+            sweep[k] = (v, layer)
         s = _table(layer, ("scenario",), doc.get("scenario", {}))
         if "name" in s and "name" in scenario and s["name"] != scenario["name"][0]:
             # another scenario: the options a lower layer gave the previous one do not apply
@@ -338,9 +366,35 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     filled = {name: {**{o.name: o.coerce(o.default) for o in catalog.plugins[name].options},
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
     sc = _scenario_config(scenario, catalog)
-    cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog)
-    _check_scenario(cfg, scenario)
+    cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog,
+                 _sweep_config(sweep))
+    if check_scenario:
+        _check_scenario(cfg, scenario)
     return cfg
+
+
+def _sweep_config(values: dict[str, tuple[Any, Layer]]) -> SweepConfig:
+    """``[sweep]``; a grid's values are checked when the sweep builds its runs (each one's config)."""
+    opts = {o.name: o for o in SWEEP_OPTIONS}
+    got = {k: _coerce(layer, ("sweep", k), opts[k], v) for k, (v, layer) in values.items() if k != "grid"}
+    grid: dict[str, tuple[Any, ...]] = {}
+    if "grid" in values:
+        raw, layer = values["grid"]
+
+        def walk(prefix: tuple[str, ...], node: Any) -> None:
+            if isinstance(node, dict) and node:
+                for k, v in node.items():
+                    walk((*prefix, k), v)
+            elif isinstance(node, list) and node and "." in ".".join(prefix):
+                grid[".".join(prefix)] = tuple(node)
+            else:
+                raise _err(layer, ("sweep", "grid", *prefix), "must be a non-empty list of values for a dotted key",
+                           "e.g. [sweep.grid] \"scenario.children\" = [8, 64]")
+
+        walk((), _table(layer, ("sweep", "grid"), raw))
+        if not grid:
+            raise _err(layer, ("sweep", "grid"), "is empty", "keys like \"scenario.children\" = [8, 64]")
+    return SweepConfig(grid=grid, **got)
 
 
 def user_layers(path: str | os.PathLike[str] | None = None, *, cwd: str | os.PathLike[str] | None = None,

@@ -163,6 +163,16 @@ class Group:
     records: tuple[Mapping[str, Any], ...]
 
 
+def baseline(g: Group, groups: Sequence[Group]) -> Group:
+    """The group ``g`` is compared with: the first combination with the same settings (grid values),
+    i.e. the mainline-default run at the same grid point when the sweep has one."""
+    grid = json.dumps(g.records[0]["job"].get("grid", {}), sort_keys=True)
+    for other in groups:
+        if json.dumps(other.records[0]["job"].get("grid", {}), sort_keys=True) == grid:
+            return other
+    return groups[0]
+
+
 def group_runs(records: Iterable[Mapping[str, Any]]) -> list[Group]:
     """Successful records grouped by combination label (seeds together), in first-seen order."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -200,7 +210,6 @@ def results_tables(scen: Scenario, records: Sequence[Mapping[str, Any]], *, timi
     declared = [f.key for f in scen.figures if f.key in keys]
     keys = declared + [k for k in keys if k not in declared]
     figs = [figure_of(scen, k) for k in keys if timings or figure_of(scen, k).kind != "host"]
-    base = groups[0]
     tables: list[Table] = []
     by_axis: dict[str, list[Figure]] = {}
     for f in figs:
@@ -225,8 +234,8 @@ def results_tables(scen: Scenario, records: Sequence[Mapping[str, Any]], *, timi
         rows = []
         for x in xs:
             for g in groups:
-                cells = [_cell(c, g, base, lambda r, c=c: _series_value(r["figures"].get(c.key), x), len(groups))
-                         for c in cols]
+                cells = [_cell(c, g, baseline(g, groups), lambda r, c=c: _series_value(r["figures"].get(c.key), x),
+                               len(groups)) for c in cols]
                 rows.append(([fmt_x(x, axis.unit if axis else ""), g.label], cells))
         tables += _pack([axis.label if axis else axis_name, "combination"], cols, rows, width,
                         title=f"{scen.name}: by {axis.label if axis else axis_name}{note}")
@@ -243,7 +252,7 @@ def results_tables(scen: Scenario, records: Sequence[Mapping[str, Any]], *, timi
     if scalar_cols:
         rows = []
         for g in groups:
-            cells = [_cell(c, g, base, lambda r, c=c: r.get("wall_s") if c.stat == "wall"
+            cells = [_cell(c, g, baseline(g, groups), lambda r, c=c: r.get("wall_s") if c.stat == "wall"
                            else _scalar(r["figures"].get(c.key), c.stat), len(groups)) for c in scalar_cols]
             rows.append(([g.label], cells))
         tables += _pack(["combination"], scalar_cols, rows, width, title=scen.name)
@@ -346,7 +355,8 @@ def outcome_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def failure_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [f"run {r['job']['index']} ({r['job']['label']}, seed {r['job']['seed']}) failed: {r['error']}"
+    return [f"run {r['job']['index'] + 1} ({r['job']['label']}, seed {r['job']['seed']}) failed: "
+            f"{r['error'].splitlines()[0]}"
             for r in records if r.get("status") != "ok"]
 
 
@@ -365,12 +375,16 @@ def render_text(scenarios: Mapping[str, Scenario], records: Sequence[Mapping[str
         if ok:
             m0 = ok[0]["manifest"]
             types = {o.name: o.type for o in scen.options}
-            params = ", ".join(f"{k}={_fmt_param(v, types.get(k, ''))}" for k, v in ok[0]["params"].items())
+            swept = {k.rsplit(".", 1)[-1] for r in ok for k in r["job"].get("grid", {})}
+            params = ", ".join(f"{k}={_fmt_param(v, types.get(k, ''))}" for k, v in ok[0]["params"].items()
+                               if k not in swept)
             con.print(f"cost table {m0.get('cost_table', {}).get('name')} ({m0.get('cost_table', {}).get('digest')}); "
                       f"seeds {', '.join(sorted({str(r['job']['seed']) for r in ok}, key=int))}; {params}")
-            base = group_runs(ok)[0].label
-            if len(group_runs(ok)) > 1:
-                con.print(f"×: ratio to {base}")
+            groups = group_runs(ok)
+            if len(groups) > 1:
+                bases = list(dict.fromkeys(baseline(g, groups).label for g in groups))
+                con.print(f"×: ratio to {bases[0]}" if len(bases) == 1 else
+                          f"×: ratio to {groups[0].label.split(' / ')[0]} with the same settings")
         for t in results_tables(scen, recs, timings=timings, width=width):
             con.print(t)
         ref = reference_table(scen, recs)

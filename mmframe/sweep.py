@@ -9,6 +9,7 @@ sweep does not depend on which worker ran what, or when.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -19,8 +20,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
+from mmframe import config as config_module
 from mmframe.config import DISK_OPTIONS, ENV_PLUGINS, Config, Layer, load_config, override_layer
 from mmframe.errors import ConfigError, MmframeError, UsageError
+from mmframe.plugin import CORE
 from mmframe.results import jsonable
 from mmframe.scenario import all_scenarios, policy_label, run_one
 
@@ -48,14 +51,17 @@ class Job:
         return out
 
     def key(self) -> str:
-        """Identifies the run within a sweep (for ``--resume``): everything that makes its result."""
+        """Identifies the run (for ``--resume``): everything that makes its result, the config's
+        layers and plugin selection included (as a digest), so a changed config reruns."""
+        layers = json.dumps([[layer.source, layer.doc] for layer in self.layers], sort_keys=True, default=str)
+        digest = hashlib.sha256((layers + json.dumps(self.selection)).encode()).hexdigest()[:16]
         return json.dumps([self.scenario, list(self.policies), self.elevator, self.seed,
-                           [[k, jsonable(v)] for k, v in self.grid]], sort_keys=True)
+                           [[k, jsonable(v)] for k, v in self.grid], digest], sort_keys=True)
 
     def config(self) -> Config:
         env = {ENV_PLUGINS: ",".join(dict(self.selection).get("env", ()))}
         cfg = load_config(None, cli_plugins=dict(self.selection).get("cli", ()), env=env, use_pyproject=False,
-                          extra_layers=(*self.layers, override_layer(self.settings(), "sweep")))
+                          extra_layers=(*self.layers, override_layer(self.settings(), "the sweep ([sweep] grid, --seeds, --elevators)")))
         return cfg.with_policies(self.policies)
 
 
@@ -80,18 +86,18 @@ def _short(v: Any) -> str:
 
 def run_job(job: Job, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Run one job; never raises: a failure is a record with ``status`` "failed" and the error."""
-    head = {"index": job.index, "key": job.key(), "scenario": job.scenario, "label": "?",
-            "policies": list(job.policies), "elevator": job.elevator, "seed": job.seed,
-            "grid": {k: jsonable(v) for k, v in job.grid}}
+    head = job_head(job)
     try:
         cfg = job.config()
         head["policies"] = list(cfg.enabled)
         head["label"] = label_of(cfg.enabled, job.elevator, job.grid)
         col = run_one(cfg, progress)
     except Exception as exc:  # noqa: BLE001 - reported with the job, the sweep goes on
+        from mmframe.sched import ProgramError  # a broken simulated program: its message says it all
+
         code = exc.exit_code if isinstance(exc, MmframeError) else 1
         text = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, MmframeError):
+        if not isinstance(exc, (MmframeError, ProgramError)):
             text += "\n" + "".join(traceback.format_exception(exc)[-3:]).rstrip()
         return {"job": head, "status": "failed", "error": text, "exit_code": code}
     return {"job": head, "status": "ok", "error": None,
@@ -99,6 +105,18 @@ def run_job(job: Job, progress: Callable[[float, float], None] | None = None) ->
             "figures": {k: jsonable(v) for k, v in col.figures.items()},
             "counters": dict(sorted(col.counters.items())), "outcomes": [dict(o) for o in col.outcomes],
             "manifest": jsonable_manifest(col.manifest), "wall_s": col.wall_s}
+
+
+def job_head(job: Job) -> dict[str, Any]:
+    return {"index": job.index, "key": job.key(), "scenario": job.scenario, "label": job.label,
+            "policies": list(job.policies), "elevator": job.elevator, "seed": job.seed,
+            "grid": {k: jsonable(v) for k, v in job.grid}}
+
+
+def failed_record(job: Job, exc: BaseException) -> dict[str, Any]:
+    """The record of a job whose worker failed (died, or the executor lost it)."""
+    return {"job": job_head(job), "status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}",
+            "exit_code": 1}
 
 
 def jsonable_manifest(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +150,7 @@ def build_sweep(base: Config, layers: Sequence[Layer], selection: Sequence[tuple
     sets = [tuple(s) for s in (policy_sets if policy_sets is not None else base.scenario.policies)]
     for s in sets:
         cat.require(s, "policy set " + (str(list(s))))
-    disks = tuple(d.name for d in base.disks) or ("sda",)
+    disks = tuple(d.name for d in base.disks) or (getattr(config_module, "DEFAULT_DISK", "sda"),)
     if elevators:
         elevs: list[str | None] = list(dict.fromkeys(elevators))
         default = base.disks[0].elevator if base.disks else DISK_OPTIONS[1].default
@@ -152,7 +170,8 @@ def build_sweep(base: Config, layers: Sequence[Layer], selection: Sequence[tuple
     for g in grids:
         for elev in elevs:
             for pset in sets:
-                probe = Job(0, base.scenario.name, pset, elev, first_seed, tuple(layers), sel, g, disks)
+                probe = Job(0, base.scenario.name, (*pset, *_elevator_owner(base, elev, pset)), elev, first_seed,
+                            tuple(layers), sel, g, disks)
                 cfg = _check(probe, checked, elev)
                 ident = (cfg.enabled, elev, g)
                 if ident in seen:
@@ -167,6 +186,14 @@ def build_sweep(base: Config, layers: Sequence[Layer], selection: Sequence[tuple
             "elevators": [e for e in elevs if e is not None], "seeds": [first_seed + i for i in range(seeds)],
             "grid": {k: [jsonable(x) for x in v] for k, v in grid_items}, "runs": len(jobs)}
     return Sweep(tuple(jobs), base.scenario.name, tuple(notes), desc)
+
+
+def _elevator_owner(base: Config, elevator: str | None, pset: Sequence[str]) -> tuple[str, ...]:
+    """A plugin's elevator runs with its plugin enabled (the block layer registers elevators by
+    plugin, ``mmframe_elevators``): the owner joins the combination."""
+    entry = getattr(base, "elevators", {}).get(elevator) if elevator else None
+    owner = entry[1] if entry else None
+    return (owner,) if owner and owner != CORE and owner not in pset and owner not in base.enabled else ()
 
 
 def _check(job: Job, cache: dict[tuple[Any, ...], Config], elevator: str | None) -> Config:
@@ -187,7 +214,7 @@ def _check(job: Job, cache: dict[tuple[Any, ...], Config], elevator: str | None)
         from mmframe.machine import Machine
         Machine._cost_table(SimpleNamespace(cfg=cfg, enabled=cfg.enabled, config=cfg.machine))  # type: ignore[arg-type]
     scen, owner = all_scenarios(cfg.catalog)[cfg.scenario.name]
-    if owner != "mmframe.core" and owner not in cfg.enabled:
+    if owner != CORE and owner not in cfg.enabled:
         raise UsageError(f"scenario {scen.name!r} comes from plugin {owner!r}, which this run does not "
                          f"enable (add it to [plugins] enable or use -p {owner})")
     return cfg
@@ -256,12 +283,7 @@ def run_pool(jobs: Sequence[Job], workers: int, progress: Progress | None = None
                 try:
                     rec = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool...)
-                    rec = {"job": {"index": job.index, "key": job.key(), "scenario": job.scenario,
-                                   "label": job.label,
-                                   "policies": list(job.policies), "elevator": job.elevator, "seed": job.seed,
-                                   "grid": {k: jsonable(v) for k, v in job.grid}},
-                           "status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}",
-                           "exit_code": 1}
+                    rec = failed_record(job, exc)
                 results[job.index] = rec
                 if progress:
                     progress("done", rec)

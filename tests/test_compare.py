@@ -20,7 +20,8 @@ from mmframe.cli import main
 from mmframe.config import load_config, user_layers
 from mmframe.results import SCHEMA, percentile, render_text, to_csv, to_json
 from mmframe.scenario import Figure, all_scenarios, run_one
-from mmframe.sweep import Job, build_sweep, matrix_sets, run_job, run_jobs
+from mmframe.sweep import build_sweep, matrix_sets, run_job
+from tests.support import examples
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -515,7 +516,7 @@ def scenario_docs(draw):
     return "[scenario]\n" + "\n".join(lines) + "\n", [o.name for o in opts]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario_docs())
 @example(('[scenario]\nname = "fork-scaling"\nsizes = ["2GiB"]\nmemory = "2GiB"\n', ["sizes", "memory"]))
 @example(('[scenario]\nname = "sga"\nsize = "3GiB"\nmemory = "1GiB"\n', ["size", "memory"]))
@@ -555,3 +556,13 @@ def test_wheel_built_from_the_tree_has_every_module(tmp_path):
     expected |= {f"mmframe_plugins/{p.relative_to(REPO / 'plugins').as_posix()}" for p in (REPO / "plugins").rglob("*.py")}
     expected |= {f"mmframe/data/{p.name}" for p in (REPO / "mmframe" / "data").glob("*.toml")}
     assert not {e for e in expected if "__pycache__" not in e} - names
+
+
+def test_the_readme_example_config_loads_and_names_distinct_runs(isolated, capsys):
+    block = re.search(r"```toml\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S).group(1)
+    block = "\n".join(line for line in block.splitlines() if not line.startswith("costs ="))
+    path = write(isolated, block, "readme.toml")
+    rc, out, err = run_cli(capsys, "compare", str(path), "--dry-run")
+    assert rc == 0, err
+    labels = [line.split("\t")[2] for line in out.splitlines()]
+    assert len(labels) == len(set(labels)) >= 2 and any(lab.startswith("mainline") for lab in labels)
