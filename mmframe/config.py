@@ -367,7 +367,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
     sc = _scenario_config(scenario, catalog)
     cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog,
-                 _sweep_config(sweep))
+                 sweep=_sweep_config(sweep))
     if check_scenario:
         _check_scenario(cfg, scenario)
     return cfg

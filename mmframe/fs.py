@@ -140,9 +140,6 @@ class FileSystem:
         self.next_block = 0
         self.free_blocks: list[int] = []
         self.images: dict[Any, Inode] = {}  # program -> its installed image
-        sched = machine.sched
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
-            sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
@@ -264,7 +261,7 @@ class FileSystem:
                     continue
                 lo = max(v.start, v.start + ((first - v.pgoff) << PAGE_SHIFT))
                 if lo < v.end:
-                    vm.zap_range(mm, lo, v.end)
+                    vm.zap_page_range(mm, lo, v.end)
                     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), lo, v.end)
         for index, _ in list(inode.mapping.page_tree.items(first)):
             filemap.remove_from_page_cache(vm, inode.mapping, index)

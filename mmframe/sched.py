@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
-from mmframe.mm.memory import Killed
+from mmframe.mm.fault import Killed
 from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,11 +121,9 @@ class Scheduler:
         self.rq: deque[Task] = deque()
         self.tasks: dict[int, Task] = {}
         self.next_pid = 1
-        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}  # filled from mmframe.syscalls.SYSCALLS
         self.trace: list[tuple[str, int]] | None = None  # (lineage, nsys) when tracing interleaving
         self.current: Task | None = None  # the task whose system call is running
-        for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep"):
-            self.handlers[name] = getattr(self, "sys_" + name)
 
     # --- task creation and placement -----------------------------------------------------
     def _place(self) -> Any:
@@ -392,7 +390,7 @@ class Scheduler:
 
     def kill(self, task: Task, signo: int) -> None:
         """Kill ``task`` from inside a system call (the out-of-memory killer's SIGKILL): the
-        handler then raises :class:`~mmframe.mm.memory.Killed`, which ends the time slice."""
+        handler then raises :class:`~mmframe.mm.fault.Killed`, which ends the time slice."""
         task.signal = SimSignal(signo)
         self.do_exit(task, signo & 0x7F)
 

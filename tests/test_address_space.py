@@ -15,6 +15,7 @@ from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOE
                          fork, fsync, ftruncate, mmap, mprotect, msync, munmap, open, pread, pwrite, read, shmat,
                          shmctl, shmdt, shmget, touch, wait, write)
 from mmframe.workloads.shell import COMMANDS as COMMANDS_
+from mmframe.mm.oracle import install as install_oracle
 from tests.test_memory import RW, MiB, anon, machine, results
 
 P = PAGE_SIZE
@@ -895,11 +896,8 @@ def _read_window():
 @settings(max_examples=examples(120), deadline=None)
 @given(FILE_PROGRAM)
 def test_generated_file_programs_match_the_oracle(ops):
-    from mmframe.mm.oracle import OracleFS, OracleMemory
     real = machine(memory=24 * MiB)
-    oracle = machine(memory=24 * MiB, debug="off")
-    oracle.mm = OracleMemory(oracle)
-    oracle.fs = OracleFS(oracle)
+    oracle = install_oracle(machine(memory=24 * MiB, debug="off"), files=True)
     a, b = real.run(_files_program, ops), oracle.run(_files_program, ops)
     assert not compare_results(a, b).differences
 

@@ -14,8 +14,8 @@ from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
-from mmframe.mm import memory as M
-from mmframe.mm.oracle import OracleMemory
+from mmframe.mm import pgtable
+from mmframe.mm.oracle import install as install_oracle
 from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
                          PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGSEGV, SimSignal, exit, fork, mmap, mprotect,
                          munmap, read, touch, wait, write)
@@ -237,7 +237,7 @@ def _workload(ctx):
 def test_bulk_paths_charge_what_the_single_paths_charge(monkeypatch, policies):
     runs = {}
     for bulk_min in (1, 10**9):
-        monkeypatch.setattr(M, "BULK_MIN", bulk_min)
+        monkeypatch.setattr(pgtable, "BULK_MIN", bulk_min)
         m = machine(memory=128 * MiB, debug="exit", policies=policies)
         r = m.run(_workload)
         runs[bulk_min] = (dict(r.counts), r.tasks["1"].calls, m.meminfo())
@@ -321,8 +321,7 @@ def _program(ctx, ops):
 @given(PROGRAM, st.booleans())
 def test_generated_programs_match_the_oracle(ops, pae):
     real = machine(memory=16 * MiB, pae=pae)
-    oracle = machine(memory=16 * MiB, debug="off")
-    oracle.mm = OracleMemory(oracle)
+    oracle = install_oracle(machine(memory=16 * MiB, debug="off"))
     a, b = real.run(_program, ops), oracle.run(_program, ops)
     assert not compare_results(a, b).differences
 

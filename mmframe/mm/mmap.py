@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmframe.fs import FMODE_READ, FMODE_WRITE
-from mmframe.mm import memory as M
 from mmframe.mm.filemap import set_page_dirty
-from mmframe.mm.pgtable import TASK_SIZE
+from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, TASK_SIZE
+from mmframe.mm.pte_change import MSYNC
 
 ULONG_MASK = 0xFFFF_FFFF
 from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
@@ -26,7 +26,8 @@ from mmframe.usr import (EACCES, EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
@@ -191,7 +192,7 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
     hit = mm.vmas.overlapping(start, end)
     for v in hit:
         mm.vmas.remove(v)
-    vm.zap_range(mm, hit[0].start, hit[-1].end)
+    vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
@@ -351,15 +352,15 @@ def sys_msync(vm: Memory, task: Task, addr: Any, length: Any, flags: Any = MS_SY
 
 def filemap_sync(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     """Clear the dirty bit of each PTE in ``[start, end)`` and mark its page dirty."""
-    dirty = M._PAGE_DIRTY
+    dirty = _PAGE_DIRTY
     for idx, i0, i1 in vm.pmd_slots(mm, start, end):
-        pt = vm.pte_change(mm, idx, M.MSYNC, i0, i1)
+        pt = vm.pte_change(mm, idx, MSYNC, i0, i1)
         if pt is None:
             continue
         ptes = pt.ptes
         for i in range(i0, i1):
             pte = ptes[i]
-            if pte & M.PTE_PRESENT_MASK and pte & dirty:
+            if pte & PTE_PRESENT_MASK and pte & dirty:
                 ptes[i] = pte & ~dirty
                 vm.acct.charge(vm.P_pte_set)
                 set_page_dirty(vm, pte >> PAGE_SHIFT)

@@ -6,11 +6,12 @@ or SIGBUS with which si_code, what the calls return) the way 2.5.49 does for ano
 file-backed mappings and buffered file I/O (:class:`OracleFS`: a file is its pages' contents, with
 no page cache, device or dirty state); programs compared against it use no shm, brk or exec.
 The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
-a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
+a machine (:func:`install`) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
@@ -103,8 +104,6 @@ class OracleMemory:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch"):
-            machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
     def task_created(self, pid: int) -> bool:
@@ -352,8 +351,6 @@ class OracleFS:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.files: dict[str, OFile] = {}
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
-            machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     def disk_state(self) -> None:
         """No device here: contents are always coherent, so there is nothing to compare."""
@@ -454,3 +451,22 @@ class OracleFS:
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
         return 0 if self.fget(task, fd) is not None else -EBADF
+
+
+#: The calls the oracle answers in place of the real model (the rest keep the machine's handlers).
+ORACLE_MM_SYSCALLS = {name: ("mm", getattr(OracleMemory, "sys_" + name))
+                      for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch")}
+ORACLE_FS_SYSCALLS = {name: ("fs", getattr(OracleFS, "sys_" + name))
+                      for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync")}
+
+
+def install(machine: Machine, files: bool = False) -> Machine:
+    """Swap the oracle in for ``machine``'s memory model (and its file system when ``files``) and
+    bind the calls it answers, as :func:`mmframe.syscalls.bind` binds the machine's own."""
+    machine.mm = OracleMemory(machine)
+    table = dict(ORACLE_MM_SYSCALLS)
+    if files:
+        machine.fs = OracleFS(machine)
+        table.update(ORACLE_FS_SYSCALLS)
+    machine.sched.handlers.update({n: MethodType(fn, getattr(machine, owner)) for n, (owner, fn) in table.items()})
+    return machine

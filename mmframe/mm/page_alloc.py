@@ -245,6 +245,8 @@ class PageAllocator:
         self.events.append(("oom", gfp, order))
         return -1
 
+    alloc_pages = _alloc_pages  # the public name (mmframe.facade.Allocator)
+
     def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
         """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
         self.mem_map.count[pfn] = 0
