@@ -260,6 +260,9 @@ def results_tables(scen: Scenario, records: Sequence[Mapping[str, Any]], *, timi
 
 
 def _cell(col: Column, g: Group, base: Group, get: Any, ngroups: int) -> str:
+    texts = [r["figures"].get(col.key) for r in g.records] if not col.stat else []
+    if texts and all(isinstance(t, str) for t in texts):  # a figure that is text ("nothing", a list)
+        return " | ".join(dict.fromkeys(texts))
     mean, spread = _mean([get(r) for r in g.records])
     text = fmt_number(mean)
     if mean is not None and spread:
@@ -341,8 +344,10 @@ def reference_table(scen: Scenario, records: Sequence[Mapping[str, Any]]) -> Tab
 def outcome_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """A readable summary of how the programs ended, per combination (and seed when they differ)."""
     groups = group_runs(records)
+    n = sum(len(r["outcomes"]) for g in groups for r in g.records)
+    if not n:
+        return []  # a scenario that runs no program (its I/O is submitted directly)
     if all(o["how"] == "exited" and o["status"] == 0 for g in groups for r in g.records for o in r["outcomes"]):
-        n = sum(len(r["outcomes"]) for g in groups for r in g.records)
         return [f"programs: every task exited 0 ({n} tasks in {sum(len(g.records) for g in groups)} runs)"]
     lines = ["programs:"]
     for g in groups:
@@ -371,20 +376,23 @@ def render_text(scenarios: Mapping[str, Scenario], records: Sequence[Mapping[str
     for name, recs in by_scen.items():
         scen = scenarios[name]
         ok = [r for r in recs if r.get("status") == "ok"]
-        con.print(f"{scen.name}: {scen.help}", soft_wrap=False)
+        con.print(f"{scen.name}: {scen.help}", soft_wrap=False, markup=False, highlight=False)
         if ok:
             m0 = ok[0]["manifest"]
             types = {o.name: o.type for o in scen.options}
             swept = {k.rsplit(".", 1)[-1] for r in ok for k in r["job"].get("grid", {})}
             params = ", ".join(f"{k}={_fmt_param(v, types.get(k, ''))}" for k, v in ok[0]["params"].items()
                                if k not in swept)
-            con.print(f"cost table {m0.get('cost_table', {}).get('name')} ({m0.get('cost_table', {}).get('digest')}); "
-                      f"seeds {', '.join(sorted({str(r['job']['seed']) for r in ok}, key=int))}; {params}")
+            ct = m0.get("cost_table") or {}
+            con.print((f"cost table {ct.get('name')} ({ct.get('digest')}); " if ct else "")
+                      + f"seeds {', '.join(sorted({str(r['job']['seed']) for r in ok}, key=int))}; {params}",
+                      markup=False, highlight=False)
             groups = group_runs(ok)
             if len(groups) > 1:
                 bases = list(dict.fromkeys(baseline(g, groups).label for g in groups))
                 con.print(f"×: ratio to {bases[0]}" if len(bases) == 1 else
-                          f"×: ratio to {groups[0].label.split(' / ')[0]} with the same settings")
+                          f"×: ratio to {groups[0].label.split(' / ')[0]} with the same settings",
+                          markup=False, highlight=False)
         for t in results_tables(scen, recs, timings=timings, width=width):
             con.print(t)
         ref = reference_table(scen, recs)

@@ -286,11 +286,23 @@ def run_one(config: Config, progress: Callable[[float, float], None] | None = No
     figures = dict(scen.run(ctx))
     ctx.finish()
     wall = time.perf_counter() - t0
-    manifest = dict(ctx.manifests[0]) if ctx.manifests else {}
+    manifest = dict(ctx.manifests[0]) if ctx.manifests else config_manifest(config)
     if len({repr(m.get("machine")) for m in ctx.manifests}) > 1:
         manifest["machines"] = list({repr(m["machine"]): m["machine"] for m in ctx.manifests}.values())
     return Column(policy_label(config.enabled), tuple(config.enabled), figures, manifest,
                   dict(ctx.counters), tuple(ctx.outcomes), wall)
+
+
+def config_manifest(config: Config) -> dict[str, Any]:
+    """The manifest of a run whose scenario built its machines itself (not with ``ctx.machine``):
+    what Machine.manifest records, from the config, without building a machine."""
+    from types import SimpleNamespace
+
+    from mmframe.machine import Machine
+
+    shell = SimpleNamespace(cfg=config, config=config.machine, enabled=config.enabled)
+    shell.costs = Machine._cost_table(shell)  # type: ignore[arg-type]
+    return Machine.manifest(shell)  # type: ignore[arg-type]
 
 
 def run_scenario(config: Config, progress: Callable[[str], None] | None = None) -> tuple[Scenario, list[Column]]:

@@ -29,7 +29,10 @@ SMALL = {
     "sga": 'memory = "64MiB"\nsize = "8MiB"\nchildren = 6\n',
     "shell": "commands = 6\n",
     "spawn": "children = 3\npages = 8\n",
+    "io-depth": "depth = 4\nrequests = 60\n",
+    "replay": "",
 }
+PROGRAMS = {"fork-scaling", "sga", "shell", "spawn"}  # the scenarios that run simulated programs
 
 
 def write(dirpath: Path, text: str, name: str = "run.toml") -> Path:
@@ -56,13 +59,15 @@ def lines_fit(text: str, width: int = 100) -> bool:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_each_scenario_small_table_json_csv(isolated, capsys, name):
+    if name not in all_scenarios(load_config(use_pyproject=False, env={}).catalog):
+        pytest.skip(f"{name} is not on this branch yet")
     path = scen_config(isolated, name)
     rc, out, err = run_cli(capsys, "run", str(path), "--workers", "1")
     assert rc == 0, err
     assert lines_fit(out) and "Traceback" not in err
     assert "mainline" in out and "pt_shared" in out and "×" in out  # ratio to the mainline run
     assert "wall time" not in out  # host timings only with --timings
-    assert "programs:" in out and "done" in err and "done" not in out  # progress on stderr only
+    assert ("programs:" in out) == (name in PROGRAMS) and "done" in err and "done" not in out  # progress: stderr
     rc, js, _ = run_cli(capsys, "run", str(path), "--workers", "1", "--json", "--quiet")
     doc = json.loads(js)
     check_schema(doc)
@@ -98,7 +103,7 @@ def check_schema(doc: dict) -> None:
             elif fig["kind"] == "distribution":
                 assert isinstance(fig["value"], list)
             else:
-                assert isinstance(fig["value"], (int, float))
+                assert isinstance(fig["value"], (int, float, str))  # text: e.g. what a replay did not replay
         for o in run["outcomes"]:
             assert o["how"] in ("exited", "killed", "blocked")
         m = run["manifest"]
@@ -380,7 +385,7 @@ def test_scenarios_lists_options_what_it_models_and_sources(isolated, capsys):
         assert f"`{d['name']}`" in readme
         for f in d["figures"]:
             if f["kind"] != "host":
-                assert f["key"].split(" ")[0] in readme, (d["name"], f["key"])
+                assert f["key"].split(" ")[0].rsplit(".", 1)[-1] in readme, (d["name"], f["key"])
 
 
 # --- plots ---------------------------------------------------------------------------------------
