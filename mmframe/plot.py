@@ -43,14 +43,17 @@ def make_figure(scen: Scenario, records: Sequence[Mapping[str, Any]]) -> Any:
     keys = [k for k in spec.y if any(k in r["figures"] for g in groups for r in g.records)]
     if not keys:
         raise UsageError(f"--plot: the runs of {scen.name!r} report none of {', '.join(spec.y)}")
-    n = len(keys)
+    n = 1 if spec.overlay else len(keys)
     ncols = 1 if n == 1 else 2
     nrows = (n + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.2 * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.remove()
-    for ax, key in zip(axes.flat, keys):
+    panels = [(axes.flat[0], k) for k in keys] if spec.overlay else list(zip(axes.flat, keys))
+    for ax, key in panels:
         f = figure_of(scen, key)
+        name = (lambda g, f=f: f.label if len(groups) == 1 else f"{g.label}: {f.label}") if spec.overlay else (
+            lambda g: g.label)
         if f.axis:
             axis = scen.axis(f.axis)
             xs = sorted({x for g in groups for r in g.records for x, _ in r["figures"].get(key) or []})
@@ -58,7 +61,7 @@ def make_figure(scen: Scenario, records: Sequence[Mapping[str, Any]]) -> Any:
                 pts = [(x, _mean([_series_value(r["figures"].get(key), x) for r in g.records])[0]) for x in xs]
                 pts = [(x, y) for x, y in pts if y is not None]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) <= 16 else None,
-                        label=g.label)
+                        label=name(g))
             if axis is not None:
                 ax.set_xlabel(header(axis.label, "" if axis.unit == "B" else axis.unit))
                 if axis.log:
@@ -73,23 +76,23 @@ def make_figure(scen: Scenario, records: Sequence[Mapping[str, Any]]) -> Any:
                 samples = sorted(s for r in g.records for s in (r["figures"].get(key) or []))
                 if samples:
                     ys = [(i + 1) / len(samples) for i in range(len(samples))]
-                    ax.step(samples, ys, where="post", label=g.label)
-            ax.set_xlabel(header(f.label, f.unit))
+                    ax.step(samples, ys, where="post", label=name(g))
+            ax.set_xlabel(header(f.label if not spec.overlay else f.label.split(": ")[-1], f.unit))
             ax.set_ylabel("fraction of samples (CDF)")
             ax.set_xscale("log")
         else:
             vals = [_mean([r["figures"].get(key) for r in g.records])[0] for g in groups]
             for i, (g, v) in enumerate(zip(groups, vals)):
-                ax.bar(i, v or 0, label=g.label)
+                ax.bar(i, v or 0, label=name(g))
             ax.set_xticks(range(len(groups)))
             ax.set_xticklabels([g.label for g in groups], rotation=20, ha="right", fontsize="small")
             ax.set_ylabel(_wrap(header(f.label, f.unit)))
         if spec.logy:
             ax.set_yscale("log")
-        ax.set_title(f.label)
+        ax.set_title(spec.title if spec.overlay and spec.title else f.label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(spec.title or f"{scen.name}: {scen.help}")
+    fig.suptitle(_wrap(f"{scen.name}: {scen.help}", 110 * ncols // 2 if ncols > 1 else 80))
     fig.tight_layout()
     return fig
 

@@ -68,12 +68,14 @@ class Plot:
     """The scenario's natural picture: one panel per figure in ``y``, one line per combination.
 
     Series figures are drawn against their axis (log scales as the axis says), ``distribution``
-    figures as a CDF of their samples, scalar figures as one bar per combination.
+    figures as a CDF of their samples, scalar figures as one bar per combination.  With ``overlay``
+    every figure of ``y`` shares one panel (its lines named by figure, and combination when several).
     """
 
     y: tuple[str, ...]
     title: str = ""
     logy: bool = False
+    overlay: bool = False  # every figure in one panel (e.g. one read-latency CDF per elevator)
 
 
 @attrs.frozen(slots=True)

@@ -447,6 +447,23 @@ def test_plot_distribution_is_a_cdf_per_combination(isolated, install_plugin, tm
     assert ax.get_lines()[0].get_ydata()[-1] == 1.0
 
 
+def test_plot_io_read_latency_cdf_per_elevator_in_one_panel(isolated):
+    pytest.importorskip("matplotlib")
+    if "io-depth" not in all_scenarios(load_config(use_pyproject=False, env={}).catalog):
+        pytest.skip("io-depth is not on this branch yet")
+    from mmframe.plot import make_figure
+    recs, scen = _records(isolated, "io-depth", "[[]]")
+    fig = make_figure(scen, recs)
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "deadline: read latency", "noop: read latency", "linus: read latency"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "read latency (ms)"
+    assert ax.get_ylabel() == "fraction of samples (CDF)" and ax.get_title() == "read latency per elevator (CDF)"
+    assert all(line.get_ydata()[-1] == 1.0 for line in ax.get_lines())
+    assert fig._suptitle.get_text().startswith("io-depth:")
+
+
 def test_plot_without_matplotlib_is_a_clear_usage_error(isolated, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     rc, out, err = run_cli(capsys, "run", "--plot", str(isolated / "x.png"))

@@ -181,3 +181,16 @@ def test_a_missing_extra_is_a_clear_usage_error(isolated, capsys, monkeypatch, e
     monkeypatch.setitem(sys.modules, module, None)
     rc, _, err = run_cli(capsys, "compare", "--set", 'scenario.name="spawn"', "--executor", executor)
     assert rc == 2 and f"pip install 'mmframe[{executor}]'" in err and "started" not in err
+
+
+def test_dask_scheduler_address(local_outputs, isolated, capsys):
+    """--address: a running scheduler (here a LocalCluster's), not one the sweep starts itself."""
+    distributed = pytest.importorskip("dask.distributed", reason="the dask extra is not installed")
+    import logging
+    d, cfg, rc0, out0, js0, cs0, _ = local_outputs
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        rc, out, js, cs, err = outputs(capsys, isolated, cfg, "addr", "--executor", "dask",
+                                       "--address", cluster.scheduler_address)
+        assert len(cluster.scheduler.workers) == 2  # still up: the sweep closed only its client
+    assert rc == rc0 and js == js0 and cs == cs0 and out == out0
