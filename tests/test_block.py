@@ -645,3 +645,44 @@ def test_what_was_written_back_through_bounce_buffers_reads_back_after_the_cache
     reads = [v for n, v in reader.calls if n == "read"]
     assert reads == [5000 + n + i for n in range(3) for i in range(0, 40, 7)]
     assert written_bounces > 0 and q.stats["bounced_pages"] > written_bounces
+
+
+BROKEN_ELEVATOR = """
+from mmframe.facade import Elevator, hookimpl
+from mmframe.block.noop import Noop
+
+class Broken(Noop):
+    name = "broken_test"
+    period = "test"
+    def next_req(self):
+        raise KeyError("oops")
+
+class Unpriced(Noop):
+    name = "unpriced_test"
+    period = "test"
+    steps = {"scan": "unpriced.nothing"}
+
+@hookimpl
+def mmframe_elevators():
+    return [Broken, Unpriced]
+"""
+
+
+def test_an_elevator_that_raises_is_named_with_its_plugin(tmp_path, install_plugin, isolated):
+    from mmframe.errors import PluginError
+    from mmframe.usr import O_CREAT, O_RDWR, fsync, open, pwrite, touch
+    install_plugin("brk", BROKEN_ELEVATOR)
+
+    def prog(ctx):
+        from mmframe.usr import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap
+        buf = yield mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        yield touch(buf, 4096, True)
+        fd = yield open("/x", O_CREAT | O_RDWR)
+        yield pwrite(fd, buf, 4096, 0)
+        yield fsync(fd)
+
+    m = machine(tmp_path, disk_block("broken_test"), cli_plugins=["brk"])
+    with pytest.raises(PluginError, match=r"plugin 'brk' raised in mmframe_elevators \('broken_test'.*next_req"):
+        m.run(prog)
+    with pytest.raises(PluginError, match=r"plugin 'brk' raised in mmframe_elevators.*unpriced.nothing"):
+        machine(tmp_path, disk_block("unpriced_test"), cli_plugins=["brk"])

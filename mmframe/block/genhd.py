@@ -31,7 +31,9 @@ from mmframe.block.disk import PRESETS, Disk, RuemmlerWilkes, SeekFree
 from mmframe.block.elevators import registry
 from mmframe.block.ll_rw_blk import RequestQueue, queue_nr_requests
 from mmframe.block.ramdisk import RamDisk
-from mmframe.errors import UsageError
+from mmframe.block.elevator import Elevator
+from mmframe.errors import PluginError, UsageError
+from mmframe.plugin import CORE
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.config import DiskConfig
@@ -222,7 +224,7 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
         owner = layer.m.cfg.elevators.get(dc.elevator, (None, "?"))[1]
         raise UsageError(f"[block.{dc.name}] elevator {dc.elevator!r} comes from plugin {owner!r}, which this run "
                          f"does not enable (add it to [plugins] enable or use -p {owner})")
-    cls, _owner = layer.elevators[dc.elevator]
+    cls, owner = layer.elevators[dc.elevator]
     m = layer.m
     if dc.model == "seekfree":
         model: Any = SeekFree(PRESETS["ata-7200"], nr_sectors)
@@ -231,8 +233,21 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
         nr_sectors = min(nr_sectors, model.capacity)
     nr = dc.nr_requests or queue_nr_requests(m.config.memory)
     bounce = m.mm.first_high - 1 if dc.bounce == "high" else None
-    elv = cls()
-    q = RequestQueue(layer, dc.name, elv, nr, bounce)
-    elv.bind(q, m.costs.id, m.acct)
-    elv.init(q, dict(dc.elevator_options))
+    hook = f"mmframe_elevators ({cls.name!r}, disk {dc.name})"
+    if owner != CORE:  # an exception in the elevator's code is then named with its plugin
+        for klass in cls.__mro__:
+            if klass is Elevator or klass is object:
+                continue
+            for op, fn in vars(klass).items():
+                code = getattr(fn, "__code__", None)
+                if code is not None:
+                    m.hooks.impl_codes.setdefault(code, (owner, f"{hook}: {op}"))
+    try:
+        elv = cls()
+        q = RequestQueue(layer, dc.name, elv, nr, bounce)
+        elv.bind(q, m.costs.id, m.acct)
+        elv.init(q, dict(dc.elevator_options))
+    except Exception as exc:  # noqa: BLE001 - named with its plugin
+        raise PluginError(f"plugin {owner!r} raised in {hook}: {type(exc).__name__}: {exc}", plugin=owner,
+                          hook="mmframe_elevators") from exc
     return Disk(layer, dc.name, nr_sectors, model, q)
