@@ -30,7 +30,8 @@ already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O sched
 elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade names a plugin
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
-protection, so a whole-table mprotect may stay at the PMD).
+protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).
 """
 
 from __future__ import annotations
