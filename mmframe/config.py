@@ -46,6 +46,13 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
            "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
     Option("shmmax", "size", "32MiB", "kernel.shmmax: the largest SysV shm segment (2.5's SHMMAX is 32MiB)",
            minimum=1, maximum=4 * GiB),
+    Option("fail_nth", "int", 0, "fault injection (mmframe, not a 2.5 feature): fail the Nth page allocation "
+           "that fail_match selects; 0 = off (docs/reserve.md)", minimum=0),
+    Option("fail_match", "choice", "atomic", "which allocations fail_nth counts: atomic (no __GFP_WAIT), any, or "
+           "those the core makes inside one reservation site (docs/reserve.md)",
+           choices=("atomic", "any", "pte_chain_alloc", "pte_alloc_map", "radix_tree_insert")),
+    Option("fail_below_free", "int", 0, "fault injection (mmframe, not a 2.5 feature): fail every page "
+           "allocation made while fewer than this many pages are free; 0 = off (docs/reserve.md)", minimum=0),
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
@@ -92,6 +99,9 @@ class MachineConfig:
     costs: str = ""
     debug_vm: str = "off"
     shmmax: int = 32 << 20
+    fail_nth: int = 0
+    fail_match: str = "atomic"
+    fail_below_free: int = 0
 
 
 @attrs.frozen(slots=True)
@@ -522,7 +532,9 @@ def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]
                          highpte=values.get("highpte", False), l1_cache_bytes=l1,
                          seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
                          costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"),
-                         shmmax=values.get("shmmax", 32 << 20))
+                         shmmax=values.get("shmmax", 32 << 20),
+                         fail_nth=values.get("fail_nth", 0), fail_match=values.get("fail_match", "atomic"),
+                         fail_below_free=values.get("fail_below_free", 0))
 
 
 def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:

@@ -31,7 +31,10 @@ elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade n
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
 protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
-results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+the reservation hooks ``mmframe_reserve_enter``/``mmframe_reserve_exit`` at the sites where 2.5.49
+allocated atomically under a lock (docs/reserve.md), and the facade's ``reserve_local_pages``,
+``release_local_pages``, ``ReserveError``, ``__GFP_RESERVE`` and ``Allocator.set_reservations``.
 """
 
 from __future__ import annotations
@@ -149,6 +152,28 @@ def mmframe_free_pages(alloc: Allocator, pfn: int, order: int, cpu: int) -> bool
     reservation pool kept the page, say) or ``None`` to defer; the core's (``trylast``) returns it to
     the per-CPU hot list (order 0) or the buddy lists.
     """
+
+
+# --- policy: reservations (issue 21) ------------------------------------------------------------
+
+@_spec("policy", "1.9", "once per reservation site (a pte_chain allocation, a PTE page, a page-cache "
+       "insert); not called at all when nothing implements it", firstresult=True)
+def mmframe_reserve_enter(alloc: Allocator, site: str, gfp_mask: int, nr_pages: int, cpu: int) -> int | None:
+    """The core is about to take a lock under which it allocates up to ``nr_pages`` order-0 pages
+    with ``gfp_mask`` at ``site`` (``"pte_chain_alloc"``, ``"pte_alloc_map"``,
+    ``"radix_tree_insert"``: docs/reserve.md lists them with their masks and locks), on CPU ``cpu``.
+
+    Return the gfp mask the allocations under the lock use instead (a reservation plugin reserves
+    pages first, as akpm's ``reserve_local_pages()`` before ``spin_lock()``, and returns an atomic
+    mask with ``__GFP_RESERVE``), or ``None`` to keep the period's mask.  Every call that returns
+    non-``None`` is followed by one :func:`mmframe_reserve_exit` for the same site and CPU.
+    """
+
+
+@_spec("policy", "1.9", "once after each reservation site whose enter returned a mask", firstresult=True)
+def mmframe_reserve_exit(alloc: Allocator, site: str, nr_pages: int, cpu: int) -> bool | None:
+    """The lock taken after :func:`mmframe_reserve_enter` at ``site`` is dropped: release what was
+    reserved for it (``release_local_pages()``).  Return ``True`` if handled."""
 
 
 # --- policy: page tables (issue: core memory 2/3) ------------------------------------------------

@@ -15,7 +15,9 @@ from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
 from mmframe.errors import PluginError
 from mmframe.fs import FileSystem
+from mmframe.mm import fault_inject
 from mmframe.mm.memory import Memory
+from mmframe.mm.oops import KernelOops
 from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
 from mmframe.mm.page_alloc import PageAllocator
 from mmframe.mm.shm import ShmIds
@@ -53,6 +55,7 @@ class RunResult:
     manifest: Mapping[str, Any]
     disk: Mapping[str, Any] | None = None  # per file: what the device holds and what is left to write
     io: tuple[tuple, ...] | None = None  # the set of bio completions (owner, rw, sector, sectors, error, data), sorted
+    oops: str | None = None  # the simulated oops that ended the run (mmframe.mm.oops), if any
 
 
 class Machine:
@@ -75,14 +78,24 @@ class Machine:
         self.sched = Scheduler(self)
         self.pagealloc = PageAllocator(self.config.memory, self.config.cpus, self.config.pae,
                                        self.config.highpte, self.acct, self.costs.id)
+        self.pagealloc.plugin_state = self.plugin_state  # the allocation hooks' ``alloc.plugin_state``
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
+        # reservation sites (docs/reserve.md): None unless a plugin implements the hooks
+        self._reserve_enter = self.policy("mmframe_reserve_enter")
+        self._reserve_exit = self.policy("mmframe_reserve_exit")
+        self.reserving = self._reserve_enter is not None
+        self._entered: list[bool] = []  # per open site: whether a plugin's enter returned a mask
+        self.oops: KernelOops | None = None
         self.mm = Memory(self)
         self.block = BlockLayer(self)
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
         self.sched.handlers.update(syscalls.bind(self))
         self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
+        fi = fault_inject.install(self.pagealloc, self.config.fail_nth, self.config.fail_match,
+                                  self.config.fail_below_free)
+        self.reserving = self.reserving or (fi is not None and fi.match in fault_inject.SITES)
         if self.config.debug_vm == "syscall":
             self._check_every_syscall()
         for info in self._infos():  # each plugin sees only its own options
@@ -134,6 +147,32 @@ class Machine:
         """Free a block whose last reference is gone, through the free policy hook."""
         cur = self.sched.current
         self._free_hook(self.pagealloc, pfn, order, cur.cpu.id if cur is not None else 0)
+
+    def current_cpu(self) -> int:
+        """The CPU of the running task (0 outside a task)."""
+        cur = self.sched.current
+        return cur.cpu.id if cur is not None else 0
+
+    def reserve_enter(self, site: str, gfp: int, nr_pages: int) -> int:
+        """Before the lock of reservation site ``site`` (call only when ``reserving``): the gfp mask
+        the allocations under the lock use (a plugin's, else ``gfp``).  Fault injection matching
+        this site counts the allocations made from here to :meth:`reserve_exit`."""
+        g = None
+        if self._reserve_enter is not None:
+            g = self._reserve_enter(self.pagealloc, site, gfp, nr_pages, self.current_cpu())
+        self._entered.append(g is not None)
+        fi = self.pagealloc.fault_inject
+        if fi is not None:
+            fi.site = site
+        return gfp if g is None else g
+
+    def reserve_exit(self, site: str, nr_pages: int) -> None:
+        """After the lock of ``site``: the plugin's exit hook if its enter hook returned a mask."""
+        fi = self.pagealloc.fault_inject
+        if fi is not None:
+            fi.site = None
+        if self._entered.pop():
+            self._reserve_exit(self.pagealloc, site, nr_pages, self.current_cpu())
 
     def kmem_cache(self, name: str, size: int, align: int = 4) -> KmemCache:
         """The named kernel-object cache, created on first use."""
@@ -225,8 +264,11 @@ class Machine:
         root.ready_at = max(c.clock for c in self.cpus)
         sched.trace = [] if trace else None
         try:
-            sched.run()
-            if self.config.debug_vm != "off":
+            try:
+                sched.run()
+            except KernelOops as oops:  # the run ends with its report; the state is an oopsed kernel's
+                self.oops = oops
+            if self.config.debug_vm != "off" and self.oops is None:
                 self.mm.check()
         except (ProgramError, PluginError):
             raise
@@ -259,6 +301,7 @@ class Machine:
             manifest=self.manifest(),
             disk=disk,
             io=tuple(sorted(self.block.log, key=repr)) if disk is not None else None,  # an oracle has no device
+            oops=str(self.oops) if self.oops is not None else None,
         )
 
 

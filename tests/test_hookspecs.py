@@ -327,3 +327,56 @@ def test_mmframe_pte_change(isolated, install_plugin):
     assert [c[0] for c in plugin.CHANGES] == ["msync", "exit"]  # the one PTE page, then exit
     mainline = Machine(load_config(env={}))
     assert mainline.mm._pte_hook is None  # nobody implements it: never called
+
+
+SITES = """
+from mmframe.hookspecs import hookimpl
+from mmframe.mm.page import GFP_ATOMIC, __GFP_RESERVE
+SEEN = []
+
+@hookimpl
+def mmframe_reserve_enter(alloc, site, gfp_mask, nr_pages, cpu):
+    SEEN.append(("enter", site, gfp_mask, nr_pages, cpu))
+    return GFP_ATOMIC if site == "pte_alloc_map" else None
+
+@hookimpl
+def mmframe_reserve_exit(alloc, site, nr_pages, cpu):
+    SEEN.append(("exit", site, nr_pages, cpu))
+    return True
+"""
+
+
+def _sites_run(install_plugin):
+    from mmframe.usr import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, exit, fork, mmap, touch, wait
+    mod = install_plugin("sites", SITES)
+    m = Machine(load_config(env={}, cli_plugins=["sites"]))
+
+    def child(ctx):
+        yield exit(0)
+
+    def prog(ctx):
+        a = yield mmap(0x10000000, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        yield touch(a, 64 * 4096, True)
+        yield wait((yield fork(child)))
+
+    m.run(prog)
+    return sys.modules[mod].SEEN
+
+
+def test_mmframe_reserve_enter(isolated, install_plugin):
+    from mmframe.mm.page import GFP_ATOMIC, GFP_KERNEL, __GFP_HIGHMEM
+    seen = _sites_run(install_plugin)
+    enters = [e for e in seen if e[0] == "enter"]
+    assert {e[1] for e in enters} >= {"pte_alloc_map", "pte_chain_alloc"}
+    assert all(e[2] in (GFP_KERNEL, GFP_KERNEL | __GFP_HIGHMEM) for e in enters if e[1] == "pte_alloc_map")
+    assert all(e[2] == GFP_ATOMIC and e[3] >= 1 for e in enters if e[1] == "pte_chain_alloc")
+
+
+def test_mmframe_reserve_exit(isolated, install_plugin):
+    seen = _sites_run(install_plugin)
+    # an exit follows exactly the enters that returned a mask (pte_alloc_map here), in order
+    pairs = [(e[1], e[3]) for e in seen if e[0] == "enter" and e[1] == "pte_alloc_map"]
+    exits = [(e[1], e[2]) for e in seen if e[0] == "exit"]
+    assert exits == pairs and exits
+    mainline = Machine(load_config(env={}))
+    assert not mainline.reserving

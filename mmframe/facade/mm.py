@@ -16,7 +16,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 from mmframe.mm.fault import VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.page import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER, PAGE_SHIFT,
-                             PAGE_SIZE, __GFP_HIGHMEM)
+                             PAGE_SIZE, __GFP_HIGHMEM, __GFP_RESERVE, __GFP_WAIT)
 from mmframe.mm.pte_change import REASONS
 from mmframe.mm.vma import (VM_DONTCOPY, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                             VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE)
@@ -26,6 +26,7 @@ __all__ = [
     "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
     "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY",
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
+    "__GFP_RESERVE", "__GFP_WAIT", "ENOMEM", "ReserveError", "reserve_local_pages", "release_local_pages",
     "PAGE_SHIFT", "PAGE_SIZE",
     "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
 ]
@@ -155,6 +156,7 @@ class Allocator(Protocol):
     ``mmframe_free_pages``) receive it as ``alloc``."""
 
     npages: int  #: page frames in the machine
+    plugin_state: dict[str, Any]  #: the machine's ``plugin_state`` (since 1.9)
 
     def alloc_pages(self, gfp: int, order: int, cpu: int) -> int:
         """The core's ``__alloc_pages`` (2.5.49): per-CPU lists, then the buddy lists of the
@@ -175,3 +177,44 @@ class MachineView(Protocol):
 
     def meminfo(self) -> dict[str, int]:
         """``/proc/meminfo`` figures (kB) with mmframe's labelled extras."""
+
+    def alloc_pages(self, gfp: int, order: int = 0) -> int:
+        """Allocate through the allocation policy hook on the current CPU: a pfn or -1 (since 1.9)."""
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """Free a block through the free policy hook on the current CPU (since 1.9)."""
+
+    def current_cpu(self) -> int:
+        """The CPU the running task is on (0 outside a task) (since 1.9)."""
+
+
+# --- page reservations (since 1.9; docs/reserve.md) -------------------------------------------------
+
+ENOMEM = 12  # what a failed reservation returns, negated (an mmframe assumption: docs/reserve.md)
+
+
+class ReserveError(RuntimeError):
+    """Misuse of the reservation API (releasing more than was reserved; no provider enabled); the
+    message names the caller."""
+
+
+def reserve_local_pages(machine: MachineView, gfp: int, nr_pages: int, caller: str = "?") -> int:
+    """akpm's ``reserve_local_pages(gfp, nr)`` (2.5.40-mm2 .. 2.5.50-mm, never merged): set
+    ``nr_pages`` order-0 pages aside on the current CPU, allocated with ``gfp`` (which may wait),
+    for ``__GFP_RESERVE`` allocations on that CPU.  0, or -ENOMEM with nothing kept.  The provider
+    is the plugin registered as ``machine.plugin_state["reservations"]`` (the ``reserve`` plugin);
+    without one this is a :class:`ReserveError` naming ``caller``."""
+    prov = machine.plugin_state.get("reservations")
+    if prov is None:
+        raise ReserveError(f"{caller}: reserve_local_pages needs a reservation provider (enable the 'reserve' plugin)")
+    return prov.reserve_local_pages(machine.current_cpu(), gfp, nr_pages, caller)
+
+
+def release_local_pages(machine: MachineView, gfp: int, nr_pages: int, caller: str = "?") -> None:
+    """``release_local_pages(gfp, nr)``: end a reservation of ``nr_pages`` on the current CPU; the
+    pages it no longer needs go back to the allocator.  Releasing more than is reserved is a
+    :class:`ReserveError` naming ``caller``."""
+    prov = machine.plugin_state.get("reservations")
+    if prov is None:
+        raise ReserveError(f"{caller}: release_local_pages needs a reservation provider (enable the 'reserve' plugin)")
+    prov.release_local_pages(machine.current_cpu(), gfp, nr_pages, caller)

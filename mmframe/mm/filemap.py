@@ -27,6 +27,9 @@ PG_cache = 31  # mmframe: the page belongs to a regular file's page cache (2.5 t
 _CACHE, _DIRTY = 1 << PG_cache, 1 << PG_dirty
 
 NOPAGE_OOM, NOPAGE_SIGBUS = -1, -2
+# pages a page-cache insert may take from the slab: a 64-bit index needs at most 6 new nodes
+# (2.5.53-mm2's preload: "up to seven (on ia32) radix_tree_nodes"), which fit in 2 slab pages
+RADIX_RESERVE_PAGES = 2
 
 
 class AddressSpace:
@@ -50,7 +53,17 @@ def find_get_page(vm: Memory, mapping: AddressSpace, index: int) -> int:
 def add_to_page_cache(vm: Memory, mapping: AddressSpace, pfn: int, index: int) -> int:
     """Insert a fresh page (its one reference becomes the cache's): 0, or -ENOMEM when the
     GFP_ATOMIC radix-tree insert gets no node (the caller frees the page)."""
-    err = mapping.page_tree.insert(index, pfn)
+    m, tree = vm.m, mapping.page_tree
+    if not m.reserving:
+        err = tree.insert(index, pfn)
+    else:  # a reservation site (docs/reserve.md): the insert under mapping->page_lock
+        saved = tree.gfp
+        tree.gfp = m.reserve_enter("radix_tree_insert", saved, RADIX_RESERVE_PAGES)
+        try:
+            err = tree.insert(index, pfn)
+        finally:
+            tree.gfp = saved
+            m.reserve_exit("radix_tree_insert", RADIX_RESERVE_PAGES)
     if err:
         return err
     vm.page_cache[pfn] = (mapping, index)

@@ -92,6 +92,8 @@ class PageAllocator:
         self.kernel_objects: dict[str, Any] = {}  # slab caches by name (mm/slab.py)
         self.page_table_pages = 0
         self.blocks: dict[int, int] = {}  # live allocations of order > 0: head pfn -> order
+        self.fault_inject: Any = None  # mmframe.mm.fault_inject.FaultInject when injecting
+        self.plugin_state: dict[str, Any] = {}  # the machine's, for the allocation hooks
         self._boot()
 
     # --- boot -----------------------------------------------------------------------------

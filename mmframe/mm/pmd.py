@@ -32,7 +32,13 @@ class PmdOps:
     def pte_alloc(self, mm: MMStruct, idx: int) -> PtePage | None:
         """``pte_alloc_map``: a zeroed PTE page (highmem with HIGHPTE) installed writable in slot
         ``idx``; None when no page could be had."""
-        pfn = self.m.alloc_pages(GFP_PTE_HIGH if self.highpte else GFP_KERNEL, 0)
+        m = self.m
+        gfp = GFP_PTE_HIGH if self.highpte else GFP_KERNEL
+        if m.reserving:  # a reservation site (docs/reserve.md): atomic under page_table_lock
+            pfn = m.alloc_pages(m.reserve_enter("pte_alloc_map", gfp, 1), 0)
+            m.reserve_exit("pte_alloc_map", 1)
+        else:
+            pfn = m.alloc_pages(gfp, 0)
         if pfn < 0:
             return None
         high = pfn >= self.first_high

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mmframe.mm.oops import KernelOops
 from mmframe.mm.page import GFP_ATOMIC
 
 
@@ -36,7 +37,7 @@ def nrpte(l1_cache_bytes: int, pae: bool, highpte: bool) -> int:
 class Rmap:
     """Entry table plus per-page counts; pte_chain objects are accounted in the ``pte_chain`` cache."""
 
-    __slots__ = ("page", "ptep", "free", "nrpte", "k", "chained", "chains", "cache", "acct", "P", "events")
+    __slots__ = ("page", "ptep", "free", "nrpte", "k", "chained", "chains", "cache", "acct", "P", "events", "machine")
 
     def __init__(self, machine: Any, npages_k: array, nrpte_: int, l1: int) -> None:
         self.page = array("i")  # pfn per entry, -1 when free
@@ -51,6 +52,7 @@ class Rmap:
         P = machine.P
         self.P = (P.page_add_rmap, P.page_remove_rmap, P.pte_chain_alloc, P.pte_chain_free, P.pte_chain_visit)
         self.events = machine.pagealloc.events
+        self.machine = machine
 
     def nchains(self, pfn: int) -> int:
         """The pte_chains page ``pfn`` holds now."""
@@ -65,12 +67,24 @@ class Rmap:
 
     def _chains_delta(self, delta: int) -> None:
         if delta > 0:
-            if self.cache.alloc(GFP_ATOMIC, delta) < 0:
+            oops = False
+            m = self.machine
+            need = self.cache.pages_needed(delta)
+            site = need and m.reserving  # a reservation site (docs/reserve.md)
+            gfp = m.reserve_enter("pte_chain_alloc", GFP_ATOMIC, need) if site else GFP_ATOMIC
+            if self.cache.alloc(gfp, delta) < 0:
                 # 2.5.49: a failed atomic pte_chain_alloc under page_table_lock oopsed; mmframe
-                # records it and carries on with the chains unaccounted in lowmem
+                # records it (chains unaccounted in lowmem) and ends the run after this update
                 self.events.append(("oops", "pte_chain_alloc", delta))
                 self.cache.objects += delta
+                oops = True
+            if site:
+                m.reserve_exit("pte_chain_alloc", need)
             self.acct.charge(self.P[2], delta)
+            self.chains += delta
+            if oops:
+                raise KernelOops("pte_chain_alloc", f"no page for {delta} pte_chain(s), GFP_ATOMIC under page_table_lock")
+            return
         elif delta < 0:
             self.cache.free(0, -delta)
             self.acct.charge(self.P[3], -delta)

@@ -46,6 +46,10 @@ class KmemCache:
         self.objects = objects
         return self.pages[-1] if self.pages else -1
 
+    def pages_needed(self, n: int) -> int:
+        """Pages an allocation of ``n`` more objects would take from the page allocator."""
+        return max(-(-(self.objects + n) // self.per_slab) - len(self.pages), 0)
+
     def free(self, handle: int = 0, n: int = 1) -> None:
         """``kmem_cache_free`` of ``n`` objects; a page goes back once the rest fit without it."""
         self.objects -= n
