@@ -112,6 +112,13 @@ def test_no_injection_no_failure(isolated):
 def test_plugin_survives_injection_at_each_site(isolated, site, prog):
     base = machine()
     want = base.run(prog)
+    bare = machine(fail_nth=1, fail_match=site)  # the same injection without the plugin fails there
+    if site == "radix_tree_insert":
+        fill_radix_slab(bare)
+    failed = bare.run(prog)
+    assert bare.pagealloc.fault_inject.log[0][2] == site
+    assert failed.oops is not None or failed.tasks["1"].signal is not None or \
+        -12 in [v for _, v in failed.tasks["1"].calls]
     m = machine(["reserve"], fail_nth=1, fail_match=site)
     if site == "radix_tree_insert":
         fill_radix_slab(m)
@@ -205,14 +212,14 @@ def test_misuse_names_the_caller(isolated):
 def test_failed_reservation_returns_enomem_and_keeps_nothing(isolated):
     m = machine(["reserve"])
     pa = m.pagealloc
-    hog = drain_free_lists(m)
-    free_before = pa.nr_free_pages()
+    free = lambda: pa.nr_free_pages() + sum(z.pcp_pages() for z in pa.zones)  # noqa: E731
+    before = free()
+    fault_inject.install(pa, nth=3, match="any")  # the reservation gets two pages, then fails
     assert reserve_local_pages(m, GFP_KERNEL, 4, "t") == -12  # A1
     pools = m.plugin_state["reserve"]["pools"]
     assert pools.held() == 0 and pools.failed == 1 and pools.reserved[0] == 0
-    assert pa.nr_free_pages() == free_before
-    for p in hog:
-        m.free_pages(p, 0)
+    assert free() == before and pa.fault_inject.seen == 3
+    pa.check()
 
 
 def test_pool_never_hands_a_page_out_twice(isolated):
