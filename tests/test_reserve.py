@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
+
+from support import examples
 
 from mmframe.config import load_config
 from mmframe.errors import ConfigError
@@ -266,3 +269,50 @@ def test_below_free_fails_everything(isolated):
     m = machine()
     fi = fault_inject.install(m.pagealloc, below_free=m.pagealloc.nr_free_pages() + 1)
     assert m.alloc_pages(GFP_KERNEL, 0) == -1 and fi.injected == 1
+
+
+POOL_OPS = st.lists(st.tuples(st.sampled_from(["reserve", "release", "alloc_r", "alloc", "free"]),
+                              st.integers(0, 1), st.integers(0, 4), st.integers(0, 10**6)), max_size=60)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(POOL_OPS)
+def test_generated_reservation_sequences(ops):
+    """Any sequence of reservations, releases, reserved and plain allocations and frees on two
+    CPUs: a reserved allocation succeeds while its CPU's reservation is not used up, no page is
+    ever handed out twice, pools never exceed what is reserved, and every page comes back."""
+    m = machine(["reserve"], cpus=2)
+    pa = m.pagealloc
+    pools = m.plugin_state["reserve"]["pools"]
+    pa.drain_pages()
+    total = pa.nr_free_pages()
+    live: list[int] = []
+    for op, cpu, n, pick in ops:
+        if op == "reserve":
+            assert pools.reserve_local_pages(cpu, GFP_KERNEL, n, "gen") == 0
+        elif op == "release":
+            n = min(n, pools.reserved[cpu])
+            pools.release_local_pages(cpu, GFP_KERNEL, n, "gen")
+        elif op in ("alloc_r", "alloc"):
+            had = len(pools.pool[cpu])
+            gfp = GFP_ATOMIC | (__GFP_RESERVE if op == "alloc_r" else 0)
+            p = m._alloc_hook(pa, gfp, 0, cpu)
+            if op == "alloc_r" and had:
+                assert p >= 0 and len(pools.pool[cpu]) == had - 1
+            else:
+                assert len(pools.pool[cpu]) == had
+            if p >= 0:
+                assert p not in live and all(p not in pool for pool in pools.pool)
+                live.append(p)
+        elif op == "free" and live:
+            m._free_hook(pa, live.pop(pick % len(live)), 0, cpu)
+        pools.check()
+        pa.check()
+    for cpu in (0, 1):
+        pools.release_local_pages(cpu, GFP_KERNEL, pools.reserved[cpu], "gen")
+    for p in live:
+        m.free_pages(p, 0)
+    assert pools.held() == 0
+    pa.drain_pages()
+    pa.check()
+    assert pa.nr_free_pages() == total
