@@ -31,8 +31,9 @@ SMALL = {
     "spawn": "children = 3\npages = 8\n",
     "io-depth": "depth = 4\nrequests = 60\n",
     "replay": "",
+    "pressure-atomic": "workers = 3\nrounds = 2\n",
 }
-PROGRAMS = {"fork-scaling", "sga", "shell", "spawn"}  # the scenarios that run simulated programs
+PROGRAMS = {"fork-scaling", "sga", "shell", "spawn", "pressure-atomic"}  # the scenarios that run simulated programs
 
 
 def write(dirpath: Path, text: str, name: str = "run.toml") -> Path:
