@@ -328,6 +328,8 @@ HOOK_TYPES = {
     "mmframe_configure": (fmm.MachineView, None),
     "mmframe_report": (fmm.MachineView, None),
     "mmframe_unconfigure": (fmm.MachineView,),
+    "mmframe_reserve_enter": (fmm.Allocator, None, None, None, None),
+    "mmframe_reserve_exit": (fmm.Allocator, None, None, None),
 }
 
 
@@ -398,6 +400,14 @@ def test_pt_shared_touches_only_the_facade_at_run_time():
     g, g_figs = _run({"pt_shared_guarded": guarded(pt_shared, "pt_shared_guarded")}, ["pt_shared_guarded"])
     assert g.tasks == plain.tasks and dict(g.counts) == dict(plain.counts)
     assert g_figs == plain_figs and plain_figs["pt_shared.unshares"] > 0 and plain_figs["pt_shared.pmd_ops"] > 0
+
+
+def test_reserve_touches_only_the_facade_at_run_time():
+    reserve = __import__("mmframe_plugins.reserve", fromlist=["x"])
+    plain, plain_figs = _run({}, ["reserve"])
+    g, g_figs = _run({"reserve_guarded": guarded(reserve, "reserve_guarded")}, ["reserve_guarded"])
+    assert g.tasks == plain.tasks and dict(g.counts) == dict(plain.counts)
+    assert g_figs == plain_figs and plain_figs["reserve.taken"] > 0 and plain_figs["reserve.reservations"] > 0
 
 
 def test_the_guard_catches_a_plugin_touching_the_model():
