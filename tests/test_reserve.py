@@ -25,7 +25,8 @@ BASE = 0x10000000
 def machine(plugins=(), **mc):
     cfg = load_config(env={}, cli_plugins=list(plugins), use_pyproject=False)
     import attrs
-    m = Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=64 * MiB, debug_vm="exit", **mc)))
+    mc = {"memory": 64 * MiB, "debug_vm": "exit", **mc}
+    m = Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, **mc)))
     return m
 
 
@@ -193,7 +194,7 @@ def test_pools_are_per_cpu(isolated):
     assert pools.reserve_local_pages(0, GFP_KERNEL, 2, "cpu0") == 0
     assert m.pagealloc.alloc_pages is not None
     on1 = m._alloc_hook(m.pagealloc, GFP_ATOMIC | __GFP_RESERVE, 0, 1)  # CPU 1 has no reservation
-    assert on1 >= 0 and on1 not in pools.pool[0] and len(pools.pool[0]) == 2 and pools.missed == 1
+    assert on1 >= 0 and on1 not in [q for q, _ in pools.pool[0]] and len(pools.pool[0]) == 2 and pools.missed == 1
     on0 = m._alloc_hook(m.pagealloc, GFP_ATOMIC | __GFP_RESERVE, 0, 0)
     assert len(pools.pool[0]) == 1 and on0 >= 0
     plain = m._alloc_hook(m.pagealloc, GFP_ATOMIC, 0, 0)  # no __GFP_RESERVE: never from the pool
@@ -231,7 +232,7 @@ def test_pool_never_hands_a_page_out_twice(isolated):
     got = [m.alloc_pages(GFP_ATOMIC | __GFP_RESERVE, 0) for _ in range(4)]
     assert len(set(got)) == 4
     pools = m.plugin_state["reserve"]["pools"]
-    assert not set(got) & set(pools.pool[0])
+    assert not set(got) & {q for q, _ in pools.pool[0]}
     for p in got:
         m.free_pages(p, 0)
     release_local_pages(m, GFP_KERNEL, 4, "t")
@@ -302,7 +303,7 @@ def test_generated_reservation_sequences(ops):
             else:
                 assert len(pools.pool[cpu]) == had
             if p >= 0:
-                assert p not in live and all(p not in pool for pool in pools.pool)
+                assert p not in live and all(p not in [q for q, _ in pool] for pool in pools.pool)
                 live.append(p)
         elif op == "free" and live:
             m._free_hook(pa, live.pop(pick % len(live)), 0, cpu)
@@ -316,3 +317,15 @@ def test_generated_reservation_sequences(ops):
     pa.drain_pages()
     pa.check()
     assert pa.nr_free_pages() == total
+
+
+def test_highmem_reservations_serve_only_highmem_requests(isolated):
+    """A3: a page reserved with __GFP_HIGHMEM never goes to a request that needs lowmem."""
+    from mmframe.mm.page import __GFP_HIGHMEM
+    m = machine(["reserve"], memory=1 << 30)
+    pools = m.plugin_state["reserve"]["pools"]
+    assert pools.reserve_local_pages(0, GFP_KERNEL | __GFP_HIGHMEM, 1, "t") == 0
+    assert m._alloc_hook(m.pagealloc, GFP_ATOMIC | __GFP_RESERVE, 0, 0) >= 0 and pools.missed == 1
+    assert pools.held() == 1
+    high = m._alloc_hook(m.pagealloc, GFP_ATOMIC | __GFP_RESERVE | __GFP_HIGHMEM, 0, 0)
+    assert pools.held() == 0 and pools.taken == 1 and high >= m.pagealloc.first_high_pfn

@@ -5,7 +5,7 @@ T = "tests/test_reserve.py"
 MUTANTS = [
     # the pool hands a page out and keeps it: the same page goes to two allocations
     ("reserve.pool_hands_page_twice", "plugins/reserve/__init__.py",
-     "        self.taken += 1\n        return pool.pop()\n", "        self.taken += 1\n        return pool[-1]\n",
+     "        return pool.pop(pick)[0]\n", "        return pool[pick][0]\n",
      (f"{T}::test_pool_never_hands_a_page_out_twice",), True),
     # release keeps the pages: pools do not give every page back
     ("reserve.release_keeps_pages", "plugins/reserve/__init__.py",
@@ -20,7 +20,7 @@ MUTANTS = [
      (f"{T}::test_pools_are_per_cpu",), True),
     # a failed reservation keeps what it got (not all or nothing)
     ("reserve.partial_reservation_kept", "plugins/reserve/__init__.py",
-     "                for p in got:  # A1: all or nothing\n                    m.free_pages(p, 0)\n",
+     "                for p, _ in got:  # A1: all or nothing\n                    m.free_pages(p, 0)\n",
      "                pool.extend(got)\n", (f"{T}::test_failed_reservation_returns_enomem_and_keeps_nothing",), False),
     # the pte_chain failure carries on instead of oopsing (mmframe before issue 21)
     ("reserve.pte_chain_no_oops", "mmframe/mm/rmap.py", "                oops = True\n", "",

@@ -26,14 +26,16 @@ from mmframe.facade import (ENOMEM, GFP_ATOMIC, GFP_KERNEL, MachineView, Option,
                             __GFP_RESERVE, hookimpl)
 
 NAME = "reserve"
+GFP_HIGHMEM_ = __GFP_HIGHMEM  # Python mangles ``__names`` inside class bodies
 
 ASSUMPTIONS = (
     "A1 a reservation that cannot be filled gives back the pages it got and returns -ENOMEM "
     "(all or nothing; the patch's return value is not known)",
     "A2 reservations nest: each CPU counts pages reserved, the pool holds at most that many, a "
     "release lowers the count and gives back pool pages above it",
-    "A3 pools hold lowmem pages filled with the reserving gfp (GFP_KERNEL at the core's sites), so "
-    "a __GFP_RESERVE PTE page comes from lowmem even with CONFIG_HIGHPTE",
+    "A3 a pool page remembers whether its reservation's gfp allowed highmem; a __GFP_RESERVE request "
+    "without __GFP_HIGHMEM takes only pages reserved without it, one with it prefers those reserved with "
+    "it (a CONFIG_HIGHPTE PTE page stays in highmem)",
     "A4 under a reservation a site's allocations are GFP_ATOMIC|__GFP_RESERVE (akpm: 'They must be "
     "atomic'), and pte_alloc_map keeps page_table_lock instead of dropping it to sleep",
     "A5 a failed reservation at a site is counted and the site's allocation goes on atomically (it "
@@ -42,7 +44,8 @@ ASSUMPTIONS = (
 
 
 class Pools:
-    """Per-CPU reservation pools of one machine: ``pool[cpu]`` the pfns set aside, ``reserved[cpu]``
+    """Per-CPU reservation pools of one machine: ``pool[cpu]`` the pages set aside as ``(pfn,
+    highmem_ok)`` (A3), ``reserved[cpu]``
     the pages outstanding reservations on that CPU asked for.  Every pool page holds one reference
     (allocated, not free), so the allocator's checker sees pool pages as allocated."""
 
@@ -67,15 +70,16 @@ class Pools:
             raise ReserveError(f"{caller}: reserve_local_pages of {nr} pages")
         pool, m = self.pool[cpu], self.machine
         want = self.reserved[cpu] + nr
-        got: list[int] = []
+        high = bool(gfp & GFP_HIGHMEM_)
+        got: list[tuple[int, bool]] = []
         while len(pool) + len(got) < want:
             pfn = m.alloc_pages(gfp, 0)
             if pfn < 0:
-                for p in got:  # A1: all or nothing
+                for p, _ in got:  # A1: all or nothing
                     m.free_pages(p, 0)
                 self.failed += 1
                 return -ENOMEM
-            got.append(pfn)
+            got.append((pfn, high))
         pool.extend(got)
         self.reserved[cpu] = want
         self.reservations += 1
@@ -93,22 +97,32 @@ class Pools:
         self.reserved[cpu] = left
         pool = self.pool[cpu]
         while len(pool) > left:
-            self.machine.free_pages(pool.pop(), 0)
+            self.machine.free_pages(pool.pop()[0], 0)
 
-    def take(self, cpu: int) -> int | None:
+    def take(self, cpu: int, gfp: int) -> int | None:
+        """A pool page for a ``__GFP_RESERVE`` allocation of ``gfp`` on ``cpu`` (A3), or None.
+        O(pool): pools hold a few pages."""
         pool = self.pool[cpu]
-        if not pool:
+        want_high = bool(gfp & GFP_HIGHMEM_)
+        pick = -1
+        for i in range(len(pool) - 1, -1, -1):
+            if pool[i][1] == want_high:
+                pick = i
+                break
+        if pick < 0 and want_high and pool:
+            pick = len(pool) - 1  # a lowmem page serves a highmem-capable request
+        if pick < 0:
             self.missed += 1
             return None
         self.taken += 1
-        return pool.pop()
+        return pool.pop(pick)[0]
 
     def check(self) -> None:
         """Every pool page is distinct, in no other pool, and no pool exceeds its reservation."""
         seen: set[int] = set()
         for cpu, pool in enumerate(self.pool):
             assert len(pool) <= self.reserved[cpu], f"CPU {cpu}: pool {len(pool)} > reserved {self.reserved[cpu]}"
-            for pfn in pool:
+            for pfn, _ in pool:
                 assert pfn not in seen, f"page {pfn} is in a reservation pool twice"
                 seen.add(pfn)
 
@@ -145,7 +159,7 @@ def mmframe_report(machine: MachineView, figures: dict[str, Any]) -> None:
 def mmframe_alloc_pages(alloc: Any, gfp_mask: int, order: int, cpu: int) -> int | None:
     if not gfp_mask & __GFP_RESERVE or order:
         return None
-    return alloc.plugin_state[NAME]["pools"].take(cpu)
+    return alloc.plugin_state[NAME]["pools"].take(cpu, gfp_mask)
 
 
 @hookimpl
@@ -154,7 +168,7 @@ def mmframe_reserve_enter(alloc: Any, site: str, gfp_mask: int, nr_pages: int, c
     if not st["sites"]:
         return None
     pools = st["pools"]
-    ok = pools.reserve_local_pages(cpu, GFP_KERNEL, nr_pages, site) == 0  # A5: a failure is counted
+    ok = pools.reserve_local_pages(cpu, GFP_KERNEL | (gfp_mask & __GFP_HIGHMEM), nr_pages, site) == 0  # A5
     pools.site_stack[cpu].append(nr_pages if ok else 0)
     return GFP_ATOMIC | __GFP_RESERVE | (gfp_mask & __GFP_HIGHMEM)
 
