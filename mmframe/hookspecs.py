@@ -27,7 +27,11 @@ Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_page
 the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
 nothing else (no hook changed: the objects passed are the same, and what the facade declares they
 already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O schedulers, the 2.5.49
-elevator operations: :mod:`mmframe.block.elevator`, docs/block.md).
+elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade names a plugin
+elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
+``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
+protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).
 """
 
 from __future__ import annotations

@@ -226,9 +226,8 @@ def test_sga_attach_form_starts_unrelated_servers(isolated):
 
 
 def test_sga_rejects_an_unknown_form(isolated):
-    from mmframe.errors import UsageError
-    from mmframe.scenario import run_scenario
+    from mmframe.errors import ConfigError
     (isolated / "run.toml").write_text('[scenario]\nname = "sga"\nmemory = "64MiB"\nsize = "4MiB"\n'
                                        'children = 1\nforms = ["frok"]\n')
-    with pytest.raises(UsageError, match="forms"):
-        run_scenario(load_config(isolated / "run.toml", env={}))
+    with pytest.raises(ConfigError, match="scenario.forms.*fork.*attach"):
+        load_config(isolated / "run.toml", env={})

@@ -332,10 +332,12 @@ def test_fork_scaling_scenario_figures_follow_the_model(isolated):
                                        'memory = "256MiB"\n')
     scen, cols = run_scenario(load_config(isolated / "run.toml", env={}))
     f = cols[0].figures
-    assert f["fork 40MiB"] > 5 * f["fork 4MiB"] and f["fork+exit 40MiB"] > f["fork 40MiB"]
+    M4, M40 = 4 << 20, 40 << 20
+    assert f["fork"][M40] > 5 * f["fork"][M4] and f["fork_exit"][M40] > f["fork"][M40]
     # two pgds and four PTE pages each: the program's, ld.so's and libc's (with the region's first
     # 2.7 MiB), the region's rest, the stack's
-    assert f["page tables 4MiB"] == 2 * 5 * 4
+    assert f["page_tables"][M4] == 2 * 5 * 4
     # a chain per page once it has two mappings: the region's, and the image's present pages
-    assert 10240 * 32 // 1024 < f["pte_chains 40MiB"] < 10240 * 32 // 1024 + 8
-    assert f["fork 40MiB / 2.5.41"] == pytest.approx(f["fork 40MiB"] / 28.4)
+    assert 10240 * 32 // 1024 < f["pte_chains"][M40] < 10240 * 32 // 1024 + 8
+    ref = next(r for r in scen.references if r.figure == "fork" and r.applies(()))
+    assert ref.value == 28.4 and ref.at == M40

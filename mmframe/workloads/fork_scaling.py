@@ -18,18 +18,17 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-import attrs
-
 from mmframe.options import Option
-from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Reference, Scenario, ScenarioContext
 from mmframe.units import format_size
-from mmframe.usr import (MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, TASK_UNMAPPED_BASE, after_fork, execve,
-                         exit, fork, mmap, program, sched_yield, touch, wait)
+from mmframe.usr import (MAP_ANONYMOUS, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE, TASK_UNMAPPED_BASE, after_fork,
+                         execve, exit, fork, mmap, program, sched_yield, touch, wait)
 
 MCCRACKEN_40MB = {"fork": 28.4, "fork_exit": 44.2, "fork_exec_exit": 49.3}  # ms, 2.5.41
 MCCRACKEN_40MB_SHARED = {"fork": 3.4, "fork_exit": 4.1, "fork_exec_exit": 10.7}  # ms, 2.5.41-mm2 shared
 SEED_LARGE = 20  # the seed: with shared page tables, "almost 20" times faster fork for very large processes
 SIZES = ("4MiB", "40MiB", "256MiB", "1GiB", "2GiB")
+LOW_BASE = 0x1000_0000  # a hint below ld.so, where big programs of the period put what did not fit above
 
 
 @program(text_pages=2, data_pages=1, bss_pages=1)
@@ -53,9 +52,6 @@ def fork_test(ctx: Any, size: int) -> Any:
     yield from after_fork(ctx, pid)
     yield wait(pid)
     yield ("mark", "exec_reaped")
-
-
-LOW_BASE = 0x1000_0000  # a hint below ld.so, where big programs of the period put what did not fit above
 
 
 def _map_resident(size: int) -> Any:
@@ -98,10 +94,14 @@ def fork_program(ctx: Any, size: int) -> Any:
     yield from _login(ctx, size)
 
 
-def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
+def measure(ctx: ScenarioContext, size: int, memory: int | None = None) -> dict[str, float]:
     """Simulated ms of fork, fork+exit and fork+exec+exit for ``size`` resident, with lowmem
-    figures after fork; and for each time, the share of it charged by fitted cost entries."""
-    m = ctx.machine()
+    figures just after the fork; for each time, the share of it (%) charged by fitted cost entries.
+    A figure whose marks were not reached (the task was killed) is left out."""
+    if memory is None:
+        m = ctx.machine()
+    else:
+        m = ctx.machine(memory=memory, pae=ctx.config.machine.pae or memory > (4 << 30))
     ns = m.costs.ns
     fitted = [e.kind == "fitted" for e in m.costs.entries]
     marks: dict[str, tuple[float, float, float, float]] = {}
@@ -121,7 +121,7 @@ def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
         marks[name] = (t_task, t_all, f_task, f_all)
         if name == "lowmem":
             info = m.meminfo()
-            lowmem["pt_kb"], lowmem["chain_kb"] = info["PageTables"], info["mmframe.PteChainBytes"] >> 10
+            lowmem["page_tables"], lowmem["pte_chains"] = info["PageTables"], info["mmframe.PteChainBytes"] >> 10
         return 0
 
     m.sched.handlers["mark"] = mark
@@ -129,67 +129,63 @@ def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
     m.run(fork_program, size)
     wall = time.perf_counter() - t0
     m.close()
-    out: dict[str, float] = {"wall": wall, **lowmem}
+    out: dict[str, float] = {"sim_wall": wall, **lowmem}
     for key, a, b, col in (("fork", "before", "forked", 0), ("fork_exit", "before", "reaped", 1),
                            ("fork_exec_exit", "reaped", "exec_reaped", 1)):
-        if a not in marks or b not in marks:  # the task was killed before: no figure
+        if a not in marks or b not in marks:
             continue
         t = marks[b][col] - marks[a][col]
-        f = marks[b][col + 2] - marks[a][col + 2]
         out[key] = t / 1e6
-        out[key + "_fitted"] = 100 * f / t if t else 0.0
+        out[key + "_fitted"] = 100 * (marks[b][col + 2] - marks[a][col + 2]) / t if t else 0.0
+    if size >= 256 << 20:
+        out["seed"] = SEED_LARGE
     return out
 
 
 def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     p = ctx.params
-    memory = p["memory"]
-    cfg = ctx.config
-    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory,
-                                                 pae=cfg.machine.pae or memory > (4 << 30)))
-    sub = ScenarioContext(cfg, p)
-    figures: dict[str, Any] = {}
-    for size in p["sizes"]:
-        name = format_size(size)
-        got = measure(sub, size)
-        for k, label in (("fork", "fork"), ("fork_exit", "fork+exit"), ("fork_exec_exit", "fork+exec+exit")):
-            if k in got:
-                figures[f"{label} {name}"] = got[k]
-                figures[f"{label} {name} fitted"] = got[k + "_fitted"]
-        if size >= 256 << 20:
-            figures[f"seed speed-up {name}"] = f"almost {SEED_LARGE}x"
-        if "pt_kb" in got:
-            figures[f"page tables {name}"] = got["pt_kb"]
-            figures[f"pte_chains {name}"] = got["chain_kb"]
-        figures[f"sim wall {name}"] = got["wall"]
-        if size == 40 << 20 and "fork_exec_exit" in got:
-            ref = MCCRACKEN_40MB_SHARED if "pt_shared" in ctx.config.enabled else MCCRACKEN_40MB
-            for k, label in (("fork", "fork"), ("fork_exit", "fork+exit"), ("fork_exec_exit", "fork+exec+exit")):
-                figures[f"{label} 40MiB 2.5.41"] = ref[k]
-                figures[f"{label} 40MiB / 2.5.41"] = got[k] / ref[k]
+    sizes = list(dict.fromkeys(p["sizes"]))
+    figures: dict[str, dict[int, float]] = {f.key: {} for f in FIGURES}
+    done, total = 0, sum(sizes)
+    for size in sizes:
+        for key, value in measure(ctx, size, p["memory"]).items():
+            figures[key][size] = value
+        done += size
+        ctx.report(done, total)
     return figures
 
 
-def _figures() -> tuple[Figure, ...]:
-    out = []
-    for s in SIZES:
-        for label in ("fork", "fork+exit", "fork+exec+exit"):
-            out += [Figure(f"{label} {s}", f"{label}, {s} resident", "ms"),
-                    Figure(f"{label} {s} fitted", "  of it from fitted cost entries", "%")]
-        if s in ("256MiB", "1GiB", "2GiB"):
-            out.append(Figure(f"seed speed-up {s}", "the seed: sharing's fork speed-up for very large processes"))
-        out += [
-                Figure(f"page tables {s}", f"PageTables after fork, {s}", "kB"),
-                Figure(f"pte_chains {s}", f"pte_chain lowmem after fork, {s}", "kB"),
-                Figure(f"sim wall {s}", f"simulator wall time, {s}", "s")]
-        if s == "40MiB":
-            out += [Figure("fork 40MiB 2.5.41", "2.5.41 fork 40 MB (McCracken; -mm2 shared for pt_shared)", "ms"),
-                    Figure("fork 40MiB / 2.5.41", "model / 2.5.41, fork 40 MB"),
-                    Figure("fork+exit 40MiB 2.5.41", "2.5.41 fork+exit 40 MB (McCracken)", "ms"),
-                    Figure("fork+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exit 40 MB"),
-                    Figure("fork+exec+exit 40MiB 2.5.41", "2.5.41 fork+exec+exit 40 MB (McCracken)", "ms"),
-                    Figure("fork+exec+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exec+exit 40 MB")]
-    return tuple(out)
+def check(params: Mapping[str, Any], machine: Any) -> None:
+    if not params["sizes"]:
+        raise OptionProblem("sizes", "needs at least one size", "a list like [\"4MiB\", \"40MiB\"]")
+    for size in params["sizes"]:
+        if size >= params["memory"]:
+            raise OptionProblem("sizes", f"{format_size(size)} resident does not fit in the scenario's "
+                                f"memory ({format_size(params['memory'])})",
+                                "sizes below the scenario's memory option (raise memory, up to 64GiB)")
+        if size < PAGE_SIZE:
+            raise OptionProblem("sizes", f"{size} bytes is less than a page", "sizes of 4KiB or more")
+
+
+FIGURES = (
+    Figure("fork", "fork", "ms", "time", "size"),
+    Figure("fork_fitted", "fork: share from fitted cost entries", "%", "ratio", "size"),
+    Figure("fork_exit", "fork+exit", "ms", "time", "size"),
+    Figure("fork_exit_fitted", "fork+exit: share from fitted cost entries", "%", "ratio", "size"),
+    Figure("fork_exec_exit", "fork+exec+exit", "ms", "time", "size"),
+    Figure("fork_exec_exit_fitted", "fork+exec+exit: share from fitted cost entries", "%", "ratio", "size"),
+    # the seed's "almost 20x" for very large processes, beside the sizes it speaks of (compare it
+    # with the mainline/pt_shared ratio of the fork row)
+    Figure("seed", "the seed: sharing's fork speed-up, very large processes ('almost 20x')", "x", "ratio", "size"),
+    Figure("page_tables", "PageTables", "kB", "memory", "size"),  # meminfo's, just after the fork
+    Figure("pte_chains", "pte_chains", "kB", "memory", "size"),  # pte_chain slab bytes, just after the fork
+    Figure("sim_wall", "simulator wall time", "s", "host", "size"),
+)
+MCCRACKEN = "McCracken, 'shared page tables timing', LKML, October 2002: 2.5.41"
+REFERENCES = tuple(
+    Reference(key, value, MCCRACKEN + ("-mm2 with shared page tables" if shared else ""), at=40 << 20,
+              requires=("pt_shared",) if shared else (), excludes=() if shared else ("pt_shared",))
+    for shared, table in ((False, MCCRACKEN_40MB), (True, MCCRACKEN_40MB_SHARED)) for key, value in table.items())
 
 
 SCENARIO = Scenario(
@@ -199,7 +195,19 @@ SCENARIO = Scenario(
     run=run,
     options=(
         Option("sizes", "list[size]", list(SIZES), "resident sizes to fork"),
-        Option("memory", "size", "4GiB", "machine memory for this scenario (PAE is turned on above 4 GiB)"),
+        Option("memory", "size", "4GiB", "machine memory for this scenario (PAE is turned on above 4 GiB)",
+               minimum=16 << 20, maximum=64 << 30),
     ),
-    figures=_figures(),
+    figures=FIGURES,
+    axes=(Axis("size", "resident", "B", log=True),),
+    plot=Plot(("fork", "fork_exit", "fork_exec_exit", "page_tables")),
+    references=REFERENCES,
+    check=check,
+    models="fork's copy of page tables and rmap pte_chains for a large resident task, with and without "
+           "shared page tables; exit's teardown; exec of a small binary from the page cache",
+    sources=("McCracken, 'shared page tables timing', LKML, October 2002: 2.5.41 and 2.5.41-mm2, a 40 MB "
+             "process (printed as model/published ratios, never fitted)",
+             "the patch: '[PATCH 2.5.41-mm1] new snapshot of shared page tables', linux-mm, 9 Oct 2002, "
+             "Message-ID 228900000.1034197657@baldur.austin.ibm.com",
+             "lmbench 'fork proc'/'exec proc' on 2.5.54-mm2, 790 MHz P-III (the cost table's anchors)"),
 )

@@ -22,11 +22,9 @@ import resource
 import time
 from typing import Any, Mapping
 
-import attrs
-
-from mmframe.errors import UsageError
 from mmframe.options import Option
-from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Scenario, ScenarioContext
+from mmframe.units import format_size
 from mmframe.usr import (IPC_CREAT, IPC_PRIVATE, IPC_RMID, after_fork, execve, exit, fork, program, shmat, shmctl,
                          shmget, sleep, touch, wait)
 
@@ -94,14 +92,19 @@ def _login(ctx: Any, size: int, children: int, form: str) -> Any:
 FAILURES = ("oom", "oops")
 
 
-def measure(ctx: ScenarioContext, highpte: bool, form: str = "fork") -> dict[str, float]:
+def measure(ctx: ScenarioContext, highpte: bool, phase: int, form: str = "fork", phases: int = 2) -> dict[str, Any]:
     p = ctx.params
-    cfg = ctx.config
-    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=p["memory"], pae=True, highpte=highpte,
-                                                 shmmax=max(cfg.machine.shmmax, p["size"])))
-    m = ScenarioContext(cfg, p).machine()
-    out: dict[str, float] = {"fitted": 0}
+    cfg = ctx.config.machine
+    m = ctx.machine(memory=p["memory"], pae=True, highpte=highpte, shmmax=max(cfg.shmmax, p["size"]))
+    out: dict[str, Any] = {"fitted": 0, "lowmem": {}}
     events = m.pagealloc.events
+    pa = m.pagealloc
+    every = max(1, p["children"] // 64)  # lowmem against tasks: about 64 points
+
+    def lowmem_mib() -> float:
+        chains = pa.kernel_objects.get("pte_chain")
+        low_pt = pa.page_table_pages - m.mm.highmem_pte_pages()
+        return (low_pt * 4096 + (chains.bytes if chains else 0)) / 2**20
 
     def healthy(task: Any) -> int:
         return int(not any(e[0] in FAILURES for e in events)
@@ -109,6 +112,9 @@ def measure(ctx: ScenarioContext, highpte: bool, form: str = "fork") -> dict[str
 
     def fitted(task: Any, n: int) -> int:
         out["fitted"] = n
+        if n % every == 0 or n == 1:
+            out["lowmem"][n + 1] = lowmem_mib()  # tasks: the parent and n children
+        ctx.report(phase * p["children"] + n, phases * p["children"])
         return 0
 
     def snapshot(task: Any) -> int:
@@ -116,6 +122,7 @@ def measure(ctx: ScenarioContext, highpte: bool, form: str = "fork") -> dict[str
         out["pt_mib"] = info["mmframe.PageTablesLow"] / 1024
         out["chain_mib"] = info["mmframe.PteChainBytes"] / 2**20
         out["low_free_mib"] = info["LowFree"] / 1024
+        out["lowmem"][out["fitted"] + 1] = lowmem_mib()
         return 0
 
     m.sched.handlers.update(healthy=healthy, fitted=fitted, snapshot=snapshot)
@@ -127,41 +134,55 @@ def measure(ctx: ScenarioContext, highpte: bool, form: str = "fork") -> dict[str
     return out
 
 
+TAGS = ("no HIGHPTE", "HIGHPTE")
+
+
+def _tag(form: str, tag: str) -> str:
+    """The fork form keeps its keys of before (``children HIGHPTE``); the attach form says so."""
+    return ("attach " if form == "attach" else "") + tag
+
+
 def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     figures: dict[str, Any] = {}
-    bad = [f for f in ctx.params["forms"] if f not in FORMS]
-    if bad or not ctx.params["forms"]:
-        raise UsageError(f"scenario sga: option forms is a list of {', '.join(FORMS)}; got {ctx.params['forms']}")
-    for form in ctx.params["forms"]:
-        for highpte in (False, True):
-            tag = _tag(form, highpte)
-            got = measure(ctx, highpte, form)
-            figures[f"children {tag}"] = got["fitted"]
-            figures[f"page tables {tag}"] = got["pt_mib"]
-            figures[f"pte_chains {tag}"] = got["chain_mib"]
-            figures[f"LowFree {tag}"] = got["low_free_mib"]
-            figures[f"sim wall {tag}"] = got["wall"]
-            figures[f"peak host memory {tag}"] = got["peak_mib"]
+    forms = ctx.params["forms"]
+    phase = 0
+    for form in forms:
+        for tag in TAGS:
+            got = measure(ctx, tag == "HIGHPTE", phase, form, len(forms) * len(TAGS))
+            phase += 1
+            t = _tag(form, tag)
+            figures[f"children {t}"] = got["fitted"]
+            for key, name in (("pt_mib", "page tables"), ("chain_mib", "pte_chains"), ("low_free_mib", "LowFree")):
+                if key in got:  # absent when the parent itself was killed before its snapshot
+                    figures[f"{name} {t}"] = got[key]
+            figures[f"lowmem {t}"] = got["lowmem"]
+            figures[f"sim wall {t}"] = got["wall"]
+            figures[f"peak host memory {t}"] = got["peak_mib"]
     return figures
 
 
-def _tag(form: str, highpte: bool) -> str:
-    """The fork form keeps its keys of before (``children HIGHPTE``); the attach form says so."""
-    return ("attach " if form == "attach" else "") + ("HIGHPTE" if highpte else "no HIGHPTE")
+def check(params: Mapping[str, Any], machine: Any) -> None:
+    bad = [f for f in params["forms"] if f not in FORMS]
+    if bad or not params["forms"]:
+        raise OptionProblem("forms", f"{params['forms']} is not a list of forms", "a list of 'fork' and/or 'attach'")
+    if params["size"] >= params["memory"]:
+        raise OptionProblem("size", f"a {format_size(params['size'])} segment does not fit in the scenario's "
+                            f"memory ({format_size(params['memory'])})", "size below memory")
 
 
 def _figures() -> tuple[Figure, ...]:
     out = []
     for form in FORMS:
-        for highpte in (False, True):
-            tag = _tag(form, highpte)
-            who = "servers attaching by key" if form == "attach" else "forked children"
-            out += [Figure(f"children {tag}", f"{who} that fit, {tag}"),
-                    Figure(f"page tables {tag}", f"page tables in lowmem, {tag}", "MiB"),
-                    Figure(f"pte_chains {tag}", f"pte_chain lowmem, {tag}", "MiB"),
-                    Figure(f"LowFree {tag}", f"LowFree at the end, {tag}", "MiB"),
-                    Figure(f"sim wall {tag}", f"simulator wall time, {tag}", "s"),
-                    Figure(f"peak host memory {tag}", f"host peak RSS so far (process-wide), {tag}", "MiB")]
+        who = "servers attaching by key" if form == "attach" else "children"
+        for tag in TAGS:
+            t = _tag(form, tag)
+            out += [Figure(f"children {t}", f"{who} that fit, {t}", "", "count"),
+                    Figure(f"page tables {t}", f"page tables in lowmem, {t}", "MiB", "memory"),
+                    Figure(f"pte_chains {t}", f"pte_chain lowmem, {t}", "MiB", "memory"),
+                    Figure(f"LowFree {t}", f"LowFree at the end, {t}", "MiB", "memory"),
+                    Figure(f"lowmem {t}", f"lowmem in page tables and pte_chains, {t}", "MiB", "memory", "tasks"),
+                    Figure(f"sim wall {t}", f"simulator wall time, {t}", "s", "host"),
+                    Figure(f"peak host memory {t}", f"host peak RSS so far (process-wide), {t}", "MiB", "host")]
     return tuple(out)
 
 
@@ -171,11 +192,21 @@ SCENARIO = Scenario(
          "the attachment) or exec'd (attaching it by key), until lowmem runs out (HIGHPTE off and on)",
     run=run,
     options=(
-        Option("memory", "size", "16GiB", "machine memory (PAE)"),
-        Option("size", "size", "1GiB", "the shared segment"),
+        Option("memory", "size", "16GiB", "machine memory (PAE)", minimum=16 << 20, maximum=64 << 30),
+        Option("size", "size", "1GiB", "the shared segment", minimum=4096, maximum=4 << 30),
         Option("children", "int", 1000, "processes to start at most, in each form", minimum=1, maximum=100_000),
         Option("forms", "list[str]", list(FORMS), "how the processes get the segment: 'fork' (inherited from "
                "the instance) and/or 'attach' (exec'd servers attaching it by key)"),
     ),
     figures=_figures(),
+    axes=(Axis("tasks", "tasks"),),
+    plot=Plot(("lowmem no HIGHPTE", "lowmem HIGHPTE", "lowmem attach no HIGHPTE", "lowmem attach HIGHPTE")),
+    check=check,
+    models="lowmem (ZONE_NORMAL) consumed by page tables and rmap pte_chains when many processes map a "
+           "big shared segment on a 32-bit PAE box; HIGHPTE moves only the page tables to highmem",
+    sources=("Andrea Arcangeli, pte-highmem thread, LKML 16-17 Jan 2002: 'mapping 1G per-task (shm for "
+             "example) will overflow the lowmem zone with PAE with some houndred tasks'",
+             "Martin Bligh and William Lee Irwin, objrmap thread, LKML 5 Apr 2003: '5000 tasks, 2Gb shmem "
+             "segment = 10Gb of PTE chains ... In ZONE_NORMAL'",
+             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)"),
 )
