@@ -27,7 +27,8 @@ Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_page
 the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
 nothing else (no hook changed: the objects passed are the same, and what the facade declares they
 already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O schedulers, the 2.5.49
-elevator operations: :mod:`mmframe.block.elevator`, docs/block.md).
+elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 ``mmframe_get_user_pages``
+(the user-page mapping step of direct I/O, docs/direct_io.md).
 """
 
 from __future__ import annotations
@@ -213,4 +214,21 @@ def mmframe_elevators() -> list[Any]:
     point ``merge`` returned), ``next_req``, ``remove_req``, ``queue_empty``, ``get_sort_head``,
     ``init``, ``exit`` -- as documented in :mod:`mmframe.block.elevator` and docs/block.md.  The core
     registers ``deadline`` (2.5.49's default), ``noop`` and ``linus`` (2.5.38's, labelled).
+    """
+
+
+# --- policy: direct I/O (issue 17) ------------------------------------------------------------
+
+@_spec("policy", "1.6", "once per direct I/O request (not per page): return None to defer", firstresult=True)
+def mmframe_get_user_pages(vm: VM, mm: MM, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int | None:
+    """Map the user pages direct I/O will build its bios on: ``nr_pages`` pages of ``mm`` from the
+    page-aligned ``start``, looked up for writing when ``write`` (a read into memory: copy-on-write
+    is broken first), faulting them in as an access would (through ``mmframe_handle_mm_fault``).
+
+    Return the page array (pfns, in address order), each page holding one reference the caller
+    releases when its I/O completes (none on a reserved page such as the ZERO_PAGE), or a negative
+    errno (-EFAULT for a hole, a ``VM_IO`` area or a missing right, -ENOMEM), or ``None`` to defer.
+    The core's (``trylast``) is 2.5.49's ``get_user_pages`` (:func:`mmframe.mm.gup.get_user_pages`,
+    ``vm.get_user_pages``); the page-walk plugin answers with ``walk_user_pages``.  Whatever answers
+    must return what the core would: the same pages, references and faults.
     """

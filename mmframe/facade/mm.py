@@ -142,6 +142,20 @@ class VM(Protocol):
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""
 
+    # --- user pages for I/O (since 1.6: the user-page mapping hook, ``mmframe_get_user_pages``) ----
+    def get_user_pages(self, mm: MM, start: int, nr_pages: int, write: bool, force: bool = False) -> list[int] | int:
+        """The core's 2.5.49 ``get_user_pages``: the pfns of ``nr_pages`` pages from ``start``,
+        each faulted in through the fault hook as an access would (``page_fault`` and what the
+        fault costs) and holding a reference (``page_ref``; none on the ZERO_PAGE); -EFAULT or
+        -ENOMEM when none could be had.  What the mapping hook must return."""
+
+    def follow_page(self, mm: MM, addr: int, write: bool) -> int:
+        """``follow_page``: the pfn mapped at ``addr`` if present (for ``write``: writable through
+        PTE and PMD; the PTE is marked dirty), else -1.  Free."""
+
+    def put_user_pages(self, pages: list[int]) -> None:
+        """Release what ``get_user_pages`` took (``page_ref`` each; the ZERO_PAGE is skipped)."""
+
 
 class Allocator(Protocol):
     """The page allocator, as the allocation hooks (``mmframe_alloc_pages``,
