@@ -559,3 +559,21 @@ def test_generated_direct_and_async_io_programs_give_the_same_results_everywhere
             for p, e, a in combos]
     for other in runs[1:]:
         assert not compare_results(runs[0], other).differences
+
+
+# --- the aio-dio scenario ----------------------------------------------------------------------
+
+def test_the_aio_dio_scenario_runs_sync_and_async_and_reports_its_figures(config, tmp_path):
+    from mmframe.scenario import run_scenario
+    from mmframe.workloads.aio_dio import aio_dio_figures
+
+    sync, asyn = (aio_dio_figures(config, a, 8192, 4, 24, 0.5) for a in (False, True))
+    for f in (sync, asyn):
+        assert f["requests"] == 24 and f["pages_pinned_per_req"] == 2 and f["bios_per_req"] == 1
+        assert f["bounce_pages_per_req"] == 2  # the user pages of a 1 GiB machine are highmem
+        assert f["mb_s"] > 0 and f["lat_p99_ms"] >= f["lat_p50_ms"] > 0 and f["cpu_us_per_req"] > 0
+    path = tmp_path / "s.toml"
+    path.write_text('[scenario]\nname = "aio-dio"\npolicies = [[]]\nsizes = ["4KiB"]\ndepths = ["2"]\nrequests = 8\n')
+    _, cols = run_scenario(load_config(str(path), use_pyproject=False, env={}))
+    figs = cols[0].figures
+    assert figs["sync.4KiB.d2.requests"] == figs["async.4KiB.d2.requests"] == 8
