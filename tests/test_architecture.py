@@ -31,7 +31,8 @@ PLUGINS = Path(mmframe_plugins.__file__).parent
 
 # The layers, lowest first: a module may import its own layer and those below, never above.
 BASE = ("mmframe", "mmframe.usr", "mmframe.units", "mmframe.errors", "mmframe.options")
-RUN = ("mmframe.scenario", "mmframe.core_plugin", "mmframe.workloads", "mmframe.differential")
+RUN = ("mmframe.scenario", "mmframe.core_plugin", "mmframe.workloads", "mmframe.differential",
+       "mmframe.host", "mmframe.calibrate", "mmframe.validate")  # the last three: validation against the host
 LAYERS = {"base": 0, "model": 1, "run": 2, "facade": 3, "cli": 4}  # the facade re-exports the run layer's Scenario
 
 # Known exceptions, each with its reason (keep this short).

@@ -205,7 +205,10 @@ def test_fork_scaling_side_by_side(isolated):
     (isolated / "run.toml").write_text('[scenario]\nname = "fork-scaling"\npolicies = [[], ["pt_shared"]]\n'
                                        'sizes = ["4MiB", "40MiB"]\nmemory = "256MiB"\n')
     scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
-    assert shared.figures["fork 40MiB 2.5.41"] == 3.4 and plain.figures["fork 40MiB 2.5.41"] == 28.4
+    # each column is compared with its own published figure (McCracken, 2.5.41: 28.4 ms mainline,
+    # 3.4 ms with shared tables), printed as model / published
+    for run, published in ((plain, 28.4), (shared, 3.4)):
+        assert run.figures["fork 40MiB / 2.5.41"] == pytest.approx(run.figures["fork 40MiB"] / published)
     assert shared.figures["fork 40MiB"] < plain.figures["fork 40MiB"] / 5
     # sharing is nearly flat in size: ten times the memory, well under twice the fork time
     assert shared.figures["fork 40MiB"] < 2 * shared.figures["fork 4MiB"]

@@ -122,6 +122,13 @@ class VM(Protocol):
     def sharers(self, pt: PteTable) -> int:
         """How many mms use this PTE page (its page count).  Free."""
 
+    def ptes_follow_vma(self, mm: MM, idx: int, vma: VMA) -> bool:
+        """True when every present entry of ``mm``'s PTE page ``idx`` already carries ``vma``'s
+        protection (its ``protection_map`` bits; accessed and dirty aside, and the write bit of a
+        copy-on-write mapping, which the PMD and the unshare's copy govern): a whole-page mprotect
+        done at the PMD level then leaves what ``pte_modify`` would.  Free (a kernel keeping the
+        entries in step with their VMA compares the old and new ``vm_page_prot``, O(1))."""
+
     def pte_alloc(self, mm: MM, idx: int) -> PteTable | None:
         """``pte_alloc_map``: a zeroed PTE page installed writable in ``mm``'s empty slot ``idx``.
         ``clear_page`` (and ``kmap_atomic`` in highmem) plus the allocation.  None if no page."""
@@ -142,7 +149,7 @@ class VM(Protocol):
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""
 
-    # --- user pages for I/O (since 1.6: the user-page mapping hook, ``mmframe_get_user_pages``) ----
+    # --- user pages for I/O (since 1.8: the user-page mapping hook, ``mmframe_get_user_pages``) ----
     def get_user_pages(self, mm: MM, start: int, nr_pages: int, write: bool, force: bool = False) -> list[int] | int:
         """The core's 2.5.49 ``get_user_pages``: the pfns of ``nr_pages`` pages from ``start``,
         each faulted in through the fault hook as an access would (``page_fault`` and what the
