@@ -133,3 +133,20 @@ class Gup:
 
     def put_user_pages(self, pages: list[int]) -> None:
         put_user_pages(self, pages)  # type: ignore[arg-type]
+
+    def find_extend_vma(self, mm: MMStruct, addr: int) -> VMA | None:
+        return find_extend_vma(self, mm, addr)  # type: ignore[arg-type]
+
+    def fault_in(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
+        """The fault policy chain on ``addr`` as a fault would run it (``page_fault`` charged)."""
+        self.acct.charge(self.P_fault)  # type: ignore[attr-defined]
+        return self._fault_hook(self, mm, vma, addr, write)  # type: ignore[attr-defined]
+
+    def pin_user_page(self, pfn: int) -> bool:
+        """``page_cache_get`` of a page found for I/O, unless it is reserved (the ZERO_PAGE)."""
+        if self.flags[pfn] & _RESERVED:  # type: ignore[attr-defined]
+            return False
+        self.count[pfn] += 1  # type: ignore[attr-defined]
+        self.pins[pfn] = self.pins.get(pfn, 0) + 1  # type: ignore[attr-defined]
+        self.acct.charge(self.P_ref)  # type: ignore[attr-defined]
+        return True
