@@ -110,7 +110,7 @@ def test_a_read_walk_reads_through_a_shared_pte_page_and_a_write_walk_unshares_i
     seen = {}
 
     def prog(ctx):
-        a = yield anon(4 * P)
+        a = yield anon(8 * P)
         yield usr.touch(a, 4 * P, True)
         pid = yield fork()
         if pid:
@@ -120,7 +120,7 @@ def test_a_read_walk_reads_through_a_shared_pte_page_and_a_write_walk_unshares_i
         vm, mm = m.mm, m.sched.current.mm
         pt = mm.ptp[a >> vm.pmd_shift]
         seen["before"] = vm.sharers(pt)
-        pages = W.get_user_pages(vm, mm, a, 4, False)
+        pages = W.get_user_pages(vm, mm, a, 8, False)  # four present, four faulted in for reading
         seen["after_read"] = vm.sharers(mm.ptp[a >> vm.pmd_shift])
         vm.put_user_pages(pages)
         pages = W.get_user_pages(vm, mm, a, 1, True)
@@ -195,3 +195,36 @@ def test_the_walker_touches_only_the_facade_at_run_time():
     g_m = Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=32 * MiB, debug_vm="exit")))
     g = g_m.run(_dio)
     assert g.tasks == plain.tasks and dict(g.counts) == dict(plain.counts)
+
+
+def test_the_walk_protocol_continue_done_error_then_cleaner():
+    m = wmachine(debug="off")
+    seen = {}
+
+    def prog(ctx):
+        a = yield anon(4 * P)
+        yield usr.touch(a, 4 * P, True)
+        yield usr.getpid()
+        vm, mm = m.mm, m.sched.current.mm
+        log = []
+
+        def walker(w):
+            log.append(w.virt - a)
+            return {0: 0, P: 1}.get(w.virt - a, 0) if w.data == "stop" else (-7 if w.virt - a == P else 0)
+
+        def cleaner(w):
+            log.append("clean")
+
+        seen["done"] = W.walk_user_pages(vm, W.PageWalk(mm, a, a + 4 * P, False, walker, cleaner, "stop"))
+        seen["done_log"], log[:] = list(log), []
+        seen["err"] = W.walk_user_pages(vm, W.PageWalk(mm, a, a + 4 * P, False, walker, cleaner, "err"))
+        seen["err_log"], log[:] = list(log), []
+        seen["all"] = W.walk_user_pages(vm, W.PageWalk(mm, a + 2 * P, a + 4 * P, False, lambda w: 0, cleaner))
+        seen["io"] = W.walk_user_pages(vm, W.PageWalk(mm, a + 8 * P, a + 9 * P, False, lambda w: 0, cleaner))
+        seen["io_log"] = list(log)
+        yield usr.getpid()
+
+    m.run(prog)
+    assert seen["done"] == 1 and seen["done_log"] == [0, P]
+    assert seen["err"] == -7 and seen["err_log"] == [0, P, "clean"]
+    assert seen["all"] == 0 and seen["io"] == -W.EFAULT and seen["io_log"] == ["clean"]

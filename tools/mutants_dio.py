@@ -63,18 +63,17 @@ W = "tests/test_walker.py::"
 MUTANTS += [
     ("walker.skips_a_page", "plugins/walker/__init__.py",
      "            addr += PAGE_SIZE\n    return 0", "            addr += 2 * PAGE_SIZE\n    return 0",
-     (W + "test_the_collectors_return_what_the_cores_get_user_pages_returns",), True),
+     (W + "test_direct_io_gives_the_same_data_with_and_without_the_walker",
+      W + "test_the_collectors_return_what_the_cores_get_user_pages_returns"), False),
     ("walker.sg_coalesces", "plugins/walker/__init__.py",
-     "    return 1 if len(d.sgl) >= d.max_entries else 0\n\n\ndef cleanup_sgl_walk",
-     "    if len(d.sgl) > 1 and d.sgl[-2][0] + 1 == walk.page:\n        d.sgl.pop()\n"
-     "    return 1 if len(d.sgl) >= d.max_entries else 0\n\n\ndef cleanup_sgl_walk",
-     (W + "test_the_collectors_return_what_the_cores_get_user_pages_returns",
-      W + "test_the_sg_list_is_one_entry_per_page_fixed_up_and_max_pfn_is_erange"), False),
+     "    d.sgl.append((walk.page, 0, PAGE_SIZE))  # one entry per page: no coalescing",
+     "    if d.sgl:\n        d.sgl[-1] = (d.sgl[-1][0], 0, d.sgl[-1][2] + PAGE_SIZE)\n"
+     "    else:\n        d.sgl.append((walk.page, 0, PAGE_SIZE))",
+     (W + "test_the_sg_list_is_one_entry_per_page_fixed_up_and_max_pfn_is_erange",), False),
     ("walker.read_walk_unshares", "plugins/walker/__init__.py",
-     "            pfn = vm.follow_page(mm, addr, write)\n            while pfn < 0:",
-     "            pfn = vm.follow_page(mm, addr, True)\n            while pfn < 0:",
+     "                r = vm.fault_in(mm, vma, addr, write)", "                r = vm.fault_in(mm, vma, addr, True)",
      (W + "test_a_read_walk_reads_through_a_shared_pte_page_and_a_write_walk_unshares_it",), False),
     ("walker.no_cleaner", "plugins/walker/__init__.py",
      "    if walk.cleaner is not None:\n        walk.cleaner(walk)", "    pass",
-     (W + "test_the_sg_list_is_one_entry_per_page_fixed_up_and_max_pfn_is_erange",), False),
+     (W + "test_the_walk_protocol_continue_done_error_then_cleaner",), True),
 ]
