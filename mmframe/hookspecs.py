@@ -30,8 +30,11 @@ already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O sched
 elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade names a plugin
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
-protection, so a whole-table mprotect may stay at the PMD); 1.8 ``mmframe_get_user_pages``
-(the user-page mapping step of direct I/O, docs/direct_io.md).
+protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+``mmframe_get_user_pages`` (the user-page mapping step of direct I/O, docs/direct_io.md) and the
+facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
+``pin_user_page``, ``VM_IO``.
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ def mmframe_elevators() -> list[Any]:
 
 # --- policy: direct I/O (issue 17) ------------------------------------------------------------
 
-@_spec("policy", "1.8", "once per direct I/O request (not per page): return None to defer", firstresult=True)
+@_spec("policy", "1.9", "once per direct I/O request (not per page): return None to defer", firstresult=True)
 def mmframe_get_user_pages(vm: VM, mm: MM, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int | None:
     """Map the user pages direct I/O will build its bios on: ``nr_pages`` pages of ``mm`` from the
     page-aligned ``start``, looked up for writing when ``write`` (a read into memory: copy-on-write

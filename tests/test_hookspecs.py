@@ -330,7 +330,7 @@ def test_mmframe_pte_change(isolated, install_plugin):
 
 
 def test_mmframe_get_user_pages(isolated, install_plugin):
-    """Contract 1.8: the user-page mapping step of direct I/O; the plugin's answer is used (an
+    """Contract 1.9: the user-page mapping step of direct I/O; the plugin's answer is used (an
     error it returns is the system call's), ``None`` defers to the core's get_user_pages."""
     from mmframe import usr
     install_plugin("gup", """

