@@ -46,6 +46,8 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
            "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
     Option("shmmax", "size", "32MiB", "kernel.shmmax: the largest SysV shm segment (2.5's SHMMAX is 32MiB)",
            minimum=1, maximum=4 * GiB),
+    Option("aio_dio", "bool", False, "asynchronous O_DIRECT iocbs (2.5.49-mm1's AIO-DIO patch, merged in "
+           "2.5.55); off: mainline 2.5.49 runs them synchronously inside io_submit"),
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
@@ -92,6 +94,7 @@ class MachineConfig:
     costs: str = ""
     debug_vm: str = "off"
     shmmax: int = 32 << 20
+    aio_dio: bool = False
 
 
 @attrs.frozen(slots=True)
@@ -522,7 +525,7 @@ def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]
                          highpte=values.get("highpte", False), l1_cache_bytes=l1,
                          seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
                          costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"),
-                         shmmax=values.get("shmmax", 32 << 20))
+                         shmmax=values.get("shmmax", 32 << 20), aio_dio=values.get("aio_dio", False))
 
 
 def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:

@@ -7,8 +7,8 @@ must be page aligned (else -EINVAL, a departure from byte-granular Linux, docume
 docs/files.md); ``length`` may end inside a page, as ``i_size`` may.  Blocks are allocated when a
 page is first written (as ext2's ``get_block`` does in ``prepare_write``); unwritten pages are holes
 and read as zero.  The device is the machine's first disk (:mod:`mmframe.block`): page-cache misses
-and write-back go through its request queue and the caller sleeps until they complete.  The file system has no ``direct_IO`` method, so an ``O_DIRECT``
-open is -EINVAL, as 2.5's ``dentry_open`` answered for such file systems.
+and write-back go through its request queue and the caller sleeps until they complete.  ``O_DIRECT``
+descriptors' ``pread``/``pwrite`` go to :mod:`mmframe.direct_io` (zero-copy, sector-aligned).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import attrs
 
 from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
 from mmframe.block.content import content_sectors, sectors_to_page
+from mmframe.direct_io import DirectIO
+from mmframe.mm import content
 from mmframe.mm import filemap
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
@@ -92,10 +94,10 @@ class Inode:
 class File:
     """``struct file``: an open file description; mappings of the file hold references to it."""
 
-    __slots__ = ("inode", "mode", "refs", "shm")
+    __slots__ = ("inode", "mode", "refs", "shm", "flags")
 
-    def __init__(self, inode: Inode, mode: int) -> None:
-        self.inode, self.mode, self.refs = inode, mode, 1
+    def __init__(self, inode: Inode, mode: int, flags: int = 0) -> None:
+        self.inode, self.mode, self.refs, self.flags = inode, mode, 1, flags
         self.shm = None
 
     @property
@@ -145,6 +147,7 @@ class FileSystem:
         self.next_block = 0
         self.free_blocks: list[int] = []
         self.images: dict[Any, Inode] = {}  # program -> its installed image
+        self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
@@ -244,8 +247,7 @@ class FileSystem:
     def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
         """The bytes of page ``index`` past EOF read zero (zeroes already there stay)."""
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
-            tails = self.vm.zero_tail
-            tails[pfn] = min(tails.get(pfn, PAGE_SIZE), inode.size & (PAGE_SIZE - 1))
+            content.zero_from(self.vm, pfn, inode.size & (PAGE_SIZE - 1))
 
     def _write_run(self, start: int, pfns: list[int], bios: list) -> None:
         """Submit one write bio for a run of pages (held until written, as PG_writeback holds them)."""
@@ -377,15 +379,13 @@ class FileSystem:
             inode = self.create(path)
         if (mode & FMODE_WRITE or flags & O_TRUNC) and not inode.writable:
             return -EACCES  # O_TRUNC needs write permission whatever the access mode
-        if flags & O_DIRECT:
-            return -EINVAL  # no a_ops->direct_IO on this file system
         table = self.files(task)
         fd = next((i for i in range(NR_OPEN) if i not in table.fds), None)
         if fd is None:
             return -EMFILE
         if flags & O_TRUNC:  # Linux truncates even for O_RDONLY (open(2): "undefined")
             self.truncate(inode, 0)
-        table.fds[fd] = File(inode, mode)
+        table.fds[fd] = File(inode, mode, flags & O_DIRECT)
         return fd
 
     def sys_close(self, task: Task, fd: Any) -> int:
@@ -402,6 +402,9 @@ class FileSystem:
         return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_READ)
+        if f is not None and f.flags & O_DIRECT:
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, READ, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_READ)
         if isinstance(f, int):
             return f
@@ -415,10 +418,15 @@ class FileSystem:
             vm.acct.charge(vm.P_copy)  # file_read_actor: __copy_to_user of the page
             if not vm.copy_to_user(task, addr + done, vm.tag[pfn]):
                 return done or -EFAULT
+            if vm.fine and pfn in vm.fine:  # bytes a direct write left: the page's content, not a tag
+                content.copy_page(vm, pfn, vm.follow_page(task.mm, addr + done, True))
             done = min(n, done + PAGE_SIZE)
         return done
 
     def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_WRITE)
+        if f is not None and f.flags & O_DIRECT:
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, WRITE, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_WRITE)
         if isinstance(f, int):
             return f
@@ -440,8 +448,11 @@ class FileSystem:
                 if pfn < 0:
                     return done or -ENOMEM
             vm.acct.charge(vm.P_copy)
-            vm.tag[pfn] = tag  # the whole page: no zeroed tail left
-            vm.zero_tail.pop(pfn, None)
+            src = vm.follow_page(task.mm, addr + done, False)
+            if vm.fine and src in vm.fine:  # a buffer holding bytes (a direct read's sectors)
+                content.copy_page(vm, src, pfn)
+            else:
+                content.set_tag(vm, pfn, tag)  # the whole page: no zeroed tail left
             filemap.set_page_dirty(vm, pfn)
             done = min(length, done + PAGE_SIZE)
             if offset + done > inode.size:

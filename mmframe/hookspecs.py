@@ -31,7 +31,10 @@ elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade n
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
 protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
-results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+``mmframe_get_user_pages`` (the user-page mapping step of direct I/O, docs/direct_io.md) and the
+facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
+``pin_user_page``, ``VM_IO``.
 """
 
 from __future__ import annotations
@@ -217,4 +220,21 @@ def mmframe_elevators() -> list[Any]:
     point ``merge`` returned), ``next_req``, ``remove_req``, ``queue_empty``, ``get_sort_head``,
     ``init``, ``exit`` -- as documented in :mod:`mmframe.block.elevator` and docs/block.md.  The core
     registers ``deadline`` (2.5.49's default), ``noop`` and ``linus`` (2.5.38's, labelled).
+    """
+
+
+# --- policy: direct I/O (issue 17) ------------------------------------------------------------
+
+@_spec("policy", "1.9", "once per direct I/O request (not per page): return None to defer", firstresult=True)
+def mmframe_get_user_pages(vm: VM, mm: MM, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int | None:
+    """Map the user pages direct I/O will build its bios on: ``nr_pages`` pages of ``mm`` from the
+    page-aligned ``start``, looked up for writing when ``write`` (a read into memory: copy-on-write
+    is broken first), faulting them in as an access would (through ``mmframe_handle_mm_fault``).
+
+    Return the page array (pfns, in address order), each page holding one reference the caller
+    releases when its I/O completes (none on a reserved page such as the ZERO_PAGE), or a negative
+    errno (-EFAULT for a hole, a ``VM_IO`` area or a missing right, -ENOMEM), or ``None`` to defer.
+    The core's (``trylast``) is 2.5.49's ``get_user_pages`` (:func:`mmframe.mm.gup.get_user_pages`,
+    ``vm.get_user_pages``); the page-walk plugin answers with ``walk_user_pages``.  Whatever answers
+    must return what the core would: the same pages, references and faults.
     """

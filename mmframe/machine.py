@@ -10,6 +10,7 @@ import attrs
 
 from mmframe import HOOK_CONTRACT_VERSION, __version__, syscalls
 from mmframe.config import Config, load_config
+from mmframe.aio import Aio
 from mmframe.block.genhd import BlockLayer
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
@@ -81,6 +82,7 @@ class Machine:
         self.block = BlockLayer(self)
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
+        self.aio = Aio(self)
         self.sched.handlers.update(syscalls.bind(self))
         self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
         if self.config.debug_vm == "syscall":

@@ -15,6 +15,7 @@ from __future__ import annotations
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from mmframe.aio import Aio
 from mmframe.fs import FileSystem
 from mmframe.mm import mmap
 from mmframe.mm.memory import Memory
@@ -52,6 +53,12 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "pwrite": ("fs", FileSystem.sys_pwrite),
     "ftruncate": ("fs", FileSystem.sys_ftruncate),
     "fsync": ("fs", FileSystem.sys_fsync),
+    # asynchronous I/O (fs/aio.c)
+    "io_setup": ("aio", Aio.sys_io_setup),
+    "io_submit": ("aio", Aio.sys_io_submit),
+    "io_getevents": ("aio", Aio.sys_io_getevents),
+    "io_destroy": ("aio", Aio.sys_io_destroy),
+    "io_cancel": ("aio", Aio.sys_io_cancel),
     # SysV shared memory (ipc/shm.c)
     "shmget": ("shm", ShmIds.sys_shmget),
     "shmat": ("shm", ShmIds.sys_shmat),

@@ -118,11 +118,44 @@ def pread(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pread
 def pwrite(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pwrite", fd, addr, length, offset)
 def io_setup(nr_events: int) -> tuple: return ("io_setup", nr_events)
 def io_submit(ctx_id: int, iocbs: list) -> tuple: return ("io_submit", ctx_id, iocbs)
-def io_getevents(ctx_id: int, min_nr: int, nr: int) -> tuple: return ("io_getevents", ctx_id, min_nr, nr)
+def io_getevents(ctx_id: int, min_nr: int, nr: int, timeout: int | None = None) -> tuple:
+    return ("io_getevents", ctx_id, min_nr, nr, timeout)
+def io_destroy(ctx_id: int) -> tuple: return ("io_destroy", ctx_id)
+def io_cancel(ctx_id: int, iocb: Iocb) -> tuple: return ("io_cancel", ctx_id, iocb)
+
+
+# AIO (include/linux/aio_abi.h of 2.5.49): the opcodes, a control block, a completion event
+IOCB_CMD_PREAD, IOCB_CMD_PWRITE, IOCB_CMD_FSYNC, IOCB_CMD_FDSYNC = 0, 1, 2, 3
+
+
+class Iocb(tuple):
+    """``struct iocb``: ``(opcode, fd, buf, nbytes, offset, data)``; ``data`` is the caller's
+    cookie, returned in the event.  Compared by value, like the user memory it stands for."""
+
+    __slots__ = ()
+
+    def __new__(cls, opcode: int, fd: int, buf: int, nbytes: int, offset: int, data: Any = 0) -> Iocb:
+        return tuple.__new__(cls, (opcode, fd, buf, nbytes, offset, data))
+
+    opcode = property(lambda self: self[0])
+    fd = property(lambda self: self[1])
+    buf = property(lambda self: self[2])
+    nbytes = property(lambda self: self[3])
+    offset = property(lambda self: self[4])
+    data = property(lambda self: self[5])
+
+
+def iocb_pread(fd: int, buf: int, nbytes: int, offset: int, data: Any = 0) -> Iocb:
+    return Iocb(IOCB_CMD_PREAD, fd, buf, nbytes, offset, data)
+
+
+def iocb_pwrite(fd: int, buf: int, nbytes: int, offset: int, data: Any = 0) -> Iocb:
+    return Iocb(IOCB_CMD_PWRITE, fd, buf, nbytes, offset, data)
 
 SYSCALLS = ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "mmap", "munmap",
             "mprotect", "msync", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
-            "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents")
+            "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents",
+            "io_destroy", "io_cancel")
 
 
 # --- program images ---------------------------------------------------------------------------

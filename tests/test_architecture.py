@@ -328,6 +328,7 @@ HOOK_TYPES = {
     "mmframe_configure": (fmm.MachineView, None),
     "mmframe_report": (fmm.MachineView, None),
     "mmframe_unconfigure": (fmm.MachineView,),
+    "mmframe_get_user_pages": (fmm.VM, fmm.MM, None, None, None, None),
 }
 
 

@@ -18,13 +18,13 @@ from mmframe.mm.fault import VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, VM_FA
 from mmframe.mm.page import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER, PAGE_SHIFT,
                              PAGE_SIZE, __GFP_HIGHMEM)
 from mmframe.mm.pte_change import REASONS
-from mmframe.mm.vma import (VM_DONTCOPY, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
+from mmframe.mm.vma import (VM_DONTCOPY, VM_IO, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                             VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE)
 
 __all__ = [
     "VM_FAULT_OOM", "VM_FAULT_SIGBUS", "VM_FAULT_MINOR", "VM_FAULT_MAJOR", "REASONS",
     "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
-    "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY",
+    "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY", "VM_IO",
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
     "PAGE_SHIFT", "PAGE_SIZE",
     "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
@@ -148,6 +148,32 @@ class VM(Protocol):
 
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""
+
+    # --- user pages for I/O (since 1.9: the user-page mapping hook, ``mmframe_get_user_pages``) ----
+    def get_user_pages(self, mm: MM, start: int, nr_pages: int, write: bool, force: bool = False) -> list[int] | int:
+        """The core's 2.5.49 ``get_user_pages``: the pfns of ``nr_pages`` pages from ``start``,
+        each faulted in through the fault hook as an access would (``page_fault`` and what the
+        fault costs) and holding a reference (``page_ref``; none on the ZERO_PAGE); -EFAULT or
+        -ENOMEM when none could be had.  What the mapping hook must return."""
+
+    def follow_page(self, mm: MM, addr: int, write: bool) -> int:
+        """``follow_page``: the pfn mapped at ``addr`` if present (for ``write``: writable through
+        PTE and PMD; the PTE is marked dirty), else -1.  Free."""
+
+    def put_user_pages(self, pages: list[int]) -> None:
+        """Release what ``get_user_pages`` took (``page_ref`` each; the ZERO_PAGE is skipped)."""
+
+    def find_extend_vma(self, mm: MM, addr: int) -> VMA | None:
+        """``find_extend_vma``: the VMA holding ``addr``, growing a stack down to it.  O(log V)."""
+
+    def fault_in(self, mm: MM, vma: VMA, addr: int, write: bool) -> int:
+        """A fault at ``addr`` through the fault policy chain (``mmframe_handle_mm_fault``: what a
+        hardware fault would run, so a write unshares under pt_shared); ``page_fault`` plus what the
+        fault does.  A ``VM_FAULT_*`` code."""
+
+    def pin_user_page(self, pfn: int) -> bool:
+        """Take a reference on a page found for I/O (``page_ref``), unless it is reserved (the
+        ZERO_PAGE): whether one was taken.  ``put_user_pages`` releases it."""
 
 
 class Allocator(Protocol):

@@ -84,7 +84,9 @@ def check(vm: Memory) -> None:
     _check_pte_chains(vm, mapped)
     vm.pa.check()
     if not vm.mms:
-        assert not vm.ptpages and rmap.entries() == 0 and not vm.pins, "memory left behind after every mm went"
+        assert not vm.ptpages and rmap.entries() == 0, "memory left behind after every mm went"
+        # pins may outlive every mm only while the direct I/O holding them is in flight (exit with I/O)
+        assert not vm.pins or vm.m.fs.dio.stats["in_flight"], "pinned pages left with no I/O in flight"
         assert all(obj.shm is not None for obj in vm.objects), "a shmem object outlived every mm"
 
 
@@ -128,3 +130,4 @@ def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     for obj in vm.objects:
         assert obj.refs > 0, "a shmem object with no reference is still live"
     assert all(vm.count_np[p] > 0 for p in vm.zero_tail), "a zeroed tail on a free page"
+    assert all(vm.count_np[p] > 0 for p in vm.fine), "bytes kept for a free page"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmframe.mm import content
 from mmframe.mm.filemap import NOPAGE_SIGBUS
 from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE
@@ -138,10 +139,7 @@ class Faults:
         """``copy_user_highpage``: the content (and a zeroed tail past EOF) of ``old`` into ``new``."""
         self.acct.charge(self.P_copy)
         self.acct.charge(self.P_kmap, (new >= self.first_high) + (old >= self.first_high))
-        self.tag[new] = self.tag[old]
-        tail = self.zero_tail.get(old) if self.zero_tail else None
-        if tail is not None:  # (a new page has none: a freed page's mark goes with it)
-            self.zero_tail[new] = tail
+        content.copy_page(self, old, new)
 
     def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
         """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from mmframe.mm.debug_vm import check
 from mmframe.mm.fault import Faults
+from mmframe.mm.gup import Gup
 from mmframe.mm.mm_struct import MM_STRUCT_BYTES, TASK_STRUCT_BYTES, VMA_BYTES, MMLifecycle, MMStruct
 from mmframe.mm.mprotect import Mprotect
 from mmframe.mm.objects import Objects
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm import filemap
 
 
-class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch, Zap, Mprotect, Objects):
+class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch, Zap, Mprotect, Objects, Gup):
     """Everything behind the memory system calls of one machine: its state, set up here; its
     operations come from the concept modules above (each a class of methods on this state)."""
 
@@ -74,6 +75,7 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self.radix_pool = NodePool(m)
         self.page_cache: dict[int, tuple[filemap.AddressSpace, int]] = {}  # pfn -> (mapping, index)
         self.zero_tail: dict[int, int] = {}  # pfn -> offset where the zeroed tail past EOF starts
+        self.fine: dict[int, bytearray] = {}  # pfn -> its bytes, for pages written partially (mm/content.py)
         self.gfp_cache = GFP_HIGHUSER  # mapping_gfp_mask of regular files
         self.pins: dict[int, int] = {}  # pfn -> references held by get_user_pages-style pins
         self.pte_changes = [0] * len(REASONS)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmframe.mm import content
 from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PG_reserved
 from mmframe.mm.pgtable import PTE_PRESENT_MASK
 
@@ -36,8 +37,8 @@ class PageRefs:
         self.count[pfn] = c
         self.acct.charge(self.P_ref)
         if c == 0:
-            if self.zero_tail:
-                self.zero_tail.pop(pfn, None)
+            if self.zero_tail or self.fine:
+                content.forget(self, pfn)
             self.m.free_pages(pfn, 0)
 
     def release_pages(self, pfns: np.ndarray) -> None:
@@ -47,12 +48,12 @@ class PageRefs:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen, tails = self.m.free_pages, set(), self.zero_tail
+            free, seen, marks = self.m.free_pages, set(), bool(self.zero_tail or self.fine)
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
-                    if tails:
-                        tails.pop(pfn, None)
+                    if marks:
+                        content.forget(self, pfn)
                     free(pfn, 0)
 
     def pin(self, mm: MMStruct, addr: int) -> int:
