@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PG_reserved
+from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PG_lru, PG_reserved
 from mmframe.mm.pgtable import PTE_PRESENT_MASK
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
 
 _RESERVED = 1 << PG_reserved
+_LRU = 1 << PG_lru
 
 
 class PageRefs:
@@ -29,6 +30,7 @@ class PageRefs:
             if pfn >= self.first_high:
                 self.acct.charge(self.P_kmap)
             self.tag[pfn] = 0
+            self.lru_cache_add(pfn)
         return pfn
 
     def put_page(self, pfn: int) -> None:
@@ -38,6 +40,8 @@ class PageRefs:
         if c == 0:
             if self.zero_tail:
                 self.zero_tail.pop(pfn, None)
+            if self.flags[pfn] & _LRU:
+                self.vmscan.lru_del(pfn)
             self.m.free_pages(pfn, 0)
 
     def release_pages(self, pfns: np.ndarray) -> None:
@@ -47,12 +51,14 @@ class PageRefs:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen, tails = self.m.free_pages, set(), self.zero_tail
+            free, seen, tails, flags = self.m.free_pages, set(), self.zero_tail, self.flags
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
                     if tails:
                         tails.pop(pfn, None)
+                    if flags[pfn] & _LRU:
+                        self.vmscan.lru_del(pfn)
                     free(pfn, 0)
 
     def pin(self, mm: MMStruct, addr: int) -> int:
