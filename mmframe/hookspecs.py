@@ -27,8 +27,13 @@ Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_page
 the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
 nothing else (no hook changed: the objects passed are the same, and what the facade declares they
 already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O schedulers, the 2.5.49
-elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 ``mmframe_pte_change``
-reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called (reclaim, docs/reclaim.md).
+elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade names a plugin
+elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
+``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
+protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+``mmframe_pte_change`` reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called
+(reclaim, docs/reclaim.md).
 """
 
 from __future__ import annotations
@@ -187,7 +192,7 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits; since 1.6 referenced and swap_in).  Reclaim (since 1.6) calls it with ``swap_out``
+    dirty bits; since 1.9 referenced and swap_in).  Reclaim (since 1.9) calls it with ``swap_out``
     when ``try_to_unmap`` clears one entry (``start + 1 == end``; a swap entry is left for an
     anonymous page) -- the core then flushes the TLB of every mm using the PTE page and has checked
     ``VM_LOCKED`` in each; with ``referenced`` when ``page_referenced`` clears an accessed bit; with

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Why a PTE page is being written (the choke point's reason argument; the hook receives the name).
 #: ``swap_out`` is try_to_unmap clearing a PTE (a swap entry left for a swap-cache page);
-#: ``referenced`` (contract 1.6) is page_referenced clearing an accessed bit; ``swap_in`` (1.6) is
+#: ``referenced`` (contract 1.9) is page_referenced clearing an accessed bit; ``swap_in`` (1.9) is
 #: do_swap_page mapping a page read back from swap (a fault).
 REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync",
            "referenced", "swap_in")

@@ -98,4 +98,9 @@ SCENARIO = Scenario(
         Figure("allocstall", "direct reclaims"),
         Figure("oom_kills", "OOM kills"),
     ),
+    models="memory pressure past the machine's size: LRU aging through the reverse map, kswapd and direct "
+           "reclaim, try_to_unmap (every sharer of a shared PTE page visited), swap-out and swap-in through "
+           "a swap disk's queue; the data must read back unchanged",
+    sources=("Linux 2.5.49 mm/vmscan.c (shrink_list, refill_inactive_zone, balance_pgdat), mm/rmap.c "
+             "(page_referenced, try_to_unmap), mm/swapfile.c, mm/swap_state.c, mm/memory.c (do_swap_page)",),
 )
