@@ -34,7 +34,9 @@ protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's nam
 results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
 ``mmframe_get_user_pages`` (the user-page mapping step of direct I/O, docs/direct_io.md) and the
 facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
-``pin_user_page``, ``VM_IO``.
+``pin_user_page``, ``VM_IO``; 1.10
+``mmframe_pte_change`` reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called
+(reclaim, docs/reclaim.md).
 """
 
 from __future__ import annotations
@@ -193,7 +195,13 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits).  A policy must treat a reason it does not know as a write to the entries.
+    dirty bits; since 1.10 referenced and swap_in).  Reclaim (since 1.10) calls it with ``swap_out``
+    when ``try_to_unmap`` clears one entry (``start + 1 == end``; a swap entry is left for an
+    anonymous page) -- the core then flushes the TLB of every mm using the PTE page and has checked
+    ``VM_LOCKED`` in each; with ``referenced`` when ``page_referenced`` clears an accessed bit; with
+    ``swap_in`` when ``do_swap_page`` maps a page read back from swap (a fault).  A sharing policy
+    may leave the page shared for these three.  A policy must treat a reason it does not know as
+    a write to the entries.
 
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the

@@ -36,6 +36,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "getpid": ("sched", Scheduler.sys_getpid),
     "sched_yield": ("sched", Scheduler.sys_sched_yield),
     "sleep": ("sched", Scheduler.sys_sleep),
+    "kswapd": ("sched", Scheduler.sys_kswapd),  # the kswapd kernel thread's body (mm/vmscan.c), not a user call
     # user memory accesses (a load, a store, an access to every page of a range)
     "read": ("mm", Memory.sys_read),
     "write": ("mm", Memory.sys_write),

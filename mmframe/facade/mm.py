@@ -37,7 +37,9 @@ __all__ = [
 #   VM_FAULT_MINOR  =  1  handled without I/O
 #   VM_FAULT_MAJOR  =  2  handled, and the page was read from the device
 # ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
-# fork, mmap, swap_out, walker, unshare, msync); treat one you do not know as a write to the entries.
+# fork, mmap, swap_out, walker, unshare, msync; since contract 1.10 referenced and swap_in: reclaim's
+# accessed-bit aging and a swap-in fault, and swap_out is try_to_unmap clearing one entry, after which
+# the core flushes every sharer's TLB); treat one you do not know as a write to the entries.
 
 
 class PteTable(Protocol):
