@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import active_policies, examples
+from tests.support import active_policies, elevator_layers, examples
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
@@ -27,7 +27,8 @@ MiB = 1 << 20
 def machine(memory: int = 64 * MiB, debug: str = "syscall", policies=None, **kw) -> Machine:
     """A machine for these tests; ``policies`` defaults to the run's policy set (tests/support.py)."""
     pols = active_policies() if policies is None else policies
-    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(pols))
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(pols),
+                      extra_layers=elevator_layers() if policies is None else [])
     return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory, debug_vm=debug, **kw)))
 
 
