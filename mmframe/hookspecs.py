@@ -31,7 +31,11 @@ elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade n
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
 protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
-results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md).  1.9
+read-only views for page-table walkers (the walker plugin's per-level walker, maps and smaps):
+``PteTable.ptes``, ``MM.pmd``, ``VM.pgdir_shift``, ``VM.page_count``, ``VM.page_reserved``,
+``pte_none``/``pte_present``/``pte_pfn``/``pte_write``/``pte_dirty`` and ``show_map`` (a line of
+2.5's /proc/PID/maps); all free.
 """
 
 from __future__ import annotations

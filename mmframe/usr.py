@@ -100,6 +100,7 @@ def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: in
 def munmap(addr: int, length: int) -> tuple: return ("munmap", addr, length)
 def mprotect(addr: int, length: int, prot: int) -> tuple: return ("mprotect", addr, length, prot)
 def brk(addr: int) -> tuple: return ("brk", addr)
+def proc_maps() -> tuple: return ("proc_maps",)  # the lines of /proc/self/maps (mmframe/mm/task_mmu.py)
 def shmget(key: int, size: int, flags: int) -> tuple: return ("shmget", key, size, flags)
 def shmat(shmid: int, addr: int = 0, flags: int = 0) -> tuple: return ("shmat", shmid, addr, flags)
 def shmdt(addr: int) -> tuple: return ("shmdt", addr)
@@ -120,7 +121,8 @@ def io_getevents(ctx_id: int, min_nr: int, nr: int) -> tuple: return ("io_geteve
 
 SYSCALLS = ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "mmap", "munmap",
             "mprotect", "msync", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
-            "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents")
+            "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents",
+            "proc_maps")
 
 
 def program(**image: int) -> Callable[[Program], Program]:
