@@ -36,7 +36,11 @@ results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/
 facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
 ``pin_user_page``, ``VM_IO``; 1.10
 ``mmframe_pte_change`` reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called
-(reclaim, docs/reclaim.md).
+(reclaim, docs/reclaim.md); 1.11
+read-only views for page-table walkers (the walker plugin's per-level walker, maps and smaps):
+``PteTable.ptes``, ``MM.pmd``, ``VM.pgdir_shift``, ``VM.page_count``, ``VM.page_reserved``,
+``pte_none``/``pte_present``/``pte_pfn``/``pte_write``/``pte_dirty`` and ``show_map`` (a line of
+2.5's /proc/PID/maps); all free.
 """
 
 from __future__ import annotations

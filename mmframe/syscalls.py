@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mmframe.aio import Aio
 from mmframe.fs import FileSystem
-from mmframe.mm import mmap
+from mmframe.mm import mmap, task_mmu
 from mmframe.mm.memory import Memory
 from mmframe.mm.shm import ShmIds
 from mmframe.sched import Scheduler
@@ -47,6 +47,8 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "mprotect": ("mm", mmap.sys_mprotect),
     "msync": ("mm", mmap.sys_msync),
     "brk": ("mm", mmap.sys_brk),
+    # /proc/PID/maps (fs/proc): mmframe's call for reading /proc/self/maps
+    "proc_maps": ("mm", task_mmu.sys_proc_maps),
     # files (fs/open.c, fs/read_write.c, fs/buffer.c)
     "open": ("fs", FileSystem.sys_open),
     "close": ("fs", FileSystem.sys_close),

@@ -102,6 +102,7 @@ def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: in
 def munmap(addr: int, length: int) -> tuple: return ("munmap", addr, length)
 def mprotect(addr: int, length: int, prot: int) -> tuple: return ("mprotect", addr, length, prot)
 def brk(addr: int) -> tuple: return ("brk", addr)
+def proc_maps() -> tuple: return ("proc_maps",)  # the lines of /proc/self/maps (mmframe/mm/task_mmu.py)
 def shmget(key: int, size: int, flags: int) -> tuple: return ("shmget", key, size, flags)
 def shmat(shmid: int, addr: int = 0, flags: int = 0) -> tuple: return ("shmat", shmid, addr, flags)
 def shmdt(addr: int) -> tuple: return ("shmdt", addr)
@@ -155,7 +156,8 @@ def iocb_pwrite(fd: int, buf: int, nbytes: int, offset: int, data: Any = 0) -> I
 SYSCALLS = ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "mmap", "munmap",
             "mprotect", "msync", "brk", "shmget", "shmat", "shmdt", "shmctl", "read", "write", "touch", "open",
             "close", "ftruncate", "fsync", "pread", "pwrite", "io_setup", "io_submit", "io_getevents",
-            "io_destroy", "io_cancel")
+            "io_destroy", "io_cancel",
+            "proc_maps")
 
 
 # --- program images ---------------------------------------------------------------------------

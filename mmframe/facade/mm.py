@@ -17,7 +17,9 @@ from typing import Any, Iterator, Protocol, Sequence
 from mmframe.mm.fault import VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.page import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER, PAGE_SHIFT,
                              PAGE_SIZE, __GFP_HIGHMEM)
+from mmframe.mm.pgtable import _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK
 from mmframe.mm.pte_change import REASONS
+from mmframe.mm.task_mmu import show_map
 from mmframe.mm.vma import (VM_DONTCOPY, VM_IO, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                             VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE)
 
@@ -27,6 +29,7 @@ __all__ = [
     "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY", "VM_IO",
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
     "PAGE_SHIFT", "PAGE_SIZE",
+    "pte_none", "pte_present", "pte_pfn", "pte_write", "pte_dirty", "show_map",
     "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
 ]
 
@@ -42,6 +45,35 @@ __all__ = [
 # the core flushes every sharer's TLB); treat one you do not know as a write to the entries.
 
 
+
+# --- reading entries (since 1.11, for page-table walkers; free: a walker's reads are its own) ------
+def pte_none(pte: int) -> bool:
+    """No entry at all (``pte_none``)."""
+    return not pte
+
+
+def pte_present(pte: int) -> bool:
+    """``pte_present``: present, PROT_NONE entries included (i386 tests both bits)."""
+    return bool(pte & PTE_PRESENT_MASK)
+
+
+def pte_pfn(pte: int) -> int:
+    """The page frame a present entry maps."""
+    return pte >> PAGE_SHIFT
+
+
+def pte_write(pte: int) -> bool:
+    """The entry's write bit (a clear PMD write bit overrides it on x86: :meth:`VM.pmd_writable`)."""
+    return bool(pte & _PAGE_RW)
+
+
+def pte_dirty(pte: int) -> bool:
+    return bool(pte & _PAGE_DIRTY)
+
+
+# ``show_map(vma)``: the VMA's line of 2.5's /proc/PID/maps (mmframe/mm/task_mmu.py).  O(1).
+
+
 class PteTable(Protocol):
     """A PTE page (``pte_t`` page): read its state; change it only through :class:`VM`'s primitives."""
 
@@ -49,6 +81,7 @@ class PteTable(Protocol):
     rss: int  #: present entries mapping pages that are not reserved
     high: bool  #: in highmem (CONFIG_HIGHPTE): every write costs a kmap_atomic
     idx: int  #: the PMD slot it was made for
+    ptes: Sequence[int]  #: (since 1.11) its entries, to read (``pte_present`` and friends); free
 
 
 class VMA(Protocol):
@@ -84,6 +117,7 @@ class MM(Protocol):
     id: int
     users: int  #: tasks using it (threads share one)
     ptp: Sequence[PteTable | None]  #: the PTE page in each user PMD slot, or None
+    pmd: Sequence[int]  #: (since 1.11) the PMD entries themselves (x86 values: pfn and bits), to read
     vmas: VMAs
 
     def rss(self) -> int:
@@ -96,6 +130,7 @@ class VM(Protocol):
 
     pmd_shift: int  #: log2 of the bytes one PTE page maps: 22, or 21 with PAE (slot = address >> pmd_shift)
     ptrs_per_pte: int  #: entries in a PTE page: 1024, or 512 with PAE
+    pgdir_shift: int  #: (since 1.11) log2 of what one PGD entry maps: 30 with PAE, else 22 (the PMD folded)
     plugin_state: dict[str, Any]  #: per-machine plugin state (``plugin_state[<plugin name>]``)
 
     # --- the sharing mechanism (the 2002 shared-page-table patch's primitives) ---------------------
@@ -147,6 +182,12 @@ class VM(Protocol):
     def alloc_user_page(self) -> int:
         """A zeroed GFP_HIGHUSER page: the allocation, ``clear_page`` (and ``kmap_atomic`` in
         highmem).  The pfn, or -1."""
+
+    def page_count(self, pfn: int) -> int:
+        """(since 1.11) The page's reference count (``page_count``).  Free."""
+
+    def page_reserved(self, pfn: int) -> bool:
+        """(since 1.11) ``PageReserved`` (the ZERO_PAGE): not counted in rss.  Free."""
 
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""

@@ -34,6 +34,14 @@ class PageRefs:
             self.lru_cache_add(pfn)
         return pfn
 
+    def page_count(self, pfn: int) -> int:
+        """``page_count``: the page's references (mappings, page cache, pins)."""
+        return self.count[pfn]
+
+    def page_reserved(self, pfn: int) -> bool:
+        """``PageReserved`` (the ZERO_PAGE and the kernel image)."""
+        return bool(self.flags[pfn] & _RESERVED)
+
     def put_page(self, pfn: int) -> None:
         c = self.count[pfn] - 1
         self.count[pfn] = c
