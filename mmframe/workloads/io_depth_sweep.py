@@ -182,8 +182,4 @@ SCENARIO = Scenario(
         Option("size", "size", "4KiB", "bytes an I/O (whole sectors)", minimum=512, maximum=127 * 1024),
     ),
     figures=_figures(),
-    models="the cost of placing a request in an elevator's queue as the queue deepens: the list scan of "
-           "2.5.49's deadline against a tree's visits (docs/elevator_rbtree.md)",
-    sources=("Linux 2.5.49 drivers/block/deadline-iosched.c (deadline_merge, deadline_add_request), "
-             "drivers/block/ll_rw_blk.c (__make_request)",),
 )
