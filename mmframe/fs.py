@@ -7,8 +7,8 @@ must be page aligned (else -EINVAL, a departure from byte-granular Linux, docume
 docs/files.md); ``length`` may end inside a page, as ``i_size`` may.  Blocks are allocated when a
 page is first written (as ext2's ``get_block`` does in ``prepare_write``); unwritten pages are holes
 and read as zero.  The device is the machine's first disk (:mod:`mmframe.block`): page-cache misses
-and write-back go through its request queue and the caller sleeps until they complete.  The file system has no ``direct_IO`` method, so an ``O_DIRECT``
-open is -EINVAL, as 2.5's ``dentry_open`` answered for such file systems.
+and write-back go through its request queue and the caller sleeps until they complete.  ``O_DIRECT``
+descriptors' ``pread``/``pwrite`` go to :mod:`mmframe.direct_io` (zero-copy, sector-aligned).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import attrs
 
 from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
 from mmframe.block.content import content_sectors, sectors_to_page
+from mmframe.direct_io import DirectIO
+from mmframe.mm import content
 from mmframe.mm import filemap
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM, ENOSPC, O_CREAT, O_DIRECT,
-                         O_RDWR, O_TRUNC, O_WRONLY)
+                         O_RDWR, O_TRUNC, O_WRONLY, SharedLib)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -38,13 +40,16 @@ DEVICE_BYTES = 4 << 30  # the stand-in device's capacity
 @attrs.frozen(slots=True)
 class Image:
     """An executable's layout: ``text`` and ``data`` pages in the file, then ``bss`` and stack
-    pages of anonymous memory; ``program`` is what runs."""
+    pages of anonymous memory, and the shared objects the dynamic linker maps (``libs``:
+    :data:`mmframe.usr.GLIBC_2002` for the period's dynamically linked programs; the default is
+    the bare image, none); ``program`` is what runs."""
 
     program: Callable[..., Any]
     text_pages: int = 4
     data_pages: int = 1
     bss_pages: int = 1
     stack_pages: int = 32
+    libs: tuple[SharedLib, ...] = ()
 
 
 def open_mode(path: Any, flags: Any) -> int:
@@ -89,10 +94,10 @@ class Inode:
 class File:
     """``struct file``: an open file description; mappings of the file hold references to it."""
 
-    __slots__ = ("inode", "mode", "refs", "shm")
+    __slots__ = ("inode", "mode", "refs", "shm", "flags")
 
-    def __init__(self, inode: Inode, mode: int) -> None:
-        self.inode, self.mode, self.refs = inode, mode, 1
+    def __init__(self, inode: Inode, mode: int, flags: int = 0) -> None:
+        self.inode, self.mode, self.refs, self.flags = inode, mode, 1, flags
         self.shm = None
 
     @property
@@ -142,6 +147,7 @@ class FileSystem:
         self.next_block = 0
         self.free_blocks: list[int] = []
         self.images: dict[Any, Inode] = {}  # program -> its installed image
+        self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
@@ -159,6 +165,15 @@ class FileSystem:
         inode = self.populate(path, [zlib.crc32(f"{path}:{i}".encode()) for i in range(npages)], writable=False)
         inode.image = image
         self.images[image.program] = inode
+        return inode
+
+    def shared_lib(self, lib: SharedLib) -> Inode:
+        """The file of a shared object (installed on first use, as if before boot)."""
+        inode = self.inodes.get(lib.path)
+        if inode is None:
+            npages = lib.text_pages + lib.data_pages
+            inode = self.populate(lib.path, [zlib.crc32(f"{lib.path}:{i}".encode()) for i in range(npages)],
+                                  writable=False)
         return inode
 
     def populate(self, path: str, tags: list[int], *, writable: bool = True) -> Inode:
@@ -232,8 +247,7 @@ class FileSystem:
     def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
         """The bytes of page ``index`` past EOF read zero (zeroes already there stay)."""
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
-            tails = self.vm.zero_tail
-            tails[pfn] = min(tails.get(pfn, PAGE_SIZE), inode.size & (PAGE_SIZE - 1))
+            content.zero_from(self.vm, pfn, inode.size & (PAGE_SIZE - 1))
 
     def _write_run(self, start: int, pfns: list[int], bios: list) -> None:
         """Submit one write bio for a run of pages (held until written, as PG_writeback holds them)."""
@@ -276,6 +290,23 @@ class FileSystem:
             self._write_run(start, run, bios)
         self.blk.wait_async(bios)
         return err
+
+    def writepage(self, inode: Inode, index: int, pfn: int) -> int:
+        """``writepage`` of one dirty cache page (reclaim's pageout; write-back can share it): the
+        block allocated if the page has none, the page written through the queue and waited for
+        (held until written, clean after).  0, or -ENOSPC when no block could be had."""
+        b = inode.blocks.get(index)
+        if b is None:
+            b = self._alloc_block()
+            if b < 0:
+                return -ENOSPC
+            inode.blocks[index] = b
+        bio = bio_pages(WRITE, b * PAGE_SECTORS, [pfn])
+        self.blk.pin_pages(bio)
+        self.blk.submit_bio(self.dev, bio)
+        filemap.clear_page_dirty(self.vm, pfn)
+        self.blk.wait_sync(self.dev, bio)
+        return 0
 
     def truncate(self, inode: Inode, size: int) -> None:
         """``vmtruncate``: unmap and drop the pages past the new size, free their blocks, zero the
@@ -365,15 +396,13 @@ class FileSystem:
             inode = self.create(path)
         if (mode & FMODE_WRITE or flags & O_TRUNC) and not inode.writable:
             return -EACCES  # O_TRUNC needs write permission whatever the access mode
-        if flags & O_DIRECT:
-            return -EINVAL  # no a_ops->direct_IO on this file system
         table = self.files(task)
         fd = next((i for i in range(NR_OPEN) if i not in table.fds), None)
         if fd is None:
             return -EMFILE
         if flags & O_TRUNC:  # Linux truncates even for O_RDONLY (open(2): "undefined")
             self.truncate(inode, 0)
-        table.fds[fd] = File(inode, mode)
+        table.fds[fd] = File(inode, mode, flags & O_DIRECT)
         return fd
 
     def sys_close(self, task: Task, fd: Any) -> int:
@@ -390,6 +419,9 @@ class FileSystem:
         return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_READ)
+        if f is not None and f.flags & O_DIRECT:
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, READ, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_READ)
         if isinstance(f, int):
             return f
@@ -403,10 +435,15 @@ class FileSystem:
             vm.acct.charge(vm.P_copy)  # file_read_actor: __copy_to_user of the page
             if not vm.copy_to_user(task, addr + done, vm.tag[pfn]):
                 return done or -EFAULT
+            if vm.fine and pfn in vm.fine:  # bytes a direct write left: the page's content, not a tag
+                content.copy_page(vm, pfn, vm.follow_page(task.mm, addr + done, True))
             done = min(n, done + PAGE_SIZE)
         return done
 
     def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_WRITE)
+        if f is not None and f.flags & O_DIRECT:
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, WRITE, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_WRITE)
         if isinstance(f, int):
             return f
@@ -428,8 +465,11 @@ class FileSystem:
                 if pfn < 0:
                     return done or -ENOMEM
             vm.acct.charge(vm.P_copy)
-            vm.tag[pfn] = tag  # the whole page: no zeroed tail left
-            vm.zero_tail.pop(pfn, None)
+            src = vm.follow_page(task.mm, addr + done, False)
+            if vm.fine and src in vm.fine:  # a buffer holding bytes (a direct read's sectors)
+                content.copy_page(vm, src, pfn)
+            else:
+                content.set_tag(vm, pfn, tag)  # the whole page: no zeroed tail left
             filemap.set_page_dirty(vm, pfn)
             done = min(length, done + PAGE_SIZE)
             if offset + done > inode.size:

@@ -32,6 +32,15 @@ elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queu
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
 protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
 results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+``mmframe_get_user_pages`` (the user-page mapping step of direct I/O, docs/direct_io.md) and the
+facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
+``pin_user_page``, ``VM_IO``; 1.10
+``mmframe_pte_change`` reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called
+(reclaim, docs/reclaim.md); 1.11
+read-only views for page-table walkers (the walker plugin's per-level walker, maps and smaps):
+``PteTable.ptes``, ``MM.pmd``, ``VM.pgdir_shift``, ``VM.page_count``, ``VM.page_reserved``,
+``pte_none``/``pte_present``/``pte_pfn``/``pte_write``/``pte_dirty`` and ``show_map`` (a line of
+2.5's /proc/PID/maps); all free; 1.12
 the reservation hooks ``mmframe_reserve_enter``/``mmframe_reserve_exit`` at the sites where 2.5.49
 allocated atomically under a lock (docs/reserve.md), and the facade's ``reserve_local_pages``,
 ``release_local_pages``, ``ReserveError``, ``__GFP_RESERVE`` and ``Allocator.set_reservations``.
@@ -156,7 +165,7 @@ def mmframe_free_pages(alloc: Allocator, pfn: int, order: int, cpu: int) -> bool
 
 # --- policy: reservations (issue 21) ------------------------------------------------------------
 
-@_spec("policy", "1.9", "once per reservation site (a pte_chain allocation, a PTE page, a page-cache "
+@_spec("policy", "1.12", "once per reservation site (a pte_chain allocation, a PTE page, a page-cache "
        "insert); not called at all when nothing implements it", firstresult=True)
 def mmframe_reserve_enter(alloc: Allocator, site: str, gfp_mask: int, nr_pages: int, cpu: int) -> int | None:
     """The core is about to take a lock under which it allocates up to ``nr_pages`` order-0 pages
@@ -170,7 +179,7 @@ def mmframe_reserve_enter(alloc: Allocator, site: str, gfp_mask: int, nr_pages: 
     """
 
 
-@_spec("policy", "1.9", "once after each reservation site whose enter returned a mask", firstresult=True)
+@_spec("policy", "1.12", "once after each reservation site whose enter returned a mask", firstresult=True)
 def mmframe_reserve_exit(alloc: Allocator, site: str, nr_pages: int, cpu: int) -> bool | None:
     """The lock taken after :func:`mmframe_reserve_enter` at ``site`` is dropped: release what was
     reserved for it (``release_local_pages()``).  Return ``True`` if handled."""
@@ -215,7 +224,13 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits).  A policy must treat a reason it does not know as a write to the entries.
+    dirty bits; since 1.10 referenced and swap_in).  Reclaim (since 1.10) calls it with ``swap_out``
+    when ``try_to_unmap`` clears one entry (``start + 1 == end``; a swap entry is left for an
+    anonymous page) -- the core then flushes the TLB of every mm using the PTE page and has checked
+    ``VM_LOCKED`` in each; with ``referenced`` when ``page_referenced`` clears an accessed bit; with
+    ``swap_in`` when ``do_swap_page`` maps a page read back from swap (a fault).  A sharing policy
+    may leave the page shared for these three.  A policy must treat a reason it does not know as
+    a write to the entries.
 
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the
@@ -242,4 +257,21 @@ def mmframe_elevators() -> list[Any]:
     point ``merge`` returned), ``next_req``, ``remove_req``, ``queue_empty``, ``get_sort_head``,
     ``init``, ``exit`` -- as documented in :mod:`mmframe.block.elevator` and docs/block.md.  The core
     registers ``deadline`` (2.5.49's default), ``noop`` and ``linus`` (2.5.38's, labelled).
+    """
+
+
+# --- policy: direct I/O (issue 17) ------------------------------------------------------------
+
+@_spec("policy", "1.9", "once per direct I/O request (not per page): return None to defer", firstresult=True)
+def mmframe_get_user_pages(vm: VM, mm: MM, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int | None:
+    """Map the user pages direct I/O will build its bios on: ``nr_pages`` pages of ``mm`` from the
+    page-aligned ``start``, looked up for writing when ``write`` (a read into memory: copy-on-write
+    is broken first), faulting them in as an access would (through ``mmframe_handle_mm_fault``).
+
+    Return the page array (pfns, in address order), each page holding one reference the caller
+    releases when its I/O completes (none on a reserved page such as the ZERO_PAGE), or a negative
+    errno (-EFAULT for a hole, a ``VM_IO`` area or a missing right, -ENOMEM), or ``None`` to defer.
+    The core's (``trylast``) is 2.5.49's ``get_user_pages`` (:func:`mmframe.mm.gup.get_user_pages`,
+    ``vm.get_user_pages``); the page-walk plugin answers with ``walk_user_pages``.  Whatever answers
+    must return what the core would: the same pages, references and faults.
     """

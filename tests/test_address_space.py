@@ -236,7 +236,7 @@ def test_file_errno_cases():
 
     r = machine().run(prog)
     calls = r.tasks["1"].calls
-    assert [v for _, v in calls[:4]] == [-ENOENT, 0, -EINVAL, -EINVAL]
+    assert [v for _, v in calls[:4]] == [-ENOENT, 0, -EINVAL, 1]  # O_DIRECT opens (direct I/O)
     tail = [v for _, v in calls[7:18]]
     assert tail == [-EACCES, -EACCES, -EBADF, -EINVAL, -EBADF, -EBADF, -EINVAL, -EFAULT, -EBADF, -EINVAL, -EBADF]
     assert calls[-2:] == (("mprotect", -EACCES), ("mprotect", 0))
@@ -341,7 +341,7 @@ def test_removed_segment_lives_while_attached_and_exit_and_exec_detach():
 
 
 def test_exec_tears_the_old_address_space_down_and_maps_the_image():
-    @usr.program(text_pages=6, data_pages=2, bss_pages=1)
+    @usr.program(text_pages=6, data_pages=2, bss_pages=1, libs=usr.BARE)
     def image(ctx):
         m = state["m"]
         mm = m.sched.current.mm
@@ -457,145 +457,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from mmframe.differential import compare_results  # noqa: E402
 
-WINDOW, PAGES = 0x1000_0000, 40
-_PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
-_PG = st.integers(0, PAGES - 1)
-_N = st.integers(1, 24)
-_MEMORY_AND_FILE_CALLS = (
-    st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
-    st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
-    st.tuples(st.just("munmap"), _PG, _N),
-    st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
-    st.tuples(st.just("msync"), _PG, _N),
-    st.tuples(st.just("write"), _PG, st.integers(1, 99)),
-    st.tuples(st.just("read"), _PG),
-    st.tuples(st.just("touch"), _PG, _N, st.booleans()),
-    st.tuples(st.just("pwrite"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
-    st.tuples(st.just("fsync"), st.integers(0, 1)),
-)
-CALL = st.one_of(
-    *_MEMORY_AND_FILE_CALLS,
-    st.tuples(st.just("brk"), st.integers(-4, 12)),
-    st.tuples(st.just("shmget"), st.integers(1, 3), st.integers(1, 6)),
-    st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
-    st.tuples(st.just("shmdt"), _PG),
-    st.tuples(st.just("rmid"), st.integers(0, 2)),
-    st.tuples(st.just("stack"), st.integers(0, 24), st.booleans()),  # below the stack: it grows
-)
-ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8), st.booleans()),
-                               st.tuples(st.just("spawn"), st.lists(CALL, max_size=8))), max_size=22)
-
-
-def _do(op, fds, shmids, b0):
-    name, *a = op
-    if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt"):
-        addr = WINDOW + a[0] * P
-    if name == "anon":
-        return anon(a[1] * P, shared=a[3], prot=a[2], addr=addr, fixed=True)
-    if name == "file":
-        return mmap(addr, a[1] * P, a[2], (MAP_SHARED if a[3] else MAP_PRIVATE) | MAP_FIXED, fds[a[4]], a[5] * P)
-    if name == "munmap":
-        return munmap(addr, a[1] * P)
-    if name == "mprotect":
-        return mprotect(addr, a[1] * P, a[2])
-    if name == "stack":
-        addr = 0xC000_0000 - (a[0] + 1) * P + 8
-        return write(addr, 5) if a[1] else read(addr)
-    if name == "brk":
-        return brk(b0 + a[0] * P)
-    if name == "msync":
-        return msync(addr, a[1] * P)
-    if name == "write":
-        return write(addr, a[1])
-    if name == "read":
-        return read(addr)
-    if name == "touch":
-        return touch(addr, a[1] * P, a[2])
-    if name == "pwrite":
-        return pwrite(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
-    if name == "pread":
-        return pread(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
-    if name == "ftruncate":
-        return ftruncate(fds[a[0]], a[1])
-    if name == "fsync":
-        return fsync(fds[a[0]])
-    if name == "shmget":
-        return shmget(a[0], a[1] * P, IPC_CREAT)
-    if name == "shmat":
-        return usr.shmat(shmids[a[0] % len(shmids)] if shmids else -1, WINDOW + a[1] * P,
-                         usr.SHM_REMAP if a[2] else 0)
-    if name == "shmdt":
-        return shmdt(addr)
-    return shmctl(shmids[a[0] % len(shmids)] if shmids else -1, IPC_RMID)
-
-
-def _ops(ops, fds, shmids, b0):
-    for op in ops:
-        if op[0] == "fork":
-            pid = yield fork(_forked, op[1], fds, list(shmids), b0, op[2])
-            yield wait(pid)
-            continue
-        if op[0] == "spawn":  # a child that runs alongside; reaped at the end
-            yield fork(_forked, op[1], fds, list(shmids), b0, False)
-            continue
-        try:
-            r = yield _do(op, fds, shmids, b0)
-        except SimSignal:
-            continue
-        if op[0] == "shmget" and r >= 0:
-            shmids.append(r)
-
-
-def _forked(ctx, ops, fds, shmids, b0, then_exec):
-    yield from _ops(ops, fds, shmids, b0)
-    for page in range(0, PAGES, 5):
-        try:
-            yield read(WINDOW + page * P)
-        except SimSignal:
-            pass
-    if then_exec:
-        yield execve(_exec_target, fds, shmids)
-
-
-def _exec_target(ctx, fds, shmids):
-    """A new image: the descriptors survive exec, the old mappings and attachments do not."""
-    buf = yield anon(4 * P)
-    yield pread(fds[0], buf, 4 * P, 0)
-    for i in range(4):
-        yield read(buf + i * P)
-    for sid in shmids[:1]:
-        at = yield shmat(sid)
-        if at > 0:
-            yield write(at, 5)
-    yield write(buf, 7)
-    yield pwrite(fds[1], buf, P, 0)
-
-
-def _exec_everything(ctx, ops):
-    yield execve(_everything, ops)  # an image: text, data, bss, heap and a growing stack
-
-
-@usr.program(stack_pages=2)
-def _everything(ctx, ops):
-    fds = [(yield open("/a", O_RDWR | O_CREAT)), (yield open("/b", O_RDWR | O_CREAT))]
-    yield ftruncate(fds[0], 6 * P + 100)
-    yield anon(PAGES * P, addr=WINDOW, fixed=True)  # start mapped, so most calls succeed
-    b0 = yield brk(0)
-    yield from _ops(ops, fds, [], b0)
-    for page in range(PAGES):
-        try:
-            yield read(WINDOW + page * P)
-        except SimSignal:
-            pass
-    while (yield wait()) != -usr.ECHILD:
-        pass
-    buf = yield anon(16 * P)
-    for fd in fds:  # what the files hold at the end
-        yield pread(fd, buf, 16 * P, 0)
-        for i in range(16):
-            yield read(buf + i * P)
+from mmframe.testing.programs import (ALL_CALLS, CALL, PAGES, WINDOW, _MEMORY_AND_FILE_CALLS,  # noqa: E402,F401
+                                     _exec_everything, _ops)
 
 
 @settings(max_examples=examples(100), deadline=None)
@@ -617,7 +480,12 @@ def test_shell_scenario_runs_every_command_and_shares_the_binaries(isolated):
     assert main["failed"] == shared["failed"] == 0
     # sh (151 pages) and five commands, each cached once however often it ran
     assert main["binary_pages"] == shared["binary_pages"] == (140 + 5) + sum(t + d for _, t, d, _, _ in COMMANDS_)
-    assert main["faults"] == shared["faults"] and main["per_command_us"] > shared["per_command_us"]
+    assert main["faults"] == shared["faults"]
+    # McCracken's common worst case (LKML, 20 Dec 2002): after fork the child stores to its stack,
+    # libc's data and the shell's data, each in its own PTE page, so every command unshares three
+    # (the parent's stores then find a count of one) and sharing saves a small shell nothing
+    assert shared["pt_shared.unshares"] >= 3 * 12
+    assert shared["per_command_us"] > 0.95 * main["per_command_us"]
 
 
 @pytest.mark.parametrize("how", ["munmap", "munmap_each_page", "exit", "msync"])
@@ -725,7 +593,9 @@ def test_errno_of_each_call():
         ("mmap with no room", anon(0x8000_1000), -ENOMEM),
         ("mmap of length -1 (PAGE_ALIGN wraps to 0)", anon(-1), -EINVAL),
         ("mmap of a negative length", anon(-P), -EINVAL),
-        ("mmap of length -3 GiB is a 1 GiB size_t", anon(-(3 << 30)), 0x4000_0000),
+        # a valid 1 GiB size_t, refused by vm_enough_memory's heuristic (overcommit mode 0) on this
+        # machine; tests/test_reclaim.py maps it under mode 1
+        ("mmap of length -3 GiB is a 1 GiB size_t", anon(-(3 << 30)), -ENOMEM),
         ("mmap fixed, wrapping past TASK_SIZE", anon(P, addr=0xBFFF_F000 + P, fixed=True), -EINVAL),
         ("mmap fixed at a negative address", anon(P, addr=-P, fixed=True), -EINVAL),
         ("mmap of a bad fd", mmap(0, P, PROT_READ, MAP_PRIVATE, -1, 0), -EBADF),
@@ -932,14 +802,22 @@ def test_the_differential_compares_what_is_on_disk():
     assert [d.what for d in diffs] == ["on disk: /c"]
 
 
-def test_the_exec_fit_still_holds():
-    """exec_process is fitted through the model (docs/files.md): if exec's modelled work changes,
-    this says the entry needs refitting, rather than letting the figure drift silently."""
+def test_the_fork_and_exec_fits_still_hold():
+    """copy_process, exit_process and exec_process are fitted through the model (docs/files.md) to
+    lmbench's fork proc and exec proc, whose programs were dynamically linked: run as the period's
+    images (mmframe.usr.GLIBC_2002, with the stores after fork).  If the modelled work changes,
+    this says the entries need refitting, rather than letting the figures drift silently."""
+    @usr.program(text_pages=1, data_pages=1, bss_pages=0)
+    def hello(ctx):
+        yield exit(0)
+
     def quit_(ctx):
+        yield from usr.after_fork(ctx, 0)
         yield exit(0)
 
     def execq(ctx):
-        yield execve(quit_)
+        yield from usr.after_fork(ctx, 0)
+        yield execve(hello)
 
     m = machine(debug="off")
     ns, marks = m.costs.ns, {}
@@ -950,17 +828,17 @@ def test_the_exec_fit_still_holds():
 
     m.sched.handlers["mark"] = mark
 
-    def prog(ctx):
-        pid = yield fork(execq)  # the binary read in once
-        yield wait(pid)
-        yield ("mark", "a")
-        pid = yield fork(quit_)
-        yield wait(pid)
-        yield ("mark", "b")
-        pid = yield fork(execq)
-        yield wait(pid)
-        yield ("mark", "c")
+    @usr.program(text_pages=4, data_pages=1, bss_pages=1)
+    def lat_proc(ctx):
+        for name, child in (("a", execq), ("b", quit_), ("c", execq)):  # the binary read in once first
+            pid = yield fork(child)
+            yield from usr.after_fork(ctx, pid)
+            yield wait(pid)
+            yield ("mark", name)
 
-    m.run(prog)
+    def root(ctx):
+        yield execve(lat_proc)
+
+    m.run(root)
     fork_proc, exec_proc = (marks["b"] - marks["a"]) / 1e3, (marks["c"] - marks["b"]) / 1e3
     assert 274 <= fork_proc <= 337 and 1211 <= exec_proc <= 1232  # lmbench, 2.5.54-mm2, P-III 790 MHz

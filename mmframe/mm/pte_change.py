@@ -11,8 +11,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.pgtable import PtePage
 
 #: Why a PTE page is being written (the choke point's reason argument; the hook receives the name).
-REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync")
-FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC = range(len(REASONS))
+#: ``swap_out`` is try_to_unmap clearing a PTE (a swap entry left for a swap-cache page);
+#: ``referenced`` (contract 1.10) is page_referenced clearing an accessed bit; ``swap_in`` (1.10) is
+#: do_swap_page mapping a page read back from swap (a fault).
+REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync",
+           "referenced", "swap_in")
+(FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC,
+ REFERENCED, SWAP_IN) = range(len(REASONS))
 
 
 class PteChoke:

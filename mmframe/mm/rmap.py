@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mmframe.mm.oops import KernelOops
+from mmframe.errors import SimOops
 from mmframe.mm.page import GFP_ATOMIC
 
 
@@ -73,18 +73,17 @@ class Rmap:
             site = need and m.reserving  # a reservation site (docs/reserve.md)
             gfp = m.reserve_enter("pte_chain_alloc", GFP_ATOMIC, need) if site else GFP_ATOMIC
             if self.cache.alloc(gfp, delta) < 0:
-                # 2.5.49: a failed atomic pte_chain_alloc under page_table_lock oopsed; mmframe
-                # records it (chains unaccounted in lowmem) and ends the run after this update
+                # 2.5.49: a failed atomic pte_chain_alloc under page_table_lock oopsed (the
+                # NULL chain is dereferenced): the run ends with the report, after reserve_exit
                 self.events.append(("oops", "pte_chain_alloc", delta))
                 self.cache.objects += delta
                 oops = True
             if site:
                 m.reserve_exit("pte_chain_alloc", need)
-            self.acct.charge(self.P[2], delta)
-            self.chains += delta
             if oops:
-                raise KernelOops("pte_chain_alloc", f"no page for {delta} pte_chain(s), GFP_ATOMIC under page_table_lock")
-            return
+                raise SimOops(f"Oops: pte_chain_alloc(GFP_ATOMIC) failed under page_table_lock "
+                              f"(2.5.49 mm/rmap.c page_add_rmap): {delta} chain(s) needed, lowmem exhausted")
+            self.acct.charge(self.P[2], delta)
         elif delta < 0:
             self.cache.free(0, -delta)
             self.acct.charge(self.P[3], -delta)

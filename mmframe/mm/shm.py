@@ -79,7 +79,9 @@ class ShmIds:
         index = next((i for i in range(SHMMNI) if i not in self.by_index), None)
         if index is None:
             return -ENOSPC
-        obj = self.vm.new_object(npages)
+        obj = self.vm.new_shmem_object(npages)  # shmem_file_setup: charged to the committed total
+        if obj is None:
+            return -ENOMEM
         seg = Segment(SEQ_MULTIPLIER * self.seq + index, index, key, size, obj)
         self.seq = (self.seq + 1) % (0x7FFF_FFFF // SEQ_MULTIPLIER)
         obj.shm = seg

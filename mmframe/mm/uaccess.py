@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmframe.mm import content
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, TASK_SIZE
 from mmframe.usr import EINVAL, SimSignal
@@ -27,7 +28,11 @@ class UserAccess:
                 if pt is not None:
                     pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
                     if pte & _PAGE_PRESENT:
+                        if not pte & _PAGE_ACCESSED:  # the MMU marks the entry young
+                            pt.ptes[(addr >> PAGE_SHIFT) & self.mask] = pte | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
+                        if self.fine and pfn in self.fine:  # bytes written partially (direct I/O)
+                            return content.load_word(self, pfn, addr & 0xFFF)
                         if self.zero_tail and addr & 0xFFF >= self.zero_tail.get(pfn, PAGE_SIZE):
                             return 0  # past end of file in the last page: zeroed by readpage
                         return self.tag[pfn]
@@ -46,12 +51,12 @@ class UserAccess:
                     i = (addr >> PAGE_SHIFT) & self.mask
                     pte = pt.ptes[i]
                     if pte & 3 == 3:  # present and writable; the MMU sets the dirty bit
-                        if not pte & _PAGE_DIRTY:
+                        if pte & (_PAGE_DIRTY | _PAGE_ACCESSED) != _PAGE_DIRTY | _PAGE_ACCESSED:
                             pt.ptes[i] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
                         self.tag[pfn] = tag
-                        if self.zero_tail:
-                            self.zero_tail.pop(pfn, None)
+                        if self.zero_tail or self.fine:
+                            content.forget(self, pfn)
                         return 0
             self.do_page_fault(task, addr, True)
         raise AssertionError(f"write fault at {addr:#x} did not make the page writable")
