@@ -225,7 +225,7 @@ class Allocator(Protocol):
     ``mmframe_free_pages``) receive it as ``alloc``."""
 
     npages: int  #: page frames in the machine
-    plugin_state: dict[str, Any]  #: the machine's ``plugin_state`` (since 1.9)
+    plugin_state: dict[str, Any]  #: the machine's ``plugin_state`` (since 1.12)
 
     def alloc_pages(self, gfp: int, order: int, cpu: int) -> int:
         """The core's ``__alloc_pages`` (2.5.49): per-CPU lists, then the buddy lists of the
@@ -248,16 +248,16 @@ class MachineView(Protocol):
         """``/proc/meminfo`` figures (kB) with mmframe's labelled extras."""
 
     def alloc_pages(self, gfp: int, order: int = 0) -> int:
-        """Allocate through the allocation policy hook on the current CPU: a pfn or -1 (since 1.9)."""
+        """Allocate through the allocation policy hook on the current CPU: a pfn or -1 (since 1.12)."""
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
-        """Free a block through the free policy hook on the current CPU (since 1.9)."""
+        """Free a block through the free policy hook on the current CPU (since 1.12)."""
 
     def current_cpu(self) -> int:
-        """The CPU the running task is on (0 outside a task) (since 1.9)."""
+        """The CPU the running task is on (0 outside a task) (since 1.12)."""
 
 
-# --- page reservations (since 1.9; docs/reserve.md) -------------------------------------------------
+# --- page reservations (since 1.12; docs/reserve.md) -------------------------------------------------
 
 ENOMEM = 12  # what a failed reservation returns, negated (an mmframe assumption: docs/reserve.md)
 

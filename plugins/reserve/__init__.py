@@ -10,7 +10,7 @@ per-cpu"), of order-0 pages, and "Only allocations which use __GFP_RESERVE may d
 
 Here: per-CPU pools filled through the allocation policy with the caller's gfp; the allocation hook
 hands a pool page to an order-0 ``__GFP_RESERVE`` allocation on that CPU; the reservation hooks
-(contract 1.9) reserve before each site's lock and release after it.  Programs and scenarios reach
+(contract 1.12) reserve before each site's lock and release after it.  Programs and scenarios reach
 the API through ``mmframe.facade.reserve_local_pages``/``release_local_pages``.
 
 The patch text itself was not found; what the sources leave open is decided here and listed as
