@@ -263,9 +263,15 @@ class FileSystem:
         """``filemap_fdatawrite`` + ``filemap_fdatawait``: write the dirty pages, a bio per run of
         consecutive blocks, through the queue; the caller sleeps, when its call returns, until they
         are written.  0, or -ENOSPC when a block could not be had."""
+        bios, err = self.fdatawrite(inode)
+        if bios:
+            self.blk.wait_async(bios)
+        return err
+
+    def fdatawrite(self, inode: Inode) -> tuple[list, int]:
+        """The dirty pages of ``inode`` as bios, one per run of consecutive blocks, submitted and
+        cleaned (blocks allocated as needed): (bios, 0 or -ENOSPC).  The caller waits for them."""
         mapping, vm = inode.mapping, self.vm
-        if not mapping.dirty:
-            return 0
         run: list[int] = []
         bios: list = []
         start = -2
@@ -288,8 +294,7 @@ class FileSystem:
             filemap.clear_page_dirty(vm, pfn)
         if run:
             self._write_run(start, run, bios)
-        self.blk.wait_async(bios)
-        return err
+        return bios, err
 
     def writepage(self, inode: Inode, index: int, pfn: int) -> int:
         """``writepage`` of one dirty cache page (reclaim's pageout; write-back can share it): the
