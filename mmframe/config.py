@@ -59,7 +59,18 @@ DISK_OPTIONS: tuple[Option, ...] = (
     Option("bounce", "choice", "high", "bounce highmem pages (BLK_BOUNCE_HIGH, 2.5's default) or none "
            "(BLK_BOUNCE_ANY: the device reaches all memory)", choices=("high", "none")),
 )
-TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep")
+VM_OPTIONS: tuple[Option, ...] = (  # [vm]: 2.5.49's /proc/sys/vm (mm/page-writeback.c; docs/buffered_io.md)
+    Option("dirty_background_ratio", "int", 10, "percent of memory dirty at which pdflush starts background "
+           "write-back", minimum=0, maximum=100),
+    Option("dirty_async_ratio", "int", 40, "percent of memory dirty or under write-back at which a writing task "
+           "writes back pages itself (balance_dirty_pages; 2.6 renamed it dirty_ratio)", minimum=0, maximum=100),
+    Option("dirty_writeback_centisecs", "int", 500, "interval of pdflush's periodic wb_kupdate (0: off)",
+           minimum=0, maximum=1 << 20),
+    Option("dirty_expire_centisecs", "int", 3000, "age at which wb_kupdate writes an inode's dirty pages",
+           minimum=0, maximum=1 << 20),
+    Option("readahead", "bool", True, "file readahead (mm/readahead.c); off: ra_pages = 0"),
+)
+TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep", "vm")
 SWEEP_OPTIONS: tuple[Option, ...] = (  # [sweep]: what `mmframe compare` runs and where (docs/sweeps.md)
     Option("seeds", "int", 1, "seeds per combination, from [machine] seed on", minimum=1, maximum=100_000),
     Option("executor", "choice", "local", "where runs go: local processes, a Dask or a Ray cluster",
@@ -92,6 +103,17 @@ class MachineConfig:
     costs: str = ""
     debug_vm: str = "off"
     shmmax: int = 32 << 20
+
+
+@attrs.frozen(slots=True)
+class VmConfig:
+    """``[vm]``: the write-back and readahead tunables."""
+
+    dirty_background_ratio: int = 10
+    dirty_async_ratio: int = 40
+    dirty_writeback_centisecs: int = 500
+    dirty_expire_centisecs: int = 3000
+    readahead: bool = True
 
 
 @attrs.frozen(slots=True)
@@ -138,6 +160,7 @@ class Config:
     sources: tuple[str, ...]
     catalog: Catalog = attrs.field(eq=False, repr=False)
     elevators: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict, eq=False, repr=False)
+    vm: VmConfig = attrs.field(factory=VmConfig)
     sweep: SweepConfig = attrs.field(factory=SweepConfig)
 
     @property
@@ -329,8 +352,14 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     sweep: dict[str, tuple[Any, Layer]] = {}
     machine_opts = {o.name: o for o in MACHINE_OPTIONS}
     disk_opts = {o.name: o for o in DISK_OPTIONS}
+    vm_opts = {o.name: o for o in VM_OPTIONS}
+    vm: dict[str, Any] = {}
     for layer in layers:
         doc = layer.doc
+        vt = _table(layer, ("vm",), doc.get("vm", {}))
+        _check_keys(layer, ("vm",), vt, vm_opts)
+        for k, v in vt.items():
+            vm[k] = _coerce(layer, ("vm", k), vm_opts[k], v)
         m = _table(layer, ("machine",), doc.get("machine", {}))
         _check_keys(layer, ("machine",), m, machine_opts)
         for k, v in m.items():
@@ -394,7 +423,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
     sc = _scenario_config(scenario, catalog)
     cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog,
-                 elevators, sweep=_sweep_config(sweep))
+                 elevators, sweep=_sweep_config(sweep), vm=VmConfig(**vm))
     if check_scenario:
         _check_scenario(cfg, scenario)
     return cfg

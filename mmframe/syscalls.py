@@ -52,6 +52,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "pwrite": ("fs", FileSystem.sys_pwrite),
     "ftruncate": ("fs", FileSystem.sys_ftruncate),
     "fsync": ("fs", FileSystem.sys_fsync),
+    "sync": ("fs", FileSystem.sys_sync),
     # SysV shared memory (ipc/shm.c)
     "shmget": ("shm", ShmIds.sys_shmget),
     "shmat": ("shm", ShmIds.sys_shmat),
