@@ -25,7 +25,7 @@ from mmframe.mm.page_writeback import Writeback
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM, ENOSPC, O_CREAT, O_DIRECT,
-                         O_RDWR, O_TRUNC, O_WRONLY)
+                         O_RDWR, O_TRUNC, O_WRONLY, SharedLib)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -39,13 +39,16 @@ DEVICE_BYTES = 4 << 30  # the stand-in device's capacity
 @attrs.frozen(slots=True)
 class Image:
     """An executable's layout: ``text`` and ``data`` pages in the file, then ``bss`` and stack
-    pages of anonymous memory; ``program`` is what runs."""
+    pages of anonymous memory, and the shared objects the dynamic linker maps (``libs``:
+    :data:`mmframe.usr.GLIBC_2002` for the period's dynamically linked programs; the default is
+    the bare image, none); ``program`` is what runs."""
 
     program: Callable[..., Any]
     text_pages: int = 4
     data_pages: int = 1
     bss_pages: int = 1
     stack_pages: int = 32
+    libs: tuple[SharedLib, ...] = ()
 
 
 def open_mode(path: Any, flags: Any) -> int:
@@ -165,6 +168,15 @@ class FileSystem:
         inode = self.populate(path, [zlib.crc32(f"{path}:{i}".encode()) for i in range(npages)], writable=False)
         inode.image = image
         self.images[image.program] = inode
+        return inode
+
+    def shared_lib(self, lib: SharedLib) -> Inode:
+        """The file of a shared object (installed on first use, as if before boot)."""
+        inode = self.inodes.get(lib.path)
+        if inode is None:
+            npages = lib.text_pages + lib.data_pages
+            inode = self.populate(lib.path, [zlib.crc32(f"{lib.path}:{i}".encode()) for i in range(npages)],
+                                  writable=False)
         return inode
 
     def populate(self, path: str, tags: list[int], *, writable: bool = True) -> Inode:

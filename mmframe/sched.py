@@ -78,12 +78,14 @@ class EventEngine:
 
 
 class UserContext:
-    """What a program sees besides syscalls: a deterministic random generator."""
+    """What a program sees besides syscalls: a deterministic random generator, and where its image
+    lies (``image``, as a program's symbols would say)."""
 
-    __slots__ = ("rng",)
+    __slots__ = ("rng", "image")
 
-    def __init__(self, seed: str) -> None:
+    def __init__(self, seed: str, image: Any = None) -> None:
         self.rng = random.Random(seed)
+        self.image = image  # the exec'd image's addresses (mmframe.usr.Layout), None without one
 
 
 class Task:
@@ -172,7 +174,8 @@ class Scheduler:
 
     def _start(self, task: Task) -> None:
         """Create the program's generator and, for a forked child, replay the parent's calls."""
-        ctx = UserContext(f"{self.m.config.seed}:{task.seed_key}:{task.nexec}")
+        ctx = UserContext(f"{self.m.config.seed}:{task.seed_key}:{task.nexec}",
+                          getattr(task.mm, "layout", None))
         gen = task.program(ctx, *task.args)
         if not hasattr(gen, "send"):
             raise ProgramError(f"task {task.lineage}: program {_pname(task.program)} is not a generator function")

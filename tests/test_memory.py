@@ -334,7 +334,10 @@ def test_fork_scaling_scenario_figures_follow_the_model(isolated):
     f = cols[0].figures
     M4, M40 = 4 << 20, 40 << 20
     assert f["fork"][M40] > 5 * f["fork"][M4] and f["fork_exit"][M40] > f["fork"][M40]
-    assert f["page_tables"][M4] == 4 * 4  # two pgds and two PTE pages (the region is 4 MiB aligned)
-    assert f["pte_chains"][M40] == 10240 * 32 // 1024  # a chain per page once it has two mappings
+    # two pgds and four PTE pages each: the program's, ld.so's and libc's (with the region's first
+    # 2.7 MiB), the region's rest, the stack's
+    assert f["page_tables"][M4] == 2 * 5 * 4
+    # a chain per page once it has two mappings: the region's, and the image's present pages
+    assert 10240 * 32 // 1024 < f["pte_chains"][M40] < 10240 * 32 // 1024 + 8
     ref = next(r for r in scen.references if r.figure == "fork" and r.applies(()))
     assert ref.value == 28.4 and ref.at == M40
