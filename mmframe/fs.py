@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from mmframe.block.bio import PAGE_SECTORS, READ, bio_pages
+from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
 from mmframe.block.content import content_sectors, sectors_to_page
 from mmframe.direct_io import DirectIO
 from mmframe.mm import content, filemap, readahead
