@@ -153,7 +153,7 @@ class Machine:
             "HighTotal": kb(high_total), "HighFree": kb(high_free),
             "LowTotal": kb(total - high_total), "LowFree": kb(free - high_free),
             "Cached": kb(len(self.mm.page_cache)),
-            "Dirty": kb(sum(len(i.mapping.dirty) for i in self.fs.inodes.values())),
+            "Dirty": kb(sum(len(i.mapping.dirty) for i in self.fs.live_inodes())),
             "PageTables": kb(pa.page_table_pages),
             "mmframe.PageTablesLow": kb(pa.page_table_pages - self.mm.highmem_pte_pages()),
             "ReverseMaps": self.reverse_maps(),

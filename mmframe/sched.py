@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
 from mmframe.mm.memory import Killed
-from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, SimSignal
+from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, EPERM, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -76,7 +76,8 @@ class Task:
 
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
-                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files")
+                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files", "uid", "gid",
+                 "sigign", "sp")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -102,6 +103,9 @@ class Task:
         self.seed_key = lineage  # a forked child replays with its parent's key
         self.blocked_in = ""  # the call a blocked task sleeps in, logged when it is woken
         self.files: Any = None  # files_struct (mmframe.fs), made on first use
+        self.uid = self.gid = 0  # (real = effective) ids; inherited at fork; 0 has every capability
+        self.sigign: frozenset[int] = frozenset()  # signals set to SIG_IGN (inherited, kept over exec)
+        self.sp: int | None = None  # %esp as the program last set it (None: no rule below the stack)
 
     def __repr__(self) -> str:
         return f"<Task pid={self.pid} {self.lineage} {self.state}>"
@@ -124,7 +128,8 @@ class Scheduler:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.trace: list[tuple[str, int]] | None = None  # (lineage, nsys) when tracing interleaving
         self.current: Task | None = None  # the task whose system call is running
-        for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep"):
+        for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "signal", "getuid",
+                     "setuid", "setgid"):
             self.handlers[name] = getattr(self, "sys_" + name)
 
     # --- task creation and placement -----------------------------------------------------
@@ -148,6 +153,7 @@ class Scheduler:
         if parent is not None:
             parent.children.append(task)
             task.ready_at = parent.cpu.clock
+            task.uid, task.gid, task.sigign, task.sp = parent.uid, parent.gid, parent.sigign, parent.sp
         self.tasks[pid] = task
         self.m.pid_lineage[pid] = lineage
         self._make_runnable(task)
@@ -189,6 +195,16 @@ class Scheduler:
             return
         task.resume = result
         task.log.append((task.blocked_in, result, False))
+        task.ready_at = self.engine.now
+        self._make_runnable(task)
+
+    def wake_signal(self, task: Task, sig: SimSignal) -> None:
+        """Make a blocked task runnable with ``sig`` raised into it at its system call (a write to
+        a pipe whose last reader went: SIGPIPE)."""
+        if task.state != BLOCKED:
+            return
+        task.resume, task.throw = None, sig
+        task.log.append((task.blocked_in, sig, True))
         task.ready_at = self.engine.now
         self._make_runnable(task)
 
@@ -295,6 +311,36 @@ class Scheduler:
     # --- process system calls -------------------------------------------------------------
     def sys_getpid(self, task: Task) -> int:
         return task.pid
+
+    def sys_signal(self, task: Task, signo: Any, handler: Any) -> int:
+        """signal(2) for the dispositions the model has: SIG_IGN or SIG_DFL (the previous one is
+        returned); SIGKILL cannot be ignored (-EINVAL)."""
+        from mmframe.usr import SIG_DFL, SIG_IGN, SIGKILL
+        if type(signo) is not int or not 1 <= signo < 64 or signo == SIGKILL or handler not in (SIG_DFL, SIG_IGN):
+            return -EINVAL
+        old = SIG_IGN if signo in task.sigign else SIG_DFL
+        task.sigign = task.sigign | {signo} if handler == SIG_IGN else task.sigign - {signo}
+        return old
+
+    def sys_getuid(self, task: Task) -> int:
+        return task.uid
+
+    def sys_setuid(self, task: Task, uid: Any) -> int:
+        """setuid(2) without saved ids: root may become anyone; others only themselves (EPERM)."""
+        if type(uid) is not int or not 0 <= uid < 1 << 16:
+            return -EINVAL
+        if task.uid != 0 and uid != task.uid:
+            return -EPERM
+        task.uid = uid
+        return 0
+
+    def sys_setgid(self, task: Task, gid: Any) -> int:
+        if type(gid) is not int or not 0 <= gid < 1 << 16:
+            return -EINVAL
+        if task.uid != 0 and gid != task.gid:
+            return -EPERM
+        task.gid = gid
+        return 0
 
     def sys_sched_yield(self, task: Task) -> Any:
         return YIELD

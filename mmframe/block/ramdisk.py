@@ -1,5 +1,6 @@
-"""A stand-in block device: 2.5's RAM disk (``drivers/block/rd.c``), one content tag per 4 KiB
-(and, as a page's content has, the offset where a zeroed tail starts).
+"""A stand-in block device: 2.5's RAM disk (``drivers/block/rd.c``), holding per 4 KiB block what
+a page holds (a tag, a tag with a zeroed tail, or bytes; converted by the one pair in
+:mod:`mmframe.mm.content`).
 
 It has the interface the block layer's queue will keep: ``submit_bio(rw, sector, pfns, end_io)``
 moves whole pages between memory and the device starting at a 512-byte ``sector`` and calls
@@ -12,21 +13,22 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from mmframe.mm.content import Content, block_to_page, page_to_block
+
 READ, WRITE = 0, 1
 SECTOR_SHIFT = 9
 PAGE_SECTORS = 8
 
 
 class RamDisk:
-    """A device of ``nr_sectors`` 512-byte sectors holding a tag per page-sized block."""
+    """A device of ``nr_sectors`` 512-byte sectors holding a page's content per page-sized block."""
 
-    __slots__ = ("name", "nr_sectors", "hardsect_size", "blocks", "tails", "m", "ios", "sectors", "completions")
+    __slots__ = ("name", "nr_sectors", "hardsect_size", "blocks", "m", "ios", "sectors", "completions")
 
     def __init__(self, machine: Any, nr_sectors: int, name: str = "ram0") -> None:
         self.m, self.name, self.nr_sectors = machine, name, nr_sectors
         self.hardsect_size = 512
-        self.blocks: dict[int, int] = {}  # block (sector // 8) -> tag
-        self.tails: dict[int, int] = {}  # block -> offset where its zeroed tail starts (a page's content)
+        self.blocks: dict[int, Content] = {}  # block (sector // 8) -> its content (mm/content.py)
         self.ios = 0
         self.sectors = [0, 0]  # read, written
         self.completions = 0
@@ -35,23 +37,13 @@ class RamDisk:
         if sector % PAGE_SECTORS or sector < 0 or sector + PAGE_SECTORS * len(pfns) > self.nr_sectors:
             raise ValueError(f"{self.name}: bio at sector {sector} for {len(pfns)} pages is outside the device")
         mm, acct, P = self.m.mm, self.m.acct, self.m.P
-        tag, blocks, tails, page_tails = mm.tag, self.blocks, self.tails, mm.zero_tail
+        blocks = self.blocks
         b = sector // PAGE_SECTORS
         for pfn in pfns:
             if rw == WRITE:
-                blocks[b] = tag[pfn]
-                t = page_tails.get(pfn)
-                if t is None:
-                    tails.pop(b, None)
-                else:
-                    tails[b] = t
+                blocks[b] = page_to_block(mm, pfn)
             else:
-                tag[pfn] = blocks.get(b, 0)
-                t = tails.get(b)
-                if t is None:
-                    page_tails.pop(pfn, None)
-                else:
-                    page_tails[pfn] = t
+                block_to_page(mm, pfn, blocks.get(b, 0))
             b += 1
         acct.charge(P.copy_page, len(pfns))
         acct.charge(P.kmap_atomic, sum(1 for p in pfns if p >= mm.first_high))
@@ -61,6 +53,7 @@ class RamDisk:
         if end_io is not None:
             end_io(0)
 
-    def read_block(self, block: int) -> int:
-        """The tag stored in a block (for tests: what the device holds)."""
-        return self.blocks.get(block, 0)
+    def read_block(self, block: int) -> Content:
+        """What a block holds (for tests): its tag, or its bytes if written partially."""
+        c = self.blocks.get(block, 0)
+        return c[0] if type(c) is tuple else c

@@ -89,7 +89,7 @@ def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     """Page-cache pages: each cached once, in the tree it claims, holding one reference; PG_cache
     and PG_dirty agree with the mapping; radix-tree nodes add up to the pool's count."""
     from mmframe.mm.filemap import _CACHE, _DIRTY
-    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.inodes.values()]
+    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.live_inodes()]
     nodes, seen = 0, 0
     for mapping in mappings:
         nodes += mapping.page_tree.nodes()
@@ -106,3 +106,4 @@ def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     for obj in vm.objects:
         assert obj.refs > 0, "a shmem object with no reference is still live"
     assert all(vm.count_np[p] > 0 for p in vm.zero_tail), "a zeroed tail on a free page"
+    assert all(vm.count_np[p] > 0 for p in vm.fine), "bytes kept for a free page"

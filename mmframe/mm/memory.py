@@ -22,7 +22,7 @@ from mmframe.mm.page import GFP_HIGHUSER, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE, PG_
 from mmframe.mm.pgtable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE,
                                 PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE, Geometry, PtePage)
 from mmframe.mm.rmap import Rmap, nrpte
-from mmframe.mm import filemap
+from mmframe.mm import content, filemap
 from mmframe.mm.filemap import _CACHE, NOPAGE_OOM, NOPAGE_SIGBUS
 from mmframe.mm.radix_tree import NodePool, RadixTree
 from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
@@ -109,6 +109,7 @@ class Memory:
         self.radix_pool = NodePool(m)
         self.page_cache: dict[int, tuple[filemap.AddressSpace, int]] = {}  # pfn -> (mapping, index)
         self.zero_tail: dict[int, int] = {}  # pfn -> offset where the zeroed tail past EOF starts
+        self.fine: dict[int, bytearray] = {}  # pfn -> its bytes, for pages written partially (mm/content.py)
         self.gfp_cache = GFP_HIGHUSER  # mapping_gfp_mask of regular files
         self.pins: dict[int, int] = {}  # pfn -> references held by get_user_pages-style pins
         self.pte_changes = [0] * len(REASONS)
@@ -130,7 +131,7 @@ class Memory:
                                        if o != "mmframe.core"]
         from mmframe.mm import mmap
         sched = m.sched
-        for name in ("read", "write", "touch"):
+        for name in ("read", "write", "touch", "load", "store"):
             sched.handlers[name] = getattr(self, "sys_" + name)
         for name in ("mmap", "munmap", "mprotect", "msync", "brk"):
             sched.handlers[name] = getattr(mmap, "sys_" + name).__get__(self)
@@ -225,8 +226,8 @@ class Memory:
         self.count[pfn] = c
         self.acct.charge(self.P_ref)
         if c == 0:
-            if self.zero_tail:
-                self.zero_tail.pop(pfn, None)
+            if self.zero_tail or self.fine:
+                content.forget(self, pfn)
             self.m.free_pages(pfn, 0)
 
     def pin(self, mm: MMStruct, addr: int) -> int:
@@ -419,8 +420,8 @@ class Memory:
                     pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
                     if pte & _PAGE_PRESENT:
                         pfn = pte >> PAGE_SHIFT
-                        if self.zero_tail and addr & 0xFFF >= self.zero_tail.get(pfn, PAGE_SIZE):
-                            return 0  # past end of file in the last page: zeroed by readpage
+                        if self.zero_tail or self.fine:  # a zeroed tail past EOF, bytes written
+                            return content.load_word(self, pfn, addr & 0xFFF)
                         return self.tag[pfn]
             self.do_page_fault(task, addr, False)
         raise AssertionError(f"read fault at {addr:#x} did not make the page present")
@@ -441,8 +442,8 @@ class Memory:
                             pt.ptes[i] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
                         self.tag[pfn] = tag
-                        if self.zero_tail:
-                            self.zero_tail.pop(pfn, None)
+                        if self.zero_tail or self.fine:
+                            content.forget(self, pfn)
                         return 0
             self.do_page_fault(task, addr, True)
         raise AssertionError(f"write fault at {addr:#x} did not make the page writable")
@@ -463,6 +464,78 @@ class Memory:
             return self.sys_read(task, addr & ~(PAGE_SIZE - 1))
         except SimSignal:
             return None
+
+    def user_page(self, task: Task, addr: int, write: bool) -> int:
+        """The page under user address ``addr`` as the MMU reaches it, faulting as an access would
+        (a store sets the PTE's dirty bit); raises the access's signal."""
+        mm = task.mm
+        for _ in range(4):
+            if 0 <= addr < TASK_SIZE:
+                idx = addr >> self.sh
+                pt = mm.ptp[idx]
+                if pt is not None and (not write or mm.pmd[idx] & _PAGE_RW):
+                    i = (addr >> PAGE_SHIFT) & self.mask
+                    pte = pt.ptes[i]
+                    if write and pte & 3 == 3:
+                        if not pte & _PAGE_DIRTY:
+                            pt.ptes[i] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
+                        return pte >> PAGE_SHIFT
+                    if not write and pte & _PAGE_PRESENT:
+                        return pte >> PAGE_SHIFT
+            self.do_page_fault(task, addr, write)
+        raise AssertionError(f"fault at {addr:#x} did not make the page accessible")
+
+    def sys_load(self, task: Task, addr: Any, n: Any) -> Any:
+        """A program's load of ``n`` bytes at ``addr`` (``memcpy`` out of memory): bytes."""
+        if type(addr) is not int or type(n) is not int or n < 0:
+            return -EINVAL
+        out = []
+        while n > 0:
+            k = min(n, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+            out.append(content.read_bytes(self, self.user_page(task, addr, False), addr & (PAGE_SIZE - 1), k))
+            addr, n = addr + k, n - k
+        return b"".join(out)
+
+    def sys_store(self, task: Task, addr: Any, data: Any) -> int:
+        """A program's store of ``data`` (bytes) at ``addr``: 0; the bytes around are unchanged."""
+        if type(addr) is not int or not isinstance(data, (bytes, bytearray)):
+            return -EINVAL
+        done = 0
+        while done < len(data):
+            a = addr + done
+            k = min(len(data) - done, PAGE_SIZE - (a & (PAGE_SIZE - 1)))
+            content.write_bytes(self, self.user_page(task, a, True), a & (PAGE_SIZE - 1), bytes(data[done:done + k]))
+            done += k
+        return 0
+
+    def copy_bytes_to_user(self, task: Task, addr: int, data: bytes) -> int:
+        """``__copy_to_user``: store ``data`` at ``addr``; how many bytes went before a fault (the
+        caller's -EFAULT or short count)."""
+        done, n = 0, len(data)
+        while done < n:
+            a = addr + done
+            k = min(n - done, PAGE_SIZE - (a & (PAGE_SIZE - 1)))
+            try:
+                pfn = self.user_page(task, a, True)
+            except SimSignal:
+                return done
+            content.write_bytes(self, pfn, a & (PAGE_SIZE - 1), data[done:done + k])
+            done += k
+        return done
+
+    def copy_bytes_from_user(self, task: Task, addr: int, n: int) -> bytes:
+        """``__copy_from_user``: the bytes at ``addr`` up to the first fault."""
+        out, done = [], 0
+        while done < n:
+            a = addr + done
+            k = min(n - done, PAGE_SIZE - (a & (PAGE_SIZE - 1)))
+            try:
+                pfn = self.user_page(task, a, False)
+            except SimSignal:
+                break
+            out.append(content.read_bytes(self, pfn, a & (PAGE_SIZE - 1), k))
+            done += k
+        return b"".join(out)
 
     def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
         """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
@@ -575,10 +648,7 @@ class Memory:
         """``copy_user_highpage``: the content (and a zeroed tail past EOF) of ``old`` into ``new``."""
         self.acct.charge(self.P_copy)
         self.acct.charge(self.P_kmap, (new >= self.first_high) + (old >= self.first_high))
-        self.tag[new] = self.tag[old]
-        tail = self.zero_tail.get(old) if self.zero_tail else None
-        if tail is not None:  # (a new page has none: a freed page's mark goes with it)
-            self.zero_tail[new] = tail
+        content.copy_page(self, old, new)
 
     def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
         """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""
@@ -788,12 +858,12 @@ class Memory:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen, tails = self.m.free_pages, set(), self.zero_tail
+            free, seen, marks = self.m.free_pages, set(), self.zero_tail or self.fine
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
-                    if tails:
-                        tails.pop(pfn, None)
+                    if marks:
+                        content.forget(self, pfn)
                     free(pfn, 0)
 
     def change_protection(self, mm: MMStruct, start: int, end: int, prot: int) -> None:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EFAULT, EINVAL, EMFILE, ENOENT, ENOMEM,
-                         MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE, MS_SYNC,
-                         O_CREAT, O_DIRECT, O_TRUNC, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
-                         SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SimSignal)
+from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
+                         EOVERFLOW, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
+                         MS_SYNC, O_APPEND, O_CREAT, O_DIRECT, O_EXCL, O_LARGEFILE, O_TRUNC, PAGE_SIZE, PROT_EXEC,
+                         PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SIGXFSZ, SimSignal)
 
 from mmframe.fs import io_args, open_mode
 from mmframe.mm.memory import Memory
@@ -61,12 +61,37 @@ class Area:
                     self.pgoff + ((start - self.start) >> PAGE_SHIFT), self.file, self.maywrite)
 
 
+def _bytes(v: Any) -> bytes:
+    """The 4096 bytes of a page value: a tag stands for its eight little-endian bytes over and over,
+    a ``(tag, tail)`` pair for that with zeroes from ``tail``, ``bytes`` for themselves."""
+    if type(v) is bytes:
+        return v
+    tag, tail = v if type(v) is tuple else (v, None)
+    whole = bytes((tag >> (8 * (i % 8))) & 0xFF for i in range(8)) * (PAGE_SIZE // 8)
+    return whole if tail is None else whole[:tail] + b"\0" * (PAGE_SIZE - tail)
+
+
 def _content(v: Any, addr: int) -> int:
-    """What a read at ``addr`` sees of a page: a tag, or a file page's tag with its zeroed tail."""
-    if type(v) is tuple:
-        tag, tail = v
-        return 0 if tail is not None and addr & (PAGE_SIZE - 1) >= tail else tag
-    return v
+    """What a read at ``addr`` sees of a page: the signed 64-bit little-endian word holding it."""
+    if type(v) is int:
+        return v
+    off = addr & (PAGE_SIZE - 8)
+    word = int.from_bytes(_bytes(v)[off:off + 8], "little")
+    return word - (1 << 64) if word >> 63 else word
+
+
+def _splice(v: Any, off: int, data: bytes) -> bytes:
+    b = _bytes(v)
+    return b[:off] + data + b[off + len(data):]
+
+
+def _chunks(addr: int, n: int):
+    """``[addr, addr + n)`` cut at page boundaries: (address, length) pieces."""
+    end = addr + n
+    while addr < end:
+        k = min(end - addr, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+        yield addr, k
+        addr += k
 
 
 class OracleMM:
@@ -103,7 +128,7 @@ class OracleMemory:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch"):
+        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch", "load", "store"):
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -193,6 +218,45 @@ class OracleMemory:
     copy_to_user = Memory.copy_to_user  # a store that may fault: -EFAULT instead of the signal
 
     copy_from_user = Memory.copy_from_user  # a load of the page's first byte that may fault
+
+    def sys_load(self, task: Task, addr: Any, n: Any) -> Any:
+        if type(addr) is not int or type(n) is not int or n < 0:
+            return -EINVAL
+        return b"".join(_bytes(self._page(task, a, False)[2])[a & (PAGE_SIZE - 1):a & (PAGE_SIZE - 1) + k]
+                        for a, k in _chunks(addr, n))
+
+    def sys_store(self, task: Task, addr: Any, data: Any) -> int:
+        if type(addr) is not int or not isinstance(data, (bytes, bytearray)):
+            return -EINVAL
+        at = 0
+        for a, k in _chunks(addr, len(data)):
+            self._store(task, a, bytes(data[at:at + k]))
+            at += k
+        return 0
+
+    def _store(self, task: Task, a: int, data: bytes) -> None:
+        area, key, now = self._page(task, a, True)
+        area.obj[key] = _splice(now, a & (PAGE_SIZE - 1), data)
+
+    def copy_bytes_to_user(self, task: Task, addr: int, data: bytes) -> int:
+        at = 0
+        for a, k in _chunks(addr, len(data)):
+            try:
+                self._store(task, a, data[at:at + k])
+            except SimSignal:
+                break
+            at += k
+        return at
+
+    def copy_bytes_from_user(self, task: Task, addr: int, n: int) -> bytes:
+        out = []
+        for a, k in _chunks(addr, n):
+            try:
+                v = self._page(task, a, False)[2]
+            except SimSignal:
+                break
+            out.append(_bytes(v)[a & (PAGE_SIZE - 1):(a & (PAGE_SIZE - 1)) + k])
+        return b"".join(out)
 
     def truncated(self, file: OFile, first: int) -> None:
         """``vmtruncate``'s zap: private copies of the file's pages from ``first`` on go."""
@@ -334,13 +398,17 @@ class OracleMemory:
         return -ENOMEM if end > addr and covered < end else 0
 
 
+LFS_LIMIT = 2**31 - 1  # without O_LARGEFILE a file may not reach past 2 GiB - 1 (the LFS rule)
+EXT2_LIMIT = 2**41 - 2**12  # ext2 with 4 KiB blocks: i_blocks counts 2^32 sectors, less one block
+
+
 class ODesc:
-    """An open file description: its file and access mode (1 read, 2 write)."""
+    """An open file description: its file, access mode (1 read, 2 write), flags and position."""
 
-    __slots__ = ("inode", "mode")
+    __slots__ = ("inode", "mode", "flags", "pos")
 
-    def __init__(self, inode: OFile, mode: int) -> None:
-        self.inode, self.mode = inode, mode
+    def __init__(self, inode: OFile, mode: int, flags: int = 0) -> None:
+        self.inode, self.mode, self.flags, self.pos = inode, mode, flags, 0
 
 
 class OracleFS:
@@ -349,7 +417,8 @@ class OracleFS:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.files: dict[str, OFile] = {}
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync"):
+        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write", "lseek",
+                     "llseek", "readv", "writev"):
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     def disk_state(self) -> None:
@@ -376,6 +445,8 @@ class OracleFS:
             if not flags & O_CREAT:
                 return -ENOENT
             f = self.files[path] = OFile()
+        elif flags & O_CREAT and flags & O_EXCL:
+            return -EEXIST
         if (mode & 2 or flags & O_TRUNC) and not f.writable:
             return -EACCES
         if flags & O_DIRECT:
@@ -386,13 +457,59 @@ class OracleFS:
             return -EMFILE
         if flags & O_TRUNC:
             self.truncate(f, 0)
-        table[fd] = ODesc(f, mode)
+        table[fd] = ODesc(f, mode, flags)
         return fd
 
     def sys_close(self, task: Task, fd: Any) -> int:
         return 0 if type(fd) is int and (task.files or {}).pop(fd, None) is not None else -EBADF
 
+    # --- reading and writing bytes --------------------------------------------------------------------
+    def _read(self, task: Task, f: ODesc, addr: int, count: int, pos: int) -> int:
+        """Bytes up to end of file, file page by file page into the buffer; a fault ends it."""
+        file, vm = f.inode, self.m.mm
+        n, done = max(0, min(count, file.size - pos)), 0
+        for p, k in _chunks(pos, n):
+            v = file.pages.get(p >> PAGE_SHIFT, 0)
+            off = p & (PAGE_SIZE - 1)
+            got = vm.copy_bytes_to_user(task, addr + done, _bytes(v)[off:off + k])
+            done += got
+            if got < k:
+                return done or -EFAULT
+        return done
+
+    def _write(self, task: Task, f: ODesc, addr: int, count: int, pos: int) -> int:
+        """The LFS and ext2 limits (SIGXFSZ, or -EFBIG when it is ignored, where nothing fits), then
+        bytes file page by file page; a file page whose bytes cannot all be fetched ends it."""
+        if pos + count > LFS_LIMIT and not f.flags & O_LARGEFILE:
+            if pos >= LFS_LIMIT:
+                return self._too_big(task)
+            count = LFS_LIMIT - pos
+        if pos >= EXT2_LIMIT and (count or pos > EXT2_LIMIT):
+            return self._too_big(task)
+        count = min(count, EXT2_LIMIT - pos)
+        file, vm, done = f.inode, self.m.mm, 0
+        for p, k in _chunks(pos, count):
+            data = vm.copy_bytes_from_user(task, addr + done, k)
+            if len(data) < k:
+                return done or -EFAULT
+            index = p >> PAGE_SHIFT
+            page = _splice(file.pages.get(index, 0), p & (PAGE_SIZE - 1), data)
+            done += k
+            file.size = max(file.size, pos + done)
+            if index == file.size >> PAGE_SHIFT and file.size & (PAGE_SIZE - 1):  # past EOF: zero
+                t = file.size & (PAGE_SIZE - 1)
+                page = page[:t] + b"\0" * (PAGE_SIZE - t)
+            file.pages[index] = page
+        return done
+
+    def _too_big(self, task: Task) -> int:
+        if SIGXFSZ not in task.sigign:
+            raise SimSignal(SIGXFSZ)
+        return -EFBIG
+
     def _check(self, task: Task, fd: Any, addr: Any, length: Any, offset: Any, mode: int) -> ODesc | int:
+        if type(offset) is int and offset < 0:
+            return -EINVAL
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
@@ -400,32 +517,77 @@ class OracleFS:
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 1)
-        if isinstance(f, int):
-            return f
-        file, vm = f.inode, self.m.mm
-        n, done = max(0, min(length, file.size - offset)), 0
-        while done < n:
-            v = file.pages.get((offset + done) >> PAGE_SHIFT, 0)
-            if not vm.copy_to_user(task, addr + done, v[0] if type(v) is tuple else v):
-                return done or -EFAULT
-            done = min(n, done + PAGE_SIZE)
-        return done
+        return f if isinstance(f, int) else self._read(task, f, addr, length, offset)
 
     def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 2)
-        if isinstance(f, int):
-            return f
-        file, vm, done = f.inode, self.m.mm, 0
-        while done < length:
-            index = (offset + done) >> PAGE_SHIFT
-            tag = vm.copy_from_user(task, addr + done)
-            if tag is None:
-                return done or -EFAULT
-            done = min(length, done + PAGE_SIZE)
-            file.size = max(file.size, offset + done)
-            tail = file.size & (PAGE_SIZE - 1) if index == file.size >> PAGE_SHIFT else 0
-            file.pages[index] = (tag, tail or None)
-        return done
+        return f if isinstance(f, int) else self._write(task, f, addr, length, offset)
+
+    def sys_fd_read(self, task: Task, fd: Any, addr: Any, count: Any) -> int:
+        f = self.fget(task, fd, 1)
+        if f is None:
+            return -EBADF
+        if type(addr) is not int or type(count) is not int or count < 0:
+            return -EINVAL
+        n = self._read(task, f, addr, count, f.pos)
+        f.pos += max(n, 0)
+        return n
+
+    def sys_fd_write(self, task: Task, fd: Any, addr: Any, count: Any) -> int:
+        f = self.fget(task, fd, 2)
+        if f is None:
+            return -EBADF
+        if type(addr) is not int or type(count) is not int or count < 0:
+            return -EINVAL
+        at = f.inode.size if f.flags & O_APPEND else f.pos
+        n = self._write(task, f, addr, count, at)
+        if n > 0:
+            f.pos = at + n
+        return n
+
+    def _vec(self, task: Task, fd: Any, iov: Any, mode: int) -> int:
+        f = self.fget(task, fd, mode)
+        if f is None:
+            return -EBADF
+        if not isinstance(iov, list) or len(iov) > 1024 or any(
+                not isinstance(s, tuple) or len(s) != 2 or type(s[0]) is not int or type(s[1]) is not int or s[1] < 0
+                for s in iov) or sum(s[1] for s in iov) >= 2**31:
+            return -EINVAL
+        one, total = self.sys_fd_read if mode == 1 else self.sys_fd_write, 0
+        for addr, n in iov:
+            got = one(task, fd, addr, n)
+            if got < 0:
+                return total or got
+            total += got
+            if got < n:
+                break
+        return total
+
+    def sys_readv(self, task: Task, fd: Any, iov: Any) -> int:
+        return self._vec(task, fd, iov, 1)
+
+    def sys_writev(self, task: Task, fd: Any, iov: Any) -> int:
+        return self._vec(task, fd, iov, 2)
+
+    def sys_llseek(self, task: Task, fd: Any, offset: Any, whence: Any) -> int:
+        f = self.fget(task, fd)
+        if f is None:
+            return -EBADF
+        if type(offset) is not int or whence not in (0, 1, 2):
+            return -EINVAL
+        to = offset + (0, f.pos, f.inode.size)[whence]
+        if to < 0 or to > EXT2_LIMIT:
+            return -EINVAL
+        f.pos = to
+        return to
+
+    def sys_lseek(self, task: Task, fd: Any, offset: Any, whence: Any) -> int:
+        if self.fget(task, fd) is None:
+            return -EBADF
+        if type(offset) is int and not -2**31 <= offset < 2**31:
+            return -EINVAL
+        to = self.sys_llseek(task, fd, offset, whence)
+        return -EOVERFLOW if to > LFS_LIMIT else to
 
     def truncate(self, file: OFile, size: int) -> None:
         old, file.size = file.size, size
@@ -437,8 +599,8 @@ class OracleFS:
         self.m.mm.truncated(file, first)
         v = file.pages.get(size >> PAGE_SHIFT)
         if size & (PAGE_SIZE - 1) and v is not None:
-            tag, tail = v if type(v) is tuple else (v, None)
-            file.pages[size >> PAGE_SHIFT] = (tag, min(tail or PAGE_SIZE, size & (PAGE_SIZE - 1)))
+            t = size & (PAGE_SIZE - 1)
+            file.pages[size >> PAGE_SHIFT] = _bytes(v)[:t] + b"\0" * (PAGE_SIZE - t)
 
     def sys_ftruncate(self, task: Task, fd: Any, length: Any) -> int:
         f = self.fget(task, fd)
@@ -446,6 +608,10 @@ class OracleFS:
             return -EBADF
         if type(length) is not int or length < 0 or not f.mode & 2:
             return -EINVAL
+        if length > LFS_LIMIT and not f.flags & O_LARGEFILE:
+            return -EINVAL
+        if length > EXT2_LIMIT:
+            return -EFBIG
         self.truncate(f.inode, length)
         return 0
 
