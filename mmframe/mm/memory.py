@@ -25,7 +25,7 @@ from mmframe.mm.rmap import Rmap, nrpte
 from mmframe.mm import content, filemap
 from mmframe.mm.filemap import _CACHE, NOPAGE_OOM, NOPAGE_SIGBUS
 from mmframe.mm.radix_tree import NodePool, RadixTree
-from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
+from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, VMA, ShmemObject, VMAList
 from mmframe.usr import EINVAL, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
 
 #: Why a PTE page is being written (the choke point's reason argument).
-REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync")
-FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC = range(len(REASONS))
+REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync",
+           "mremap")
+FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC, MREMAP = range(len(REASONS))
 
 #: Ranges of at least this many entries take the numpy path (tests set it to compare both paths).
 BULK_MIN = 24
@@ -62,7 +63,7 @@ class MMStruct:
     """``mm_struct``: the PMD level, the PTE pages it points at, the VMAs, users and TLB mask."""
 
     __slots__ = ("id", "pmd", "ptp", "vmas", "users", "cpu_vm_mask", "pgd_pages", "dead", "end_code",
-                 "start_brk", "brk", "start_stack")
+                 "start_brk", "brk", "start_stack", "locked_vm", "def_flags")
 
     def __init__(self, mm_id: int, geo: Geometry) -> None:
         self.id = mm_id
@@ -75,6 +76,8 @@ class MMStruct:
         self.dead = False
         # an mm with no executable image (a run's first task): its "code" ends where its heap starts
         self.end_code, self.start_brk, self.brk, self.start_stack = BRK_BASE, BRK_BASE, BRK_BASE, TASK_SIZE
+        self.locked_vm = 0  # pages in VM_LOCKED VMAs
+        self.def_flags = 0  # VM_LOCKED after mlockall(MCL_FUTURE)
 
     def rss(self) -> int:
         """Resident pages, derived from the PTE pages' counts (a shared PTE page counts in each)."""
@@ -129,12 +132,17 @@ class Memory:
         self._pte_hook = m.policy("mmframe_pte_change")
         self.fault_hook_is_core = not [o for o in m.hooks.resolved["mmframe_handle_mm_fault"].owners
                                        if o != "mmframe.core"]
-        from mmframe.mm import mmap
+        from mmframe.mm import madvise, mlock, mmap, mremap
         sched = m.sched
         for name in ("read", "write", "touch", "load", "store"):
             sched.handlers[name] = getattr(self, "sys_" + name)
         for name in ("mmap", "munmap", "mprotect", "msync", "brk"):
             sched.handlers[name] = getattr(mmap, "sys_" + name).__get__(self)
+        for mod, names in ((mremap, ("mremap",)), (mlock, ("mlock", "munlock", "mlockall", "munlockall")),
+                           (madvise, ("madvise", "mincore"))):
+            for name in names:
+                sched.handlers[name] = getattr(mod, "sys_" + name).__get__(self)
+        sched.handlers["setsp"] = self.sys_setsp
 
     # --- address spaces -----------------------------------------------------------------------
     def new_mm(self) -> MMStruct | None:
@@ -465,7 +473,7 @@ class Memory:
         except SimSignal:
             return None
 
-    def user_page(self, task: Task, addr: int, write: bool) -> int:
+    def user_page(self, task: Task, addr: int, write: bool, user: bool = False) -> int:
         """The page under user address ``addr`` as the MMU reaches it, faulting as an access would
         (a store sets the PTE's dirty bit); raises the access's signal."""
         mm = task.mm
@@ -482,7 +490,7 @@ class Memory:
                         return pte >> PAGE_SHIFT
                     if not write and pte & _PAGE_PRESENT:
                         return pte >> PAGE_SHIFT
-            self.do_page_fault(task, addr, write)
+            self.do_page_fault(task, addr, write, user)
         raise AssertionError(f"fault at {addr:#x} did not make the page accessible")
 
     def sys_load(self, task: Task, addr: Any, n: Any) -> Any:
@@ -492,7 +500,7 @@ class Memory:
         out = []
         while n > 0:
             k = min(n, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
-            out.append(content.read_bytes(self, self.user_page(task, addr, False), addr & (PAGE_SIZE - 1), k))
+            out.append(content.read_bytes(self, self.user_page(task, addr, False, True), addr & (PAGE_SIZE - 1), k))
             addr, n = addr + k, n - k
         return b"".join(out)
 
@@ -504,7 +512,8 @@ class Memory:
         while done < len(data):
             a = addr + done
             k = min(len(data) - done, PAGE_SIZE - (a & (PAGE_SIZE - 1)))
-            content.write_bytes(self, self.user_page(task, a, True), a & (PAGE_SIZE - 1), bytes(data[done:done + k]))
+            content.write_bytes(self, self.user_page(task, a, True, True), a & (PAGE_SIZE - 1),
+                                bytes(data[done:done + k]))
             done += k
         return 0
 
@@ -537,13 +546,27 @@ class Memory:
             done += k
         return b"".join(out)
 
-    def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
-        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
+    def sys_setsp(self, task: Task, sp: Any) -> int:
+        """Set the task's %esp (what its pushes and calls would move): faults below the stack are
+        then checked against it as i386 2.5's do_page_fault does."""
+        if type(sp) is not int or not 0 <= sp <= TASK_SIZE:
+            return -EINVAL
+        task.sp = sp
+        return 0
+
+    def do_page_fault(self, task: Task, addr: int, write: bool, user: bool = True) -> int:
+        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook).
+        Below a stack VMA, a user-mode access more than 32 bytes below %esp is SIGSEGV (i386 2.5's
+        "accessing the stack below %esp is always a bug"; 2.6 later allowed 65536 + 32 * 4 bytes);
+        a task that never set its %esp is not checked."""
         self.acct.charge(self.P_fault)
         mm = task.mm
         if not 0 <= addr < TASK_SIZE:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         vma = mm.vmas.find(addr)
+        if vma is not None and vma.start > addr and vma.flags & VM_GROWSDOWN and user and \
+                task.sp is not None and addr + 32 < task.sp:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if vma is None or vma.start > addr and not self.expand_stack(mm, vma, addr):
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
@@ -568,6 +591,8 @@ class Memory:
         vma.start = start
         mm.vmas.insert(vma)
         self.acct.charge(self.P_vma)
+        if vma.flags & VM_LOCKED:
+            mm.locked_vm += (old - start) >> PAGE_SHIFT
         self.mapping_changed(mm, start, old)
         return True
 
@@ -858,7 +883,7 @@ class Memory:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen, marks = self.m.free_pages, set(), self.zero_tail or self.fine
+            free, seen, marks = self.m.free_pages, set(), bool(self.zero_tail or self.fine)
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
