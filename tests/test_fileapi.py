@@ -13,10 +13,10 @@ from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, E
                          ENOTDIR, ENOTEMPTY, EOVERFLOW, EPERM, EPIPE, ESPIPE, MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE,
                          MAP_PRIVATE, MAP_SHARED, O_APPEND, O_CREAT, O_EXCL, O_LARGEFILE, O_NONBLOCK, O_RDONLY,
                          O_RDWR, O_WRONLY, PAGE_SIZE, PROT_READ, SEEK_CUR, SEEK_END, SEEK_SET, SIG_IGN, SIGPIPE,
-                         SIGSEGV, SIGXFSZ, SimSignal, close, exit, fork, fstat, ftruncate, load, lseek, llseek,
+                         SIGSEGV, SIGXFSZ, SimSignal, close, execve, exit, fork, fstat, ftruncate, load, lseek, llseek,
                          madvise, mincore, mkdir, mlock, mlockall, mmap, mremap, munlock, munlockall, munmap, open,
-                         pipe, pread, pwrite, read, readv, rename, setuid, signal, stat, store, touch, unlink, wait,
-                         write, writev)
+                         pipe, pread, pwrite, read, readv, rename, setuid, shmat, shmctl, shmget, signal, stat, store,
+                         touch, unlink, wait, write, writev)
 from tests.test_memory import RW, MiB, anon, machine
 
 P = PAGE_SIZE
@@ -244,3 +244,198 @@ def test_pipe_blocks_readers_and_writers_between_tasks_and_epipe():
     r = machine().run(nonblock)
     assert [v for n, v in r.tasks["1"].calls if n in ("pread", "lseek", "fd_write", "fd_read")] == [
         -ESPIPE, -ESPIPE, 4096, 0, 4096, 0]
+
+
+# --- mapping calls ------------------------------------------------------------------------------
+def test_mremap_grows_in_place_moves_and_shrinks_keeping_contents():
+    def prog(ctx):
+        a = yield anon(2 * P, addr=0x1000_0000, fixed=True)
+        yield write(a, 1)
+        yield write(a + P, 2)
+        out = [(yield mremap(a, 2 * P, 4 * P))]  # room above: in place
+        yield write(a + 3 * P, 4)
+        yield anon(P, addr=a + 5 * P, fixed=True)  # a neighbour: no room to grow past it
+        out.append((yield mremap(a, 4 * P, 8 * P)))  # -ENOMEM without MREMAP_MAYMOVE
+        b = yield mremap(a, 4 * P, 8 * P, usr.MREMAP_MAYMOVE)
+        out.append(b != a)
+        out += [(yield read(b)), (yield read(b + P)), (yield read(b + 2 * P)), (yield read(b + 3 * P)),
+                (yield read(b + 7 * P))]
+        try:
+            yield read(a)
+        except SimSignal as s:
+            out.append(s.code)
+        out.append((yield mremap(b, 8 * P, P)))  # shrink: the tail goes
+        try:
+            yield read(b + P)
+        except SimSignal as s:
+            out.append(s.code)
+        c = 0x2000_0000
+        out.append((yield mremap(b, P, P, usr.MREMAP_MAYMOVE | usr.MREMAP_FIXED, c)))
+        out.append((yield read(c)))
+        pid = yield fork()  # a moved private page is still copy-on-write after a fork
+        if pid == 0:
+            yield write(c, 9)
+            yield exit(0)
+        yield wait(pid)
+        out.append((yield read(c)))
+        return out
+
+    for policies in ((), ("pt_shared",)):
+        r = machine(policies=policies).run(prog)
+        got = [v for n, v in r.tasks["1"].calls if n in ("mremap", "read")]
+        assert got[0] == 0x1000_0000 and got[1] == -ENOMEM
+        assert got[3:9] == [1, 2, 0, 4, 0, SimSignal(SIGSEGV, usr.SEGV_MAPERR, 0x1000_0000)]
+        assert got[9] == got[2] and got[10].code == usr.SEGV_MAPERR
+        assert got[11:] == [0x2000_0000, 1, 1]
+
+
+def test_mremap_errno_table_as_2_5_49():
+    def prog(ctx):
+        a = yield anon(4 * P, addr=0x1000_0000, fixed=True)
+        yield anon(2 * P, addr=0x1000_6000, fixed=True)
+        cases = [mremap(a + 1, P, 2 * P), mremap(a, P, 2 * P, 4), mremap(a, P, P, usr.MREMAP_FIXED, 0x3000_0000),
+                 mremap(a, P, P, usr.MREMAP_FIXED | usr.MREMAP_MAYMOVE, 0x3000_0001),
+                 mremap(a, 2 * P, 2 * P, usr.MREMAP_FIXED | usr.MREMAP_MAYMOVE, a + P),  # overlaps
+                 mremap(a, P, P, usr.MREMAP_FIXED | usr.MREMAP_MAYMOVE, 0xBFFF_F000 + P),
+                 mremap(0x5000_0000, P, 2 * P, usr.MREMAP_MAYMOVE),  # nothing there: -EFAULT
+                 mremap(a, 5 * P, 6 * P, usr.MREMAP_MAYMOVE),  # across VMAs: -EFAULT
+                 mremap(a, 2 * P, P, usr.MREMAP_FIXED | usr.MREMAP_MAYMOVE, 0x3000_0000),  # shrink+move: old len
+                 mremap(a + 2 * P, 2 * P, 4 * P)]  # ends at the VMA's end, next VMA at +6: room for 4
+        out = []
+        for c in cases:
+            out.append((yield c))
+        return out
+
+    r = machine().run(prog)
+    assert calls(r)[2:] == [-EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -usr.EFAULT, -usr.EFAULT,
+                            -usr.EFAULT, 0x1000_2000]
+
+
+def test_mlock_needs_root_faults_pages_in_and_is_not_inherited():
+    def prog(ctx):
+        fd = yield open("/m", O_RDWR | O_CREAT)
+        buf = yield anon(2 * P)
+        yield write(buf, 10)
+        yield pwrite(fd, buf, 2 * P, 0)
+        pv = yield mmap(0, 2 * P, RW, MAP_PRIVATE, fd, 0)
+        out = [(yield mlock(pv, 2 * P))]  # write faults: the private pages are copied now
+        yield write(buf, 11)
+        yield pwrite(fd, buf, P, 0)
+        out.append((yield read(pv)))  # 10: the copy made by mlock, not the file's new 11
+        out.append((yield madvise(pv, P, usr.MADV_DONTNEED)))  # -EINVAL on a locked VMA
+        out.append((yield mlock(0x7000_0000, P)))  # nothing mapped: -ENOMEM
+        out.append((yield munlock(pv, P)))
+        out.append((yield madvise(pv, P, usr.MADV_DONTNEED)))  # now allowed: the copy goes
+        out.append((yield read(pv)))  # 11: the file again
+        out.append((yield mlockall(0)))
+        out.append((yield mlockall(usr.MCL_CURRENT | usr.MCL_FUTURE)))
+        pid = yield fork()
+        if pid == 0:
+            yield exit(0)
+        yield wait(pid)
+        yield setuid(1000)
+        out += [(yield mlock(pv, P)), (yield munlock(pv, P)), (yield munlockall()),
+                (yield mmap(0, P, RW, MAP_PRIVATE | MAP_ANONYMOUS | usr.MAP_LOCKED))]
+        return out
+
+    m = machine()
+    seen = {}
+    orig = m.sched.sys_exit
+
+    def spy(task, code=0):
+        seen[task.lineage] = (task.mm.locked_vm, task.mm.def_flags, sum(v.flags & 0x2000 != 0 for v in task.mm.vmas))
+        return orig(task, code)
+
+    m.sched.handlers["exit"] = spy
+    r = m.run(prog)
+    got = [v for n, v in r.tasks["1"].calls if n in ("mlock", "munlock", "mlockall", "munlockall", "madvise", "read")
+           or n == "mmap" and v < 0]
+    assert got == [0, 10, -EINVAL, -ENOMEM, 0, 0, 11, -EINVAL, 0, -EPERM, 0, -EPERM, -EPERM]
+    assert seen["1.1"] == (0, 0x2000, 0)  # the child: no locks, but MCL_FUTURE's def_flags
+
+
+def test_map_populate_mincore_and_madvise_willneed():
+    def prog(ctx):
+        fd = yield open("/c", O_RDWR | O_CREAT)
+        yield ftruncate(fd, 4 * P + 10)
+        sh = yield mmap(0, 8 * P, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)  # up to EOF: 5 pages
+        pv = yield mmap(0, 4 * P, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)  # private: left alone
+        a = yield anon(2 * P)
+        out = [(yield mincore(sh, 8 * P)), (yield mincore(a, P)), (yield mincore(sh + 1, P)),
+               (yield mincore(sh, 0))]
+        fd2 = yield open("/c2", O_RDWR | O_CREAT)
+        yield ftruncate(fd2, 3 * P)
+        m2 = yield mmap(0, 3 * P, PROT_READ, MAP_PRIVATE, fd2, 0)
+        out += [(yield mincore(m2, 3 * P)), (yield madvise(m2, 2 * P, usr.MADV_WILLNEED)),
+                (yield mincore(m2, 3 * P)), (yield madvise(a, P, usr.MADV_WILLNEED)),
+                (yield madvise(a, P, 99)), (yield madvise(a + 1, P, usr.MADV_NORMAL)),
+                (yield madvise(m2, 9 * P, usr.MADV_SEQUENTIAL)), (yield madvise(pv, P, usr.MADV_RANDOM))]
+        return out
+
+    m = machine()
+    r = m.run(prog)
+    got = [v for n, v in r.tasks["1"].calls if n in ("mincore", "madvise")]
+    assert got == [[1, 1, 1, 1, 1, 0, 0, 0], -ENOMEM, -EINVAL, [], [0, 0, 0], 0, [1, 1, 0], -usr.EBADF, -EINVAL,
+                   -EINVAL, -ENOMEM, 0]
+
+
+def test_the_stack_grows_only_near_the_stack_pointer():
+    top = 0xC000_0000
+
+    @usr.program(stack_pages=2)
+    def img(ctx):
+        out = []
+        yield usr.setsp(top - 3 * P)
+        for addr in (top - 3 * P - 32, top - 4 * P - 8):  # 32 bytes below %esp is the limit
+            try:
+                yield write(addr, 1)
+                out.append(0)
+            except SimSignal as s:
+                out.append(s.code)
+        buf = yield anon(P)
+        fd = yield open("/st", O_RDWR | O_CREAT)
+        yield pwrite(fd, buf, 8, 0)
+        out.append((yield pread(fd, top - 10 * P, 8, 0)))  # a kernel-mode access: no %esp check
+        yield exit(sum(o * 10 ** i for i, o in enumerate(out)))
+
+    def prog(ctx):
+        yield execve(img)
+
+    r = machine().run(prog)
+    assert r.tasks["1"].status >> 8 == 0 + usr.SEGV_MAPERR * 10 + 8 * 100 & 0xFF
+
+
+# --- SysV shm: ownership and permissions ------------------------------------------------------------
+def test_shm_ipc_stat_ipc_set_shm_lock_and_permissions_with_uid_and_gid():
+    def other(ctx, sid):
+        yield usr.setgid(100)
+        yield setuid(1000)
+        out = [(yield shmat(sid)), (yield shmat(sid, 0, usr.SHM_RDONLY)), (yield shmctl(sid, usr.IPC_STAT))]
+        st = (yield shmctl(sid, usr.IPC_STAT))
+        out += [(yield shmctl(sid, usr.IPC_SET, st)), (yield shmctl(sid, usr.IPC_RMID)),
+                (yield shmctl(sid, usr.SHM_LOCK)), (yield shmctl(12345, usr.SHM_LOCK)),
+                (yield shmget(77, P, 0o600)), (yield shmget(77, P, 0o400))]
+        yield exit(0)
+
+    def prog(ctx):
+        sid = yield shmget(77, P, usr.IPC_CREAT | 0o640)
+        pid = yield fork(other, sid)
+        yield wait(pid)
+        st = yield shmctl(sid, usr.IPC_STAT)
+        import attrs
+        out = [(yield shmctl(sid, usr.IPC_SET, attrs.evolve(st, uid=1000, mode=0o604))),
+               (yield shmctl(sid, usr.SHM_LOCK)), (yield shmctl(sid, usr.IPC_STAT))]
+        pid = yield fork(other, sid)
+        yield wait(pid)
+        return out
+
+    r = machine().run(prog)
+    st0 = [v for n, v in r.tasks["1"].calls if n == "shmctl"][0]
+    assert (st0.uid, st0.cuid, st0.mode, st0.cpid, st0.nattch) == (0, 0, 0o640, 1, 0)
+    assert calls(r, "1.1")[2:] == [-EACCES, -EACCES, -EACCES, -EACCES, -EPERM, -EPERM, -EPERM, -EPERM, -EACCES,
+                                   -EACCES]  # others: no access, not the owner, not root
+    st1 = [v for n, v in r.tasks["1"].calls if n == "shmctl"][-1]
+    assert (st1.uid, st1.cuid, st1.mode) == (1000, 0, 0o604 | 0o2000)  # SHM_LOCKED shows in the mode
+    second = calls(r, "1.2")[2:]  # uid 1000 owns it now: read-write, IPC_SET and IPC_RMID allowed
+    assert second[:2] == [0x4000_0000, 0x4000_1000] and (second[2].uid, second[2].lpid) == (1000, 3)
+    assert second[4:] == [0, 0, -EPERM, -EPERM, -ENOENT, -ENOENT]
