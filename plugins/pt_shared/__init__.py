@@ -24,6 +24,7 @@ from typing import Any
 
 from mmframe.hookspecs import hookimpl
 from mmframe.mm.memory import VM_FAULT_OOM
+from mmframe.mm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE
 from mmframe.mm.vma import VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE
 from mmframe.options import Option
 
@@ -91,6 +92,13 @@ def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_acce
     return None
 
 
+def _has_protnone(pt: Any) -> bool:
+    """A PROT_NONE entry: a PMD-level write-protect cannot make it readable, so an mprotect that
+    grants read access must rewrite the entries (found by the generated cross-policy test)."""
+    v = pt.np()
+    return bool((((v & _PAGE_PROTNONE) != 0) & ((v & _PAGE_PRESENT) == 0)).any())
+
+
 @hookimpl
 def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
     pt = mm.ptp[idx]
@@ -102,7 +110,7 @@ def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end:
         vm.pmd_drop(mm, idx)
         st["pmd_ops"] += 1
         return True
-    if whole and reason == "mprotect":
+    if whole and reason == "mprotect" and not _has_protnone(pt):
         v = mm.vmas.find(idx << vm.sh)
         if v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or (v.flags & VM_WRITE and not v.flags & VM_SHARED):
             if vm.pmd_writable(mm, idx):
