@@ -472,6 +472,19 @@ _MEMORY_AND_FILE_CALLS = (
     st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
     st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
     st.tuples(st.just("fsync"), st.integers(0, 1)),
+    # byte-granular I/O, the file position, stores of bytes (issue 19)
+    st.tuples(st.just("pwriteb"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
+              st.integers(0, 10 * P)),
+    st.tuples(st.just("preadb"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
+              st.integers(0, 10 * P)),
+    st.tuples(st.just("store"), _PG, st.integers(0, P - 1), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("load"), _PG, st.integers(0, P - 1), st.integers(0, 24)),
+    st.tuples(st.just("rw"), st.booleans(), st.integers(0, 1), _PG, st.integers(0, 3 * P)),
+    st.tuples(st.just("lseek"), st.integers(0, 1), st.integers(-P, 8 * P), st.integers(0, 3)),
+    # mapping calls (issue 19)
+    st.tuples(st.just("mremap"), _PG, _N, _N, st.integers(0, 3), _PG),
+    st.tuples(st.just("mlock"), st.booleans(), _PG, _N),
+    st.tuples(st.just("madvise"), _PG, _N, st.sampled_from([0, 1, 2, 3, 4, 7])),
 )
 CALL = st.one_of(
     *_MEMORY_AND_FILE_CALLS,
@@ -481,6 +494,9 @@ CALL = st.one_of(
     st.tuples(st.just("shmdt"), _PG),
     st.tuples(st.just("rmid"), st.integers(0, 2)),
     st.tuples(st.just("stack"), st.integers(0, 24), st.booleans()),  # below the stack: it grows
+    st.tuples(st.just("mincore"), _PG, _N),  # page-cache residency: no oracle, compared across policies
+    st.tuples(st.just("mlockall"), st.integers(0, 3)),
+    st.tuples(st.just("populate"), _PG, _N, st.integers(0, 1)),
 )
 ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8), st.booleans()),
                                st.tuples(st.just("spawn"), st.lists(CALL, max_size=8))), max_size=22)
@@ -488,7 +504,8 @@ ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, m
 
 def _do(op, fds, shmids, b0):
     name, *a = op
-    if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt"):
+    if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt", "mremap", "madvise",
+                "mincore", "populate"):
         addr = WINDOW + a[0] * P
     if name == "anon":
         return anon(a[1] * P, shared=a[3], prot=a[2], addr=addr, fixed=True)
@@ -519,6 +536,30 @@ def _do(op, fds, shmids, b0):
         return ftruncate(fds[a[0]], a[1])
     if name == "fsync":
         return fsync(fds[a[0]])
+    if name == "pwriteb":
+        return pwrite(fds[a[0]], WINDOW + a[1] * P + a[2], a[3], a[4])
+    if name == "preadb":
+        return pread(fds[a[0]], WINDOW + a[1] * P + a[2], a[3], a[4])
+    if name == "store":
+        return usr.store(WINDOW + a[0] * P + a[1], a[2])
+    if name == "load":
+        return usr.load(WINDOW + a[0] * P + a[1], a[2])
+    if name == "rw":
+        return (write if a[0] else read)(fds[a[1]], WINDOW + a[2] * P, a[3])
+    if name == "lseek":
+        return usr.lseek(fds[a[0]], a[1], a[2])
+    if name == "mremap":
+        return usr.mremap(addr, a[1] * P, a[2] * P, a[3], WINDOW + a[4] * P)
+    if name == "mlock":
+        return (usr.mlock if a[0] else usr.munlock)(WINDOW + a[1] * P, a[2] * P)
+    if name == "madvise":
+        return usr.madvise(addr, a[1] * P, a[2])
+    if name == "mincore":
+        return usr.mincore(addr, a[1] * P)
+    if name == "mlockall":
+        return usr.mlockall(a[0]) if a[0] else usr.munlockall()
+    if name == "populate":
+        return mmap(addr, a[1] * P, RW, MAP_SHARED | MAP_FIXED | usr.MAP_POPULATE, fds[a[2]], 0)
     if name == "shmget":
         return shmget(a[0], a[1] * P, IPC_CREAT)
     if name == "shmat":

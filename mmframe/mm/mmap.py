@@ -221,6 +221,8 @@ def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int) -> bool:
 
 
 def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
+    if length <= 0:
+        return 0  # (2.5's do_munmap: -EINVAL, which mremap ignores)
     mm, end = task.mm, start + length
     if not mm.vmas.overlapping(start, end):
         return 0

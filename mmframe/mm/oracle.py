@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sortedcontainers import SortedDict
 
 from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
-                         EOVERFLOW, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
+                         EOVERFLOW, EPERM, MAP_LOCKED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
                          MS_SYNC, O_APPEND, O_CREAT, O_DIRECT, O_EXCL, O_LARGEFILE, O_TRUNC, PAGE_SIZE, PROT_EXEC,
                          PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SIGXFSZ, SimSignal)
 
@@ -49,16 +49,28 @@ class Area:
     one's object is keyed by page offset, a private one's is the mm's private pages by page
     number; a file mapping names its file (a private one reads it where it has no copy)."""
 
-    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff", "file", "maywrite")
+    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff", "file", "maywrite", "locked")
 
     def __init__(self, start: int, end: int, prot: int, shared: bool, obj: dict[int, Any], pgoff: int,
                  file: OFile | None = None, maywrite: bool = True) -> None:
         self.start, self.end, self.prot, self.shared, self.obj, self.pgoff = start, end, prot, shared, obj, pgoff
-        self.file, self.maywrite = file, maywrite
+        self.file, self.maywrite, self.locked = file, maywrite, False
 
     def clone(self, start: int, end: int) -> Area:
-        return Area(start, end, self.prot, self.shared, self.obj,
-                    self.pgoff + ((start - self.start) >> PAGE_SHIFT), self.file, self.maywrite)
+        a = Area(start, end, self.prot, self.shared, self.obj,
+                 self.pgoff + ((start - self.start) >> PAGE_SHIFT), self.file, self.maywrite)
+        a.locked = self.locked
+        return a
+
+
+class SharedAnon(dict):
+    """The pages of a shared anonymous mapping, by page offset, and its size: past it, SIGBUS."""
+
+    __slots__ = ("npages",)
+
+    def __init__(self, npages: int) -> None:
+        super().__init__()
+        self.npages = npages
 
 
 def _bytes(v: Any) -> bytes:
@@ -97,13 +109,14 @@ def _chunks(addr: int, n: int):
 class OracleMM:
     """An address space: areas keyed by start; private data in ``private`` by page number."""
 
-    __slots__ = ("areas", "private", "users", "cpu_vm_mask")
+    __slots__ = ("areas", "private", "users", "cpu_vm_mask", "lock_future")
 
     def __init__(self) -> None:
         self.areas: SortedDict = SortedDict()
         self.private: dict[int, int] = {}
         self.users = 1
         self.cpu_vm_mask: set[int] = set()
+        self.lock_future = False  # mlockall(MCL_FUTURE): new mappings are locked
 
     def find(self, addr: int) -> Area | None:
         i = self.areas.bisect_right(addr) - 1
@@ -128,7 +141,8 @@ class OracleMemory:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch", "load", "store"):
+        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch", "load", "store", "mremap",
+                     "mlock", "munlock", "mlockall", "munlockall", "madvise"):
             machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -153,9 +167,11 @@ class OracleMemory:
     def dup_mm(self, task: Task) -> OracleMM:
         old, new = task.mm, OracleMM()
         new.private = dict(old.private)
+        new.lock_future = old.lock_future  # inherited; the locks themselves are not
         for start, a in old.areas.items():  # areas are never mutated in place, so shared ones are shared
-            new.areas[start] = a if a.shared else Area(a.start, a.end, a.prot, False, new.private, a.pgoff,
-                                                        a.file, a.maywrite)
+            b = Area(a.start, a.end, a.prot, a.shared, a.obj if a.shared else new.private, a.pgoff, a.file,
+                     a.maywrite)
+            new.areas[start] = b
         return new
 
     def exit_mm(self, task: Task) -> None:
@@ -187,6 +203,8 @@ class OracleMemory:
         a = self._access(mm, addr, write)
         if a.file is None:
             key = self._key(a, addr)
+            if a.shared and key >= a.obj.npages:
+                raise SimSignal(SIGBUS, BUS_ADRERR, addr)  # past the shmem object
             return a, key, a.obj.get(key, 0)
         index = self._file_page(a, addr)
         if a.shared:
@@ -222,7 +240,7 @@ class OracleMemory:
     def sys_load(self, task: Task, addr: Any, n: Any) -> Any:
         if type(addr) is not int or type(n) is not int or n < 0:
             return -EINVAL
-        return b"".join(_bytes(self._page(task, a, False)[2])[a & (PAGE_SIZE - 1):a & (PAGE_SIZE - 1) + k]
+        return b"".join(_bytes(self._page(task, a, False)[2])[(a & (PAGE_SIZE - 1)):(a & (PAGE_SIZE - 1)) + k]
                         for a, k in _chunks(addr, n))
 
     def sys_store(self, task: Task, addr: Any, data: Any) -> int:
@@ -305,6 +323,8 @@ class OracleMemory:
             if found is None:
                 return -ENOMEM
             addr = found
+        if flags & MAP_LOCKED and task.uid != 0:
+            return -EPERM
         mtype = flags & (MAP_SHARED | MAP_PRIVATE)
         if mtype not in (MAP_SHARED, MAP_PRIVATE):
             return -EINVAL
@@ -319,13 +339,18 @@ class OracleMemory:
         self._unmap(task, addr, length)
         file = desc.inode if desc is not None else None
         if shared:
-            obj = file.pages if file is not None else {}
+            obj = file.pages if file is not None else SharedAnon(length >> PAGE_SHIFT)
         else:
             obj = mm.private
-        mm.areas[addr] = Area(addr, addr + length, prot, shared, obj, offset >> PAGE_SHIFT, file, maywrite)
+        a = mm.areas[addr] = Area(addr, addr + length, prot, shared, obj, offset >> PAGE_SHIFT, file, maywrite)
+        if flags & MAP_LOCKED or mm.lock_future:
+            a.locked = True
+            self._make_present(task, addr, addr + length)
         return addr
 
     def _unmap(self, task: Task, start: int, length: int) -> None:
+        if length <= 0:
+            return
         mm, end = task.mm, start + length
         hit = mm.overlapping(start, end)
         for a in hit:
@@ -396,6 +421,168 @@ class OracleMemory:
                 return -ENOMEM
             covered = a.end
         return -ENOMEM if end > addr and covered < end else 0
+
+    # --- mremap, mlock, madvise (2.5.49's rules, stated again) -------------------------------------
+    def _locked_pages(self, mm: OracleMM) -> int:
+        return sum(a.end - a.start for a in mm.areas.values() if a.locked) >> PAGE_SHIFT
+
+    def _make_present(self, task: Task, start: int, end: int) -> None:
+        """Locking faults the range in: a writable area as if written (a private page gets its own
+        copy), the rest as if read; PROT_NONE areas are passed over; the first page past the end of
+        its object stops it all."""
+        mm = task.mm
+        for a in list(mm.overlapping(start, end)):
+            if not a.prot:
+                continue
+            for addr in range(max(start, a.start), min(end, a.end), PAGE_SIZE):
+                try:
+                    _, key, now = self._page(task, addr, bool(a.prot & PROT_WRITE))
+                except SimSignal:
+                    return
+                if a.prot & PROT_WRITE and not a.shared:
+                    a.obj.setdefault(key, now)
+
+    def _set_locked(self, mm: OracleMM, start: int, end: int, locked: bool) -> None:
+        for a in mm.overlapping(start, end):
+            if a.locked == locked:
+                continue
+            del mm.areas[a.start]
+            for lo, hi, lk in ((a.start, start, a.locked), (max(a.start, start), min(a.end, end), locked),
+                               (end, a.end, a.locked)):
+                if lo < hi:
+                    piece = a.clone(lo, hi)
+                    piece.locked = lk
+                    mm.areas[lo] = piece
+
+    def sys_mlock(self, task: Task, start: Any, length: Any) -> int:
+        return self._mlock(task, start, length, True)
+
+    def sys_munlock(self, task: Task, start: Any, length: Any) -> int:
+        return self._mlock(task, start, length, False)
+
+    def _mlock(self, task: Task, start: Any, length: Any, on: bool) -> int:
+        if type(start) is not int or type(length) is not int or start < 0 or length < 0:
+            return -EINVAL
+        length = (length + (start & (PAGE_SIZE - 1)) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        start &= ~(PAGE_SIZE - 1)
+        mm = task.mm
+        if on and (length >> PAGE_SHIFT) + self._locked_pages(mm) > self.m.config.memory // PAGE_SIZE // 2:
+            return -ENOMEM
+        if on and task.uid != 0:
+            return -EPERM
+        end = start + length
+        if end == start:
+            return 0
+        at = start
+        while at < end:  # area by area; a hole stops it, what came before stays changed
+            a = mm.find(at)
+            if a is None:
+                return -ENOMEM
+            stop = min(end, a.end)
+            self._set_locked(mm, at, stop, on)
+            if on:
+                self._make_present(task, at, stop)
+            at = stop
+        return 0
+
+    def sys_mlockall(self, task: Task, flags: Any) -> int:
+        if type(flags) is not int or not flags or flags & ~3:
+            return -EINVAL
+        mm = task.mm
+        if sum(a.end - a.start for a in mm.areas.values()) // PAGE_SIZE > self.m.config.memory // PAGE_SIZE // 2:
+            return -ENOMEM
+        return self._lockall(task, flags)
+
+    def sys_munlockall(self, task: Task) -> int:
+        return self._lockall(task, 0)
+
+    def _lockall(self, task: Task, flags: int) -> int:
+        if task.uid != 0:
+            return -EPERM
+        mm = task.mm
+        mm.lock_future = bool(flags & 2)
+        for a in list(mm.areas.values()):
+            self._set_locked(mm, a.start, a.end, bool(flags & 1))
+            if flags & 1:
+                self._make_present(task, a.start, a.end)
+        return 0
+
+    def sys_madvise(self, task: Task, start: Any, length: Any, advice: Any) -> int:
+        if type(start) is not int or type(length) is not int or start & (PAGE_SIZE - 1) or start < 0 or length < 0:
+            return -EINVAL
+        end = start + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        mm, at, hole = task.mm, start, 0
+        while at < end:
+            a = next((x for x in mm.overlapping(at, end)), None)
+            if a is None:
+                return -ENOMEM
+            if a.start > at:
+                hole, at = -ENOMEM, a.start
+            stop = min(end, a.end)
+            if advice == 3 and a.file is None and not a.shared:
+                return -EBADF  # WILLNEED: anonymous memory has no file to read ahead
+            if advice == 4:  # DONTNEED: private pages go; a locked area refuses
+                if a.locked:
+                    return -EINVAL
+                if not a.shared:
+                    for page in range(at >> PAGE_SHIFT, stop >> PAGE_SHIFT):
+                        mm.private.pop(page, None)
+            elif advice not in (0, 1, 2, 3):
+                return -EINVAL
+            at = stop
+        return hole
+
+    def sys_mremap(self, task: Task, addr: Any, old_len: Any, new_len: Any, flags: Any = 0, new_addr: Any = 0) -> int:
+        if any(type(x) is not int for x in (addr, old_len, new_len, flags, new_addr)) or old_len < 0 or new_len < 0:
+            return -EINVAL
+        if flags & ~3 or addr & (PAGE_SIZE - 1):
+            return -EINVAL
+        old_len = (old_len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        new_len = (new_len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        fixed, may, mm = flags & 2, flags & 1, task.mm
+        if fixed:
+            if new_addr & (PAGE_SIZE - 1) or not may or new_addr < 0 or new_len > TASK_SIZE or \
+                    new_addr > TASK_SIZE - new_len:
+                return -EINVAL
+            if new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len:
+                return -EINVAL
+            self._unmap(task, new_addr, new_len)
+        if old_len >= new_len:
+            if old_len > new_len:
+                self._unmap(task, addr + new_len, old_len - new_len)
+            if not fixed or new_addr == addr:
+                return addr
+        a = mm.find(addr)
+        if a is None or old_len > a.end - addr:
+            return -EFAULT
+        if old_len == a.end - addr and not (fixed and new_addr != addr) and (old_len != new_len or not may):
+            above = [x.start for x in mm.overlapping(a.end, TASK_SIZE)]
+            if (above[0] if above else TASK_SIZE) - addr >= new_len:
+                grown = a.clone(a.start, addr + new_len)
+                mm.areas[a.start] = grown
+                if grown.locked:
+                    self._make_present(task, addr + old_len, addr + new_len)
+                return addr
+        if not may:
+            return -ENOMEM
+        if not fixed:
+            new_addr = self._unmapped_area(mm, 0, new_len)
+            if new_addr is None:
+                return -ENOMEM
+        moved = Area(new_addr, new_addr + new_len, a.prot, a.shared, a.obj, a.pgoff + ((addr - a.start) >> PAGE_SHIFT),
+                     a.file, a.maywrite)
+        moved.locked = a.locked
+        pages = {}
+        if not a.shared:  # private pages travel with their addresses
+            for i in range(old_len >> PAGE_SHIFT):
+                if (addr >> PAGE_SHIFT) + i in mm.private:
+                    pages[(new_addr >> PAGE_SHIFT) + i] = mm.private[(addr >> PAGE_SHIFT) + i]
+        self._unmap(task, addr, old_len)
+        mm.areas[new_addr] = moved
+        mm.private.update(pages)
+        if moved.locked:
+            self._make_present(task, new_addr, new_addr + new_len)
+        return new_addr
 
 
 LFS_LIMIT = 2**31 - 1  # without O_LARGEFILE a file may not reach past 2 GiB - 1 (the LFS rule)
