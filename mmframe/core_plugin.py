@@ -6,12 +6,13 @@ Registered in every run under the name ``mmframe.core``, through the same hooks 
 from __future__ import annotations
 
 from mmframe.hookspecs import hookimpl
+from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
+from mmframe.workloads import fork_scaling, sga, shell, spawn
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
-    from mmframe.workloads import fork_scaling, sga, shell, spawn
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
 
 
@@ -28,8 +29,7 @@ def mmframe_free_pages(alloc, pfn: int, order: int, cpu: int) -> bool:
 
 @hookimpl(trylast=True)
 def mmframe_copy_pte_page(vm, src, dst, idx: int) -> bool:
-    from mmframe.mm.fork import copy_pte_page
-    return copy_pte_page(vm, src, dst, idx)
+    return copy_page_range(vm, src, dst, idx)
 
 
 @hookimpl(trylast=True)

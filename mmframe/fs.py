@@ -227,10 +227,6 @@ class FileSystem:
         for d in BOOT_DIRS:
             self._node(d, S_IFDIR)
         self._node("/dev/zero", S_IFCHR, "zero")
-        sched = machine.sched
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write", "lseek",
-                     "llseek", "readv", "writev", "unlink", "rename", "mkdir", "stat", "fstat", "pipe"):
-            sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- names ------------------------------------------------------------------------------------
     def _node(self, path: str, mode: int, dev: str = "") -> Node:
@@ -416,7 +412,7 @@ class FileSystem:
                     continue
                 lo = max(v.start, v.start + ((first - v.pgoff) << PAGE_SHIFT))
                 if lo < v.end:
-                    vm.zap_range(mm, lo, v.end)
+                    vm.zap_page_range(mm, lo, v.end)
                     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), lo, v.end)
         for index, _ in list(inode.mapping.page_tree.items(first)):
             filemap.remove_from_page_cache(vm, inode.mapping, index)
@@ -906,10 +902,8 @@ class FileSystem:
                 return 0
             if f.flags & O_NONBLOCK:
                 return -EAGAIN
-            from mmframe.sched import BLOCK, BLOCKED
-            task.state = BLOCKED
             p.rwait.append((task, addr, count))
-            return BLOCK
+            return self.m.sched.block(task)
         return self._pipe_take(task, p, addr, count)
 
     def _pipe_take(self, task: Task, p: Pipe, addr: int, count: int) -> int:
@@ -967,10 +961,8 @@ class FileSystem:
                 return done
         if f.flags & O_NONBLOCK:
             return done or -EAGAIN
-        from mmframe.sched import BLOCK, BLOCKED
-        task.state = BLOCKED
         p.wwait.append([task, addr, count, done])
-        return BLOCK
+        return self.m.sched.block(task)
 
     def pipe_epipe(self, task: Task, done: int, wake: bool = True) -> Any:
         """No reader: a write that moved nothing gets SIGPIPE (then -EPIPE if it is ignored)."""

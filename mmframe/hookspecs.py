@@ -17,6 +17,17 @@ When a machine is built each hook is resolved into one plain callable taking the
 positionally in the order documented (see :mod:`mmframe.plugin`); hooks nobody implements are not
 called at all.  ``CONTRACT_VERSION`` follows semver: a minor bump adds hooks, a major bump breaks.
 Each spec's ``since`` says which contract version introduced it.
+
+The objects a hook receives are typed by :mod:`mmframe.facade` (``VM``, ``MM``, ``VMA``, ``Allocator``,
+``MachineView``), versioned with this contract: a plugin imports only from ``mmframe.facade`` and
+uses only what it declares, each primitive documenting the cost it charges (since 1.4).
+
+Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_pages`` and
+``mmframe_free_pages``; 1.2 the page-table hooks; 1.3 ``mmframe_pte_change`` reason ``msync``; 1.4
+the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
+nothing else (no hook changed: the objects passed are the same, and what the facade declares they
+already offered, under the names it gives); 1.5 ``mmframe_pte_change`` reason ``mremap`` (mremap
+moving entries) and ``PteTable.has_protnone`` in the facade.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from mmframe import HOOK_CONTRACT_VERSION as CONTRACT_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.costs import CostEntry
-    from mmframe.machine import Machine
+    from mmframe.facade.mm import MM, VM, VMA, Allocator, MachineView
     from mmframe.options import Option
     from mmframe.scenario import Scenario
 
@@ -95,7 +106,7 @@ def mmframe_cost_entries() -> list[CostEntry]:
 # --- lifecycle -------------------------------------------------------------------------------
 
 @_spec("lifecycle", "1.0", "never on a hot path: once per machine build")
-def mmframe_configure(machine: Machine, options: dict[str, Any]) -> None:
+def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
     """A machine with this plugin enabled has been built; ``options`` are this plugin's validated
     options (defaults filled in).  Called once per enabled plugin, in registration order, before
     any task runs.  Keep per-machine state on ``machine.plugin_state[<name>]``, not in globals.
@@ -103,33 +114,33 @@ def mmframe_configure(machine: Machine, options: dict[str, Any]) -> None:
 
 
 @_spec("lifecycle", "1.0", "never on a hot path: once per run")
-def mmframe_report(machine: Machine, figures: dict[str, Any]) -> None:
+def mmframe_report(machine: MachineView, figures: dict[str, Any]) -> None:
     """The run has finished: add this plugin's own figures to ``figures`` (name -> number or
     text).  Names should be prefixed with the plugin's name.  Called once per enabled plugin.
     """
 
 
 @_spec("lifecycle", "1.0", "never on a hot path: once per machine teardown")
-def mmframe_unconfigure(machine: Machine) -> None:
+def mmframe_unconfigure(machine: MachineView) -> None:
     """The machine is being torn down; release what ``mmframe_configure`` set up."""
 
 
 # --- policy: allocation (issue: core memory 1/3) ------------------------------------------------
 
 @_spec("policy", "1.1", "every page allocation: keep it O(1); return None to defer", firstresult=True)
-def mmframe_alloc_pages(alloc: Any, gfp_mask: int, order: int, cpu: int) -> int | None:
+def mmframe_alloc_pages(alloc: Allocator, gfp_mask: int, order: int, cpu: int) -> int | None:
     """Allocate ``2**order`` pages for ``gfp_mask`` (``mmframe.mm.page`` GFP flags) on CPU ``cpu``.
 
     Return the first pfn, ``-1`` for failure, or ``None`` to defer to the next implementation; the
-    core's (``trylast``) is 2.5.49's ``__alloc_pages`` on ``alloc`` (a
-    :class:`mmframe.mm.page_alloc.PageAllocator`).  A policy takes pages only through ``alloc``'s
-    primitives, which charge their own costs.  Counts made while a plugin's implementation runs are
+    core's (``trylast``) is 2.5.49's ``__alloc_pages`` (``alloc.alloc_pages``).  A policy takes pages
+    only through ``alloc``'s primitives (:class:`mmframe.facade.Allocator`), which charge their own
+    costs.  Counts made while a plugin's implementation runs are
     attributed to that plugin.
     """
 
 
 @_spec("policy", "1.1", "every page free: keep it O(1); return None to defer", firstresult=True)
-def mmframe_free_pages(alloc: Any, pfn: int, order: int, cpu: int) -> bool | None:
+def mmframe_free_pages(alloc: Allocator, pfn: int, order: int, cpu: int) -> bool | None:
     """The last reference to the block at ``pfn`` is gone: free it.  Return ``True`` if handled (a
     reservation pool kept the page, say) or ``None`` to defer; the core's (``trylast``) returns it to
     the per-CPU hot list (order 0) or the buddy lists.
@@ -139,24 +150,25 @@ def mmframe_free_pages(alloc: Any, pfn: int, order: int, cpu: int) -> bool | Non
 # --- policy: page tables (issue: core memory 2/3) ------------------------------------------------
 
 @_spec("policy", "1.2", "once per populated PMD slot at fork; return None to defer", firstresult=True)
-def mmframe_copy_pte_page(vm: Any, src: Any, dst: Any, idx: int) -> bool | None:
+def mmframe_copy_pte_page(vm: VM, src: MM, dst: MM, idx: int) -> bool | None:
     """fork (``dup_mmap``): give the child ``dst`` what the parent ``src`` has in PMD slot ``idx``.
 
     Called once per populated slot, however many VMAs span it (a PTE page maps 4 MiB, 2 MiB with
     PAE); ``dst`` already has all of ``src``'s VMAs.  Return ``True`` when done, ``None`` to defer;
     the core's (``trylast``) copies every present PTE into a new PTE page, write-protects private
     writable ones in both, and takes page references and rmap entries (``copy_page_range``).  A
-    policy works only through ``vm``'s primitives (:class:`mmframe.mm.memory.Memory`:
-    ``pmd_share``, ``pmd_wrprotect``...), which charge their own costs.
+    policy works only through ``vm``'s primitives (:class:`mmframe.facade.VM`: ``pmd_share``,
+    ``pmd_set_writable``...), which charge their own costs.
     """
 
 
 @_spec("policy", "1.2", "every page fault: keep it O(1) when not acting; return None to defer",
        firstresult=True)
-def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_access: bool) -> int | None:
+def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access: bool) -> int | None:
     """A fault at ``address`` in ``vma`` (already checked: the access is allowed by the VMA).
 
-    Return a ``VM_FAULT_*`` code (:mod:`mmframe.mm.memory`) when handled, or ``None`` to defer (a
+    Return a ``VM_FAULT_*`` code (:mod:`mmframe.facade`: 2.5.49's numbers, ``VM_FAULT_SIGBUS`` is
+    0, ``VM_FAULT_OOM`` -1, ``VM_FAULT_MINOR`` 1, ``VM_FAULT_MAJOR`` 2) when handled, or ``None`` to defer (a
     policy may first change the page tables, e.g. unshare a PTE page, then defer); the core's
     (``trylast``) is 2.5.49's ``handle_mm_fault``: zero-fill, ``ZERO_PAGE`` on read, copy-on-write
     decided by the page's reference count.
@@ -170,11 +182,13 @@ def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_acce
 
 @_spec("policy", "1.2", "every write to a PTE page (each fault, each zap and mprotect range)",
        firstresult=True)
-def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
+def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: int) -> bool | None:
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
-    ``idx`` for ``reason`` (one of :data:`mmframe.mm.memory.REASONS`: fault, cow, zap, mprotect,
-    exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits).  A policy must treat a reason it does not know as a write to the entries.
+    ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
+    exit, fork, mmap, swap_out, walker, unshare, since 1.3 msync: ``filemap_sync`` clearing
+    dirty bits, and since 1.5 mremap: ``move_page_tables`` clearing an entry in the old range and
+    setting it in the new, each its own call).  A policy must treat a reason it does not know as a
+    write to the entries.
 
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
-from mmframe import HOOK_CONTRACT_VERSION, __version__
+from mmframe import HOOK_CONTRACT_VERSION, __version__, syscalls
 from mmframe.config import Config, load_config
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
@@ -78,6 +78,7 @@ class Machine:
         self.mm = Memory(self)
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
+        self.sched.handlers.update(syscalls.bind(self))
         self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
         if self.config.debug_vm == "syscall":
             self._check_every_syscall()

@@ -9,7 +9,9 @@ layer's word on a name wins.
 
 Dispatch: :func:`build_hooks` resolves every hook into one plain callable (or ``None`` when nothing
 implements it) so hot paths pay a Python call, not pluggy's generic loop.  Ordering, firstresult and
-wrapper semantics are pluggy's: hooks with a wrapper go through pluggy's own ``_multicall``.
+wrapper semantics are pluggy's: hooks with a wrapper are called through pluggy's public ``HookCaller``
+(a test checks the resolved callables against it for any mix of implementations).  Only pluggy's
+public API is used.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import pluggy
-from pluggy._callers import _multicall  # pluggy's own call loop, for hooks with wrappers
 
-from mmframe import hookspecs
+from mmframe import __version__, hookspecs
 from mmframe.errors import PluginError, UsageError
 from mmframe.options import Option
 
@@ -158,7 +159,6 @@ class Catalog:
 
 
 def _version() -> str:
-    from mmframe import __version__
     return __version__
 
 
@@ -260,9 +260,12 @@ def _spec_names(pm: pluggy.PluginManager) -> list[str]:
 def resolve(caller: pluggy.HookCaller) -> Callable[..., Any] | None:
     """A plain callable equivalent to ``caller(**kwargs)`` taking the spec's arguments positionally.
 
-    None when there is no implementation.  One implementation taking exactly the spec's arguments on a
-    firstresult hook resolves to the implementation itself.  Complexity: O(implementations) per call,
-    with no per-call dictionary or loop machinery unless a wrapper takes part.
+    Built from pluggy's public API only (``HookCaller.get_hookimpls``, ``HookImpl.function`` and
+    ``argnames``, ``HookCaller.spec``; a hook with a wrapper is the ``HookCaller`` itself, called
+    with keywords), so no pluggy version pin is needed beyond the major.  None when there is no
+    implementation.  One implementation taking exactly the spec's arguments on a firstresult hook
+    resolves to the implementation itself; several to closures calling them in pluggy's order (:func:`_chain`).  Complexity: O(implementations) per call, no per-call dictionary unless an
+    implementation takes a subset of the arguments or a wrapper takes part.
     """
     assert caller.spec is not None
     argnames = tuple(caller.spec.argnames)
@@ -271,33 +274,111 @@ def resolve(caller: pluggy.HookCaller) -> Callable[..., Any] | None:
     if not impls:
         return None
     if any(i.wrapper or i.hookwrapper for i in impls):
-        name = caller.name
-
         def via_pluggy(*args: Any) -> Any:
-            return _multicall(name, impls, dict(zip(argnames, args)), firstresult)
+            return caller(**dict(zip(argnames, args)))
 
         return via_pluggy
     order = list(reversed(impls))  # pluggy calls the last registered / tryfirst first
-    if firstresult and len(order) == 1 and tuple(order[0].argnames) == argnames:
-        return order[0].function
-    return _generate(caller.name, argnames, order, firstresult)
+    if all(tuple(i.argnames) == argnames for i in order):
+        return _chain([i.function for i in order], firstresult, len(argnames))
+    pickers = [(i.function, tuple(argnames.index(a) for a in i.argnames)) for i in order]
+    return _chain([_picking(fn, idx) for fn, idx in pickers], firstresult, len(argnames))
 
 
-def _generate(name: str, argnames: tuple[str, ...], order: list[Any], firstresult: bool) -> Callable[..., Any]:
-    """Build, with exec, a function calling each implementation with the arguments it declares."""
-    params = ", ".join(argnames)
-    lines = [f"def {name}({params}):"]
-    if not firstresult:
-        lines.append("    out = []")
-    env: dict[str, Any] = {}
-    for k, impl in enumerate(order):
-        env[f"f{k}"] = impl.function
-        lines.append(f"    r = f{k}({', '.join(impl.argnames)})")
-        lines.append("    if r is not None:")
-        lines.append("        return r" if firstresult else "        out.append(r)")
-    lines.append("    return None" if firstresult else "    return out")
-    exec("\n".join(lines), env)  # noqa: S102 - generated from spec argument names only
-    return env[name]
+def _picking(fn: Callable[..., Any], idx: tuple[int, ...]) -> Callable[..., Any]:
+    """``fn`` called with the spec arguments it declares (pluggy passes an implementation only those)."""
+    def call(*args: Any) -> Any:
+        return fn(*[args[k] for k in idx])
+
+    return call
+
+
+def _chain(fns: list[Callable[..., Any]], firstresult: bool, arity: int) -> Callable[..., Any]:
+    """Call ``fns`` in order with the same ``arity`` arguments: the first non-None result
+    (firstresult), or the list of non-None results.
+
+    A firstresult chain is nested fixed-arity closures (``_first_<arity>``): a policy alone is the
+    function itself, a policy deferring to the core's costs one call more than the two functions
+    (forwarding ``*args`` instead costs about three times as much per call, measured).  Hooks that
+    return every result are lifecycle-like and take the plain loop.
+    """
+    if firstresult:
+        if len(fns) == 1:
+            return fns[0]
+        first = _FIRST.get(arity)
+        if first is not None:
+            return first(fns[0], _chain(fns[1:], True, arity))
+
+        def first_of(*args: Any) -> Any:
+            for f in fns:
+                r = f(*args)
+                if r is not None:
+                    return r
+            return None
+
+        return first_of
+
+    def collect(*args: Any) -> list[Any]:
+        out = []
+        for f in fns:
+            r = f(*args)
+            if r is not None:
+                out.append(r)
+        return out
+
+    return collect
+
+
+def _first_0(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first():  # type: ignore[no-untyped-def]
+        r = f()
+        return r if r is not None else g()
+
+    return first
+
+def _first_1(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0):  # type: ignore[no-untyped-def]
+        r = f(a0)
+        return r if r is not None else g(a0)
+
+    return first
+
+def _first_2(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0, a1):  # type: ignore[no-untyped-def]
+        r = f(a0, a1)
+        return r if r is not None else g(a0, a1)
+
+    return first
+
+def _first_3(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0, a1, a2):  # type: ignore[no-untyped-def]
+        r = f(a0, a1, a2)
+        return r if r is not None else g(a0, a1, a2)
+
+    return first
+
+def _first_4(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0, a1, a2, a3):  # type: ignore[no-untyped-def]
+        r = f(a0, a1, a2, a3)
+        return r if r is not None else g(a0, a1, a2, a3)
+
+    return first
+
+def _first_5(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0, a1, a2, a3, a4):  # type: ignore[no-untyped-def]
+        r = f(a0, a1, a2, a3, a4)
+        return r if r is not None else g(a0, a1, a2, a3, a4)
+
+    return first
+
+def _first_6(f: Callable[..., Any], g: Callable[..., Any]) -> Callable[..., Any]:
+    def first(a0, a1, a2, a3, a4, a5):  # type: ignore[no-untyped-def]
+        r = f(a0, a1, a2, a3, a4, a5)
+        return r if r is not None else g(a0, a1, a2, a3, a4, a5)
+
+    return first
+
+_FIRST = {0: _first_0, 1: _first_1, 2: _first_2, 3: _first_3, 4: _first_4, 5: _first_5, 6: _first_6}
 
 
 def build_hooks(catalog: Catalog, enabled: Sequence[str]) -> Hooks:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
-from mmframe.mm.memory import Killed
-from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, EPERM, SimSignal
+from mmframe.mm.fault import Killed
+from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, EPERM, SIG_DFL, SIG_IGN, SIGKILL, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -125,12 +125,9 @@ class Scheduler:
         self.rq: deque[Task] = deque()
         self.tasks: dict[int, Task] = {}
         self.next_pid = 1
-        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}  # filled from mmframe.syscalls.SYSCALLS
         self.trace: list[tuple[str, int]] | None = None  # (lineage, nsys) when tracing interleaving
         self.current: Task | None = None  # the task whose system call is running
-        for name in ("fork", "clone", "execve", "exit", "wait", "getpid", "sched_yield", "sleep", "signal", "getuid",
-                     "setuid", "setgid"):
-            self.handlers[name] = getattr(self, "sys_" + name)
 
     # --- task creation and placement -----------------------------------------------------
     def _place(self) -> Any:
@@ -197,6 +194,12 @@ class Scheduler:
         task.log.append((task.blocked_in, result, False))
         task.ready_at = self.engine.now
         self._make_runnable(task)
+
+    def block(self, task: Task) -> Any:
+        """Put ``task`` to sleep in its system call: the handler returns this, and a later
+        :meth:`wake` (or :meth:`wake_signal`) gives the call its result."""
+        task.state = BLOCKED
+        return BLOCK
 
     def wake_signal(self, task: Task, sig: SimSignal) -> None:
         """Make a blocked task runnable with ``sig`` raised into it at its system call (a write to
@@ -315,7 +318,6 @@ class Scheduler:
     def sys_signal(self, task: Task, signo: Any, handler: Any) -> int:
         """signal(2) for the dispositions the model has: SIG_IGN or SIG_DFL (the previous one is
         returned); SIGKILL cannot be ignored (-EINVAL)."""
-        from mmframe.usr import SIG_DFL, SIG_IGN, SIGKILL
         if type(signo) is not int or not 1 <= signo < 64 or signo == SIGKILL or handler not in (SIG_DFL, SIG_IGN):
             return -EINVAL
         old = SIG_IGN if signo in task.sigign else SIG_DFL
@@ -438,7 +440,7 @@ class Scheduler:
 
     def kill(self, task: Task, signo: int) -> None:
         """Kill ``task`` from inside a system call (the out-of-memory killer's SIGKILL): the
-        handler then raises :class:`~mmframe.mm.memory.Killed`, which ends the time slice."""
+        handler then raises :class:`~mmframe.mm.fault.Killed`, which ends the time slice."""
         task.signal = SimSignal(signo)
         self.do_exit(task, signo & 0x7F)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmframe.config import load_config
+from tests.support import active_policies, hypothesis_profile
 
 _counter = itertools.count()
 
@@ -50,3 +51,14 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def config(isolated: Path):
     """The embedded default config (no pyproject, no env)."""
     return load_config(use_pyproject=False, env={})
+
+
+def pytest_report_header(config) -> str:
+    pols = ", ".join(active_policies()) or "mainline (no plugin)"
+    return f"mmframe policy set for policy-agnostic tests: {pols}; hypothesis profile: {hypothesis_profile()}"
+
+
+@pytest.fixture
+def policies() -> tuple[str, ...]:
+    """The policy set of this run (``MMFRAME_PLUGINS``), for policy-agnostic tests."""
+    return active_policies()

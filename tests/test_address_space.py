@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import examples
 from mmframe import usr
 from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, IPC_CREAT, IPC_EXCL,
                          IPC_PRIVATE, IPC_RMID, IPC_STAT, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_DIRECT,
@@ -14,6 +15,7 @@ from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOE
                          fork, fsync, ftruncate, mmap, mprotect, msync, munmap, open, pread, pwrite, read, shmat,
                          shmctl, shmdt, shmget, touch, wait, write)
 from mmframe.workloads.shell import COMMANDS as COMMANDS_
+from mmframe.mm.oracle import install as install_oracle
 from tests.test_memory import RW, MiB, anon, machine, results
 
 P = PAGE_SIZE
@@ -406,7 +408,7 @@ def test_radix_tree_against_a_dict_and_the_mempool_failing_as_gfp_atomic():
     m = machine()
     pool = m.mm.radix_pool
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=examples(60), deadline=None)
     @given(st.lists(st.tuples(st.booleans(), st.integers(0, 300_000)), max_size=60))
     def check(ops):
         tree, ref = RadixTree(pool), {}
@@ -637,7 +639,7 @@ def _everything(ctx, ops):
             yield read(buf + i * P)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(ALL_CALLS, st.booleans(), st.booleans())
 def test_generated_sequences_of_all_calls_keep_the_invariants_and_pt_shared_changes_only_costs(ops, highpte, pae):
     runs = [machine(memory=24 * MiB, highpte=highpte, pae=pae, policies=p).run(_exec_everything, ops)
@@ -762,6 +764,11 @@ def test_errno_of_each_call():
         ("mmap with both types", mmap(0, P, RW, MAP_SHARED | MAP_PRIVATE | usr.MAP_ANONYMOUS), -EINVAL),
         ("mmap above TASK_SIZE", anon(0xC000_1000), -EINVAL),
         ("mmap with no room", anon(0x8000_1000), -ENOMEM),
+        ("mmap of length -1 (PAGE_ALIGN wraps to 0)", anon(-1), -EINVAL),
+        ("mmap of a negative length", anon(-P), -EINVAL),
+        ("mmap of length -3 GiB is a 1 GiB size_t", anon(-(3 << 30)), 0x4000_0000),
+        ("mmap fixed, wrapping past TASK_SIZE", anon(P, addr=0xBFFF_F000 + P, fixed=True), -EINVAL),
+        ("mmap fixed at a negative address", anon(P, addr=-P, fixed=True), -EINVAL),
         ("mmap of a bad fd", mmap(0, P, PROT_READ, MAP_PRIVATE, -1, 0), -EBADF),
         ("munmap unaligned", munmap(0x1000_0001, P), -EINVAL),
         ("munmap of length 0", munmap(0x1000_0000, 0), -EINVAL),
@@ -927,14 +934,11 @@ def _read_window():
                 pass
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(FILE_PROGRAM)
 def test_generated_file_programs_match_the_oracle(ops):
-    from mmframe.mm.oracle import OracleFS, OracleMemory
     real = machine(memory=24 * MiB)
-    oracle = machine(memory=24 * MiB, debug="off")
-    oracle.mm = OracleMemory(oracle)
-    oracle.fs = OracleFS(oracle)
+    oracle = install_oracle(machine(memory=24 * MiB, debug="off"), files=True)
     a, b = real.run(_files_program, ops), oracle.run(_files_program, ops)
     assert not compare_results(a, b).differences
 

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.support import examples
 from mmframe.cli import main
 from mmframe.config import load_config, locate
 from mmframe.errors import ConfigError, UsageError
@@ -185,7 +186,7 @@ def to_toml(doc):
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.dictionaries(KEYS, VALUES, max_size=4).map(to_toml),
                  st.text(alphabet="[]=.\"'\n abcdefgilmnprstuy0123456789#{},", max_size=80)))
 def test_generated_documents_only_raise_documented_errors(isolated, install_plugin_once, text):

@@ -439,3 +439,31 @@ def test_shm_ipc_stat_ipc_set_shm_lock_and_permissions_with_uid_and_gid():
     second = calls(r, "1.2")[2:]  # uid 1000 owns it now: read-write, IPC_SET and IPC_RMID allowed
     assert second[:2] == [0x4000_0000, 0x4000_1000] and (second[2].uid, second[2].lpid) == (1000, 3)
     assert second[4:] == [0, 0, -EPERM, -EPERM, -ENOENT, -ENOENT]
+
+
+def test_a_partial_write_to_a_page_not_in_the_cache_reads_it_in_first():
+    def first(ctx):
+        fd = yield open("/pc", O_RDWR | O_CREAT)
+        buf = yield anon(P)
+        yield write(buf, 0x1111_2222_3333_4444)
+        yield pwrite(fd, buf, P, 0)
+        yield usr.fsync(fd)
+
+    def second(ctx):
+        fd = yield open("/pc", O_RDWR)
+        buf = yield anon(P)
+        yield store(buf, b"xyz")
+        yield pwrite(fd, buf, 3, 5)  # prepare_write reads the block before changing 3 bytes
+        return (yield pread(fd, buf + 100, 16, 0))
+
+    m = machine()
+    m.run(first)
+    assert m.fs.drop_caches() == 1
+    r = m.run(second)
+    t = r.tasks[max(r.tasks)]
+    page = bytearray((0x1111_2222_3333_4444).to_bytes(8, "little") * 2)
+    page[5:8] = b"xyz"
+    assert t.calls[-1] == ("pread", 16)
+    inode = m.fs.inodes["/pc"]
+    from mmframe.mm import content
+    assert content.read_bytes(m.mm, inode.mapping.page_tree.lookup(0), 0, 16) == bytes(page)

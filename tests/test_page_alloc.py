@@ -6,6 +6,7 @@ import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.support import active_policies, examples
 from mmframe.config import load_config
 from mmframe.errors import ConfigError
 from mmframe.machine import Machine
@@ -16,7 +17,7 @@ MiB = 1 << 20
 
 
 def machine(memory="1GiB", **kw):
-    cfg = load_config(use_pyproject=False, env={})
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(active_policies()))
     from mmframe.units import parse_size
     size = parse_size(memory)
     kw.setdefault("pae", size > 4 << 30)  # what pae = "auto" decides
@@ -35,6 +36,7 @@ def test_zones_and_watermarks_follow_2_5_49():
     assert (dma.pages_min, dma.pages_low, dma.pages_high) == (32, 64, 96)
     assert (normal.pages_min, high.pages_min) == (255, 255)
     assert zone(machine("16MiB"), ZONE_DMA).pages_min == 32
+    assert zone(machine("96MiB"), ZONE_NORMAL).pages_min == 20480 // 128
     m.pagealloc.check()
 
 
@@ -69,6 +71,60 @@ def test_checker_catches_a_double_free_and_a_leak():
     z.free_pages += 1
     with pytest.raises(AssertionError):
         pa.check()
+
+
+@pytest.mark.parametrize("odd", [0, 1])
+def test_a_zone_is_used_only_strictly_above_its_incremental_min(odd):
+    # __alloc_pages (2.5.49): min = 1 << order, plus pages_min in pass 2; a zone is used only while
+    # free_pages > min.  Order-1 requests from DMA (no per-CPU list) step free_pages by 2; one
+    # order-0 page taken first flips the parity, so one of the two runs meets the boundary exactly.
+    m = machine("64MiB")
+    pa, dma = m.pagealloc, zone(m, ZONE_DMA)
+    pa.drain_pages()
+    held = [m.alloc_pages(GFP_DMA, 0) for _ in range(odd)]
+    pa.drain_pages()  # the refill's batch goes back: the buddy lists lost exactly `odd` pages
+    f0 = dma.free_pages
+    got = []
+    while (p := m.alloc_pages(GFP_DMA, 1)) >= 0:
+        got.append(p)
+    limit = dma.pages_min + 2  # used while free_pages > limit
+    expect = f0 - 2 * max(0, -(-(f0 - limit) // 2))
+    assert dma.free_pages == expect and expect <= limit < expect + 2
+    assert held or not odd
+    pa.check()
+
+
+def test_expand_hands_out_the_upper_half_of_a_split_block():
+    m = machine("64MiB")
+    pa, z = m.pagealloc, zone(m, ZONE_NORMAL)
+    pa.drain_pages()
+    taken = [m.alloc_pages(GFP_KERNEL, 1) for _ in range(len(z.free_area[1]))]  # no order-1 block left
+    assert taken and not z.free_area[1]
+    before = {o: set(a) for o, a in enumerate(z.free_area)}
+    p = m.alloc_pages(GFP_KERNEL, 1)
+    split = [(o, b) for o, a in before.items() for b in a - set(z.free_area[o])]
+    assert len(split) == 1
+    order, head = split[0]
+    assert order >= 1 and p == head + (1 << order) - 2  # the last two pages of the block taken
+    base = head
+    for o in range(order - 1, 0, -1):  # each lower half went back to the free list of its order
+        assert base in z.free_area[o]
+        base += 1 << o
+    assert base == p
+    pa.check()
+
+
+def test_freeing_coalesces_back_to_the_boot_blocks():
+    m = machine("64MiB")
+    pa, z = m.pagealloc, zone(m, ZONE_NORMAL)
+    pa.drain_pages()
+    boot = [dict(a) for a in z.free_area]
+    pages = [m.alloc_pages(GFP_KERNEL, 0) for _ in range(3000)]
+    for p in reversed(pages):
+        m.free_pages(p, 0)
+    pa.drain_pages()
+    assert [set(a) for a in z.free_area] == [set(a) for a in boot]
+    pa.check()
 
 
 def test_gfp_kernel_never_gets_highmem_highuser_prefers_it():
@@ -212,7 +268,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["alloc", "free", "drain"]), st.integer
                          st.integers(0, 1), st.integers(0, 10**6)), max_size=120)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(OPS)
 def test_generated_alloc_free_sequences_conserve_pages(ops):
     m = machine("48MiB", cpus=2)

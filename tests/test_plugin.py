@@ -9,6 +9,7 @@ import pluggy
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.support import examples
 from mmframe.config import load_config
 from mmframe.errors import PluginError, UsageError
 from mmframe.machine import Machine
@@ -178,7 +179,7 @@ def _make_impl(k, spec, log):
     return hookimpl(**opts)(env["f"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(IMPL, max_size=5), st.sampled_from(["mmframe_test_policy", "mmframe_test_notify"]),
        st.integers(), st.integers())
 def test_resolved_dispatch_matches_pluggy(impls, hook, a, b):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
 from mmframe.config import load_config
 from mmframe import usr
 from mmframe.differential import compare_results
@@ -129,7 +130,7 @@ def _program(ctx, ops, shared_big):
     return 0
 
 
-@settings(max_examples=70, deadline=None)
+@settings(max_examples=examples(70), deadline=None)
 @given(PROGRAM, st.booleans(), st.booleans())
 @example(ops=[('read', 42), ('munmap', 12, 1), ('read', 23), ('bigmprotect', 1, 0), ('munmap', 46, 4),
               ('fork', [('bigmprotect', 1, 1), ('read', 5), ('bigtouch', 1, False)], False), ('bigmunmap', 0),

@@ -7,6 +7,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.support import active_policies, examples
 from mmframe.config import load_config
 from mmframe.costs import CostTable
 from mmframe.differential import compare_results, differential
@@ -45,7 +46,7 @@ def two_tables(isolated, tmp_path):
 
 
 def machine(cpus=2, **kw):
-    cfg = load_config(use_pyproject=False, env={})
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(active_policies()))
     return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, cpus=cpus, **kw)))
 
 
@@ -429,7 +430,7 @@ def generated(ctx, ops, timers):
         yield wait(pid)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(OPS, st.booleans())
 def test_generated_programs_give_the_same_results_under_both_tables(two_tables, ops, timers):
     a, b = (Machine(c).run(generated, ops, timers, trace=True) for c in two_tables)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmframe.mm.filemap import _CACHE, _DIRTY
 from mmframe.mm.page import PG_reserved
 from mmframe.mm.pgtable import _PAGE_RW, PTE_PRESENT_MASK
 
@@ -88,7 +89,6 @@ def check(vm: Memory) -> None:
 def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     """Page-cache pages: each cached once, in the tree it claims, holding one reference; PG_cache
     and PG_dirty agree with the mapping; radix-tree nodes add up to the pool's count."""
-    from mmframe.mm.filemap import _CACHE, _DIRTY
     mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.live_inodes()]
     nodes, seen = 0, 0
     for mapping in mappings:

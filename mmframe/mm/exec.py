@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmframe.mm import mmap as MM
-from mmframe.mm.memory import Killed
+from mmframe.mm.fault import Killed
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.pgtable import TASK_SIZE
 from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE

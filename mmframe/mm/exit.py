@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.mm import memory as M
+from mmframe.mm.pte_change import EXIT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
 
 
 def exit_mmap(vm: Memory, mm: MMStruct, cpu: Any) -> None:
@@ -22,7 +23,7 @@ def exit_mmap(vm: Memory, mm: MMStruct, cpu: Any) -> None:
         if pt is None:
             continue
         if vm.count[pt.pfn] == 1:
-            pt = vm.pte_change(mm, idx, M.EXIT, 0, ptrs)
+            pt = vm.pte_change(mm, idx, EXIT, 0, ptrs)
             if pt is not None:
                 vm.zap_pte_range(pt, 0, ptrs)
         if mm.ptp[idx] is not None:

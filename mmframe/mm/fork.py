@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmframe.mm import memory as M
+from mmframe.mm import pgtable
+from mmframe.mm.exit import exit_mmap
+from mmframe.mm.page import PAGE_SHIFT, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK, PtePage
+from mmframe.mm.pte_change import FORK
 from mmframe.mm.vma import VM_DONTCOPY, VM_LOCKED, VM_SHARED
 from mmframe.usr import ENOMEM
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
+
+_RESERVED = 1 << PG_reserved
 
 
 def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
@@ -48,11 +54,10 @@ def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
 
 
 def _abort(vm: Memory, new: MMStruct) -> None:
-    from mmframe.mm.exit import exit_mmap
     exit_mmap(vm, new, vm._cpu())
 
 
-def copy_pte_page(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:
+def copy_page_range(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:
     """The mainline policy (2.5.49 ``copy_page_range`` for one PTE page): False if no page."""
     spt = src.ptp[idx]
     dpt = vm.pte_alloc(dst, idx)
@@ -63,7 +68,7 @@ def copy_pte_page(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:
 
 
 def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: int, *, wrprotect_src: bool,
-                   src_owner: MMStruct, reason: int = M.FORK, keep_dirty: bool = False) -> None:
+                   src_owner: MMStruct, reason: int = FORK, keep_dirty: bool = False) -> None:
     """Copy the entries of ``spt`` under ``mm``'s VMAs into ``dpt``, with references and rmap
     entries; copy-on-write entries are write-protected in the copy (and in ``spt`` when
     ``wrprotect_src``, through the choke point as ``src_owner``'s write); shared ones start clean
@@ -75,10 +80,10 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
         acct.charge(vm.P_kmap)
     base = idx << vm.sh
     for v in mm.vmas.overlapping(base, base + (1 << vm.sh)):
-        i0 = (max(v.start, base) - base) >> M.PAGE_SHIFT
-        i1 = (min(v.end, base + (1 << vm.sh)) - base) >> M.PAGE_SHIFT
+        i0 = (max(v.start, base) - base) >> PAGE_SHIFT
+        i1 = (min(v.end, base + (1 << vm.sh)) - base) >> PAGE_SHIFT
         cow, clean = v.cow, bool(v.flags & VM_SHARED) and not keep_dirty
-        if i1 - i0 < M.BULK_MIN:
+        if i1 - i0 < pgtable.BULK_MIN:
             _copy_slow(vm, spt, dpt, i0, i1, cow, clean, wrprotect_src, src_owner, idx, reason)
             continue
         s = spt.np()[i0:i1]
@@ -99,14 +104,14 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
         vals = vals & t(~_PAGE_ACCESSED & _mask(s))
         dpt.np()[i0:i1][pres] = vals
         acct.charge(vm.P_pte_copy, len(pres))
-        pfns = (vals >> t(M.PAGE_SHIFT)).astype(np.int64)
-        real = (vm.flags_np[pfns] & M._RESERVED) == 0
+        pfns = (vals >> t(PAGE_SHIFT)).astype(np.int64)
+        real = (vm.flags_np[pfns] & _RESERVED) == 0
         rp = pfns[real]
         if len(rp):
             np.add.at(vm.count_np, rp, 1)
             acct.charge(vm.P_ref, len(rp))
             dpt.rss += len(rp)
-            vm.rmap.add_bulk(rp, dpt, pres[real] + i0)
+            vm.rmap.page_add_rmap_bulk(rp, dpt, pres[real] + i0)
 
 
 def _mask(a: np.ndarray) -> int:
@@ -135,10 +140,10 @@ def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bo
         pte &= ~_PAGE_ACCESSED
         dp[i] = pte
         acct.charge(vm.P_pte_copy)
-        pfn = pte >> M.PAGE_SHIFT
-        if flags[pfn] & M._RESERVED:
+        pfn = pte >> PAGE_SHIFT
+        if flags[pfn] & _RESERVED:
             continue
         count[pfn] += 1
         acct.charge(vm.P_ref)
         dpt.rss += 1
-        vm.rmap.add(pfn, dpt, i)
+        vm.rmap.page_add_rmap(pfn, dpt, i)

@@ -16,13 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmframe.mm import filemap
+from mmframe.mm.mmap import split_vma
 from mmframe.mm.page import PAGE_SHIFT
 from mmframe.mm.vma import VM_LOCKED, VM_RAND_READ, VM_SEQ_READ
 from mmframe.usr import (EAGAIN, EBADF, EINVAL, ENOMEM, MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL,
                          MADV_WILLNEED, PAGE_SIZE)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
 
@@ -57,7 +59,6 @@ def sys_madvise(vm: Memory, task: Task, start: Any, length: Any, advice: Any) ->
 
     def each(v, lo, hi) -> int:
         if advice in (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL):
-            from mmframe.mm.mmap import split_vma
             for at in (lo, hi):
                 w = mm.vmas.find(at)
                 if w is not None and w.start < at < w.end and not split_vma(vm, mm, w, at):
@@ -80,7 +81,7 @@ def sys_madvise(vm: Memory, task: Task, start: Any, length: Any, advice: Any) ->
         if advice == MADV_DONTNEED:
             if v.flags & VM_LOCKED:
                 return -EINVAL
-            vm.zap_range(mm, lo, hi)
+            vm.zap_page_range(mm, lo, hi)
             vm.m.tlb.flush_tlb_range(mm, vm._cpu(), lo, hi)
             return 0
         return -EINVAL

@@ -14,48 +14,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.mm.memory import VM_FAULT_OOM, VM_FAULT_SIGBUS
+from mmframe.mm.mmap import capable_ipc_lock, make_pages_present, split_vma
 from mmframe.mm.page import PAGE_SHIFT
-from mmframe.mm.vma import VM_EXEC, VM_LOCKED, VM_READ, VM_WRITE
+from mmframe.mm.vma import VM_LOCKED
 from mmframe.usr import EAGAIN, EINVAL, ENOMEM, EPERM, MCL_CURRENT, MCL_FUTURE, PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
-
-
-def capable_ipc_lock(task: Task) -> bool:
-    """``capable(CAP_IPC_LOCK)``: root's (the model has no capability sets)."""
-    return task.uid == 0
 
 
 def total_vm(mm: MMStruct) -> int:
     return sum(v.end - v.start for v in mm.vmas) >> PAGE_SHIFT
 
 
-def make_pages_present(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
-    """``get_user_pages`` over ``[start, end)``: each page faulted in as a write where the VMA is
-    writable, else a read; it stops at the first failure (past end of file).  A PROT_NONE VMA is
-    skipped (*departure*: 2.5 mapped its pages inaccessible)."""
-    addr = start
-    while addr < end:
-        v = mm.vmas.find(addr)
-        if v is None or v.start > addr:
-            return
-        if v.flags & (VM_READ | VM_WRITE | VM_EXEC):
-            write = bool(v.flags & VM_WRITE)
-            stop = min(end, v.end)
-            while addr < stop:
-                r = vm._fault_hook(vm, mm, v, addr, write)
-                if r in (VM_FAULT_SIGBUS, VM_FAULT_OOM):
-                    return
-                addr += PAGE_SIZE
-        addr = v.end
-
-
 def mlock_fixup(vm: Memory, mm: MMStruct, v: Any, start: int, end: int, newflags: int) -> int:
     """Set ``newflags`` on ``[start, end)`` of ``v`` (splitting it): 0 or -EAGAIN."""
-    from mmframe.mm.mmap import split_vma
     if newflags == v.flags:
         return 0
     for at in (start, end):

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmframe.fs import FMODE_READ, FMODE_WRITE, Inode, Node
-from mmframe.mm import memory as M
+from mmframe.mm.fault import VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.filemap import set_page_dirty
-from mmframe.mm.pgtable import TASK_SIZE
-from mmframe.mm.mlock import capable_ipc_lock
+from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, TASK_SIZE
+from mmframe.mm.pte_change import MSYNC
 from mmframe.mm.vma import (VM_EXEC, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
 from mmframe.mm.page import PAGE_SHIFT
@@ -26,9 +26,11 @@ from mmframe.usr import (EACCES, EBADF, EINVAL, ENODEV, ENOMEM, EPERM, MAP_ANONY
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
+ULONG_MASK = 0xFFFF_FFFF
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
 MAX_MAP_COUNT = 65536
 _PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
@@ -75,10 +77,11 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
             return -ENODEV  # no f_op->mmap: a pipe, a directory
     if prot & ~_PROT_ALL:
         return -EINVAL
+    addr, length = addr & ULONG_MASK, length & ULONG_MASK  # unsigned long on i386: -1 is 0xffffffff
     if length == 0:
         return addr
-    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-    if length > TASK_SIZE or length < 0:
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)  # 2**32 where the kernel's PAGE_ALIGN wraps to 0
+    if length > TASK_SIZE:
         return -EINVAL
     mm = task.mm
     if len(mm.vmas) > MAX_MAP_COUNT:
@@ -133,7 +136,7 @@ def populate(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     if v is None or v.obj is None or not v.flags & VM_SHARED or not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
         return
     for addr in range(start, min(end, v.end), PAGE_SIZE):
-        if vm._fault_hook(vm, mm, v, addr, False) in (M.VM_FAULT_SIGBUS, M.VM_FAULT_OOM):
+        if vm._fault_hook(vm, mm, v, addr, False) in (VM_FAULT_SIGBUS, VM_FAULT_OOM):
             return
 
 
@@ -168,8 +171,32 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
 
 def _locked(vm: Memory, mm: MMStruct, vmflags: int, addr: int, end: int) -> None:
     if vmflags & VM_LOCKED:
-        from mmframe.mm.mlock import make_pages_present
         make_pages_present(vm, mm, addr, end)
+
+
+def capable_ipc_lock(task: Task) -> bool:
+    """``capable(CAP_IPC_LOCK)``: root's (the model has no capability sets)."""
+    return task.uid == 0
+
+
+def make_pages_present(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+    """``get_user_pages`` over ``[start, end)`` (2.5's make_pages_present, for mlock and
+    VM_LOCKED mappings): each page faulted in as a write where the VMA is writable, else a read;
+    it stops at the first failure (past end of file).  A PROT_NONE VMA is passed over (*departure*:
+    2.5 mapped its pages inaccessible)."""
+    addr = start
+    while addr < end:
+        v = mm.vmas.find(addr)
+        if v is None or v.start > addr:
+            return
+        if v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+            write = bool(v.flags & VM_WRITE)
+            stop = min(end, v.end)
+            while addr < stop:
+                if vm._fault_hook(vm, mm, v, addr, write) in (VM_FAULT_SIGBUS, VM_FAULT_OOM):
+                    return
+                addr += PAGE_SIZE
+        addr = v.end
 
 
 def _mergeable(v: VMA | None, flags: int) -> bool:
@@ -233,7 +260,7 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
         mm.vmas.remove(v)
         if v.flags & VM_LOCKED:
             mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
-    vm.zap_range(mm, hit[0].start, hit[-1].end)
+    vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
@@ -393,15 +420,15 @@ def sys_msync(vm: Memory, task: Task, addr: Any, length: Any, flags: Any = MS_SY
 
 def filemap_sync(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
     """Clear the dirty bit of each PTE in ``[start, end)`` and mark its page dirty."""
-    dirty = M._PAGE_DIRTY
+    dirty = _PAGE_DIRTY
     for idx, i0, i1 in vm.pmd_slots(mm, start, end):
-        pt = vm.pte_change(mm, idx, M.MSYNC, i0, i1)
+        pt = vm.pte_change(mm, idx, MSYNC, i0, i1)
         if pt is None:
             continue
         ptes = pt.ptes
         for i in range(i0, i1):
             pte = ptes[i]
-            if pte & M.PTE_PRESENT_MASK and pte & dirty:
+            if pte & PTE_PRESENT_MASK and pte & dirty:
                 ptes[i] = pte & ~dirty
                 vm.acct.charge(vm.P_pte_set)
                 set_page_dirty(vm, pte >> PAGE_SHIFT)

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.mm import memory as M
-from mmframe.mm.mlock import make_pages_present
-from mmframe.mm.mmap import do_munmap, get_unmapped_area, vma_merge
+from mmframe.mm.mmap import do_munmap, get_unmapped_area, make_pages_present, vma_merge
 from mmframe.mm.page import PAGE_SHIFT, PG_reserved
 from mmframe.mm.pgtable import PTE_PRESENT_MASK, TASK_SIZE
+from mmframe.mm.pte_change import MREMAP
 from mmframe.mm.vma import VM_LOCKED, VM_SHARED, VMA
 from mmframe.usr import EFAULT, EINVAL, ENOMEM, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmframe.mm.memory import Memory, MMStruct
+    from mmframe.mm.memory import Memory
+    from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
 _RESERVED = 1 << PG_reserved
@@ -125,24 +125,24 @@ def move_page_tables(vm: Memory, mm: MMStruct, old: int, new: int, length: int) 
         spt = mm.ptp[idx]
         if spt is None or not spt.ptes[i] & PTE_PRESENT_MASK:
             continue
-        spt = vm.pte_change(mm, idx, M.MREMAP, i, i + 1)
+        spt = vm.pte_change(mm, idx, MREMAP, i, i + 1)
         pte = spt.ptes[i]
         pfn = pte >> PAGE_SHIFT
         real = not vm.flags[pfn] & _RESERVED
         spt.ptes[i] = 0
         acct.charge(vm.P_pte_clear)
         if real:
-            vm.rmap.remove(pfn, spt, i)
+            vm.rmap.page_remove_rmap(pfn, spt, i)
             spt.rss -= 1
         dst = new + off
         didx, j = dst >> sh, (dst >> PAGE_SHIFT) & mask
         if mm.ptp[didx] is None and vm.pte_alloc(mm, didx) is None:  # (preallocated: cannot fail)
             raise AssertionError("mremap: destination PTE page vanished")
-        dpt = vm.pte_change(mm, didx, M.MREMAP, j, j + 1)
+        dpt = vm.pte_change(mm, didx, MREMAP, j, j + 1)
         dpt.ptes[j] = pte
         acct.charge(vm.P_pte_set)
         if real:
             dpt.rss += 1
             vm.rss_walk(dpt)
-            vm.rmap.add(pfn, dpt, j)
+            vm.rmap.page_add_rmap(pfn, dpt, j)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), old, old + length)

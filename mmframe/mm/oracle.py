@@ -6,11 +6,12 @@ or SIGBUS with which si_code, what the calls return) the way 2.5.49 does for ano
 file-backed mappings and buffered file I/O (:class:`OracleFS`: a file is its pages' contents, with
 no page cache, device or dirty state); programs compared against it use no shm, brk or exec.
 The real model (:mod:`mmframe.mm.memory`) is checked against it differentially: a test swaps it into
-a machine (``machine.mm = OracleMemory(machine)``) and compares what programs see.  Complexity: O(log V) per access for V mappings.
+a machine (:func:`install`) and compares what programs see.  Complexity: O(log V) per access for V mappings.
 """
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
@@ -141,9 +142,6 @@ class OracleMemory:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch", "load", "store", "mremap",
-                     "mlock", "munlock", "mlockall", "munlockall", "madvise"):
-            machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     # --- lifecycle ------------------------------------------------------------------------
     def task_created(self, pid: int) -> bool:
@@ -310,11 +308,14 @@ class OracleMemory:
                 return -EBADF
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
+        # addr and len are unsigned longs (32 bits): a negative length is 2**32 less its size
+        addr, length = addr % (1 << 32), length % (1 << 32)
         if length == 0:
             return addr  # 2.5.49 do_mmap_pgoff: "if (!len) return addr;"
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if length > TASK_SIZE or length <= 0:
+        pages = -(-length // PAGE_SIZE)
+        if pages * PAGE_SIZE >= 1 << 32 or pages * PAGE_SIZE > TASK_SIZE:  # PAGE_ALIGN overflowed, or too big
             return -EINVAL
+        length = pages * PAGE_SIZE
         if flags & MAP_FIXED:
             if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
                 return -EINVAL
@@ -604,9 +605,6 @@ class OracleFS:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.files: dict[str, OFile] = {}
-        for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write", "lseek",
-                     "llseek", "readv", "writev"):
-            machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     def disk_state(self) -> None:
         """No device here: contents are always coherent, so there is nothing to compare."""
@@ -804,3 +802,24 @@ class OracleFS:
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
         return 0 if self.fget(task, fd) is not None else -EBADF
+
+
+#: The calls the oracle answers in place of the real model (the rest keep the machine's handlers).
+ORACLE_MM_SYSCALLS = {name: ("mm", getattr(OracleMemory, "sys_" + name))
+                      for name in ("mmap", "munmap", "mprotect", "msync", "read", "write", "touch", "load", "store",
+                                   "mremap", "mlock", "munlock", "mlockall", "munlockall", "madvise")}
+ORACLE_FS_SYSCALLS = {name: ("fs", getattr(OracleFS, "sys_" + name))
+                      for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write",
+                                   "lseek", "llseek", "readv", "writev")}
+
+
+def install(machine: Machine, files: bool = False) -> Machine:
+    """Swap the oracle in for ``machine``'s memory model (and its file system when ``files``) and
+    bind the calls it answers, as :func:`mmframe.syscalls.bind` binds the machine's own."""
+    machine.mm = OracleMemory(machine)
+    table = dict(ORACLE_MM_SYSCALLS)
+    if files:
+        machine.fs = OracleFS(machine)
+        table.update(ORACLE_FS_SYSCALLS)
+    machine.sched.handlers.update({n: MethodType(fn, getattr(machine, owner)) for n, (owner, fn) in table.items()})
+    return machine

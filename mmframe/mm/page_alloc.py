@@ -136,14 +136,17 @@ class PageAllocator:
         return self.zone_by_idx[ZONE_NORMAL if pfn >= DMA_END_PFN else ZONE_DMA]
 
     def _rmqueue(self, z: Zone, order: int) -> int:
-        """``__rmqueue``: the smallest free block of at least ``order``, split down.  -1 if none."""
+        """``__rmqueue``: the smallest free block of at least ``order``, split down by ``expand()``,
+        which frees each lower half and goes on with the upper one (2.5.49), so the page returned is
+        the block's last ``1 << order`` pages.  -1 if none."""
         areas = z.free_area
         for cur in range(order, MAX_ORDER):
             if areas[cur]:
                 pfn = areas[cur].popitem()[0]
                 while cur > order:
                     cur -= 1
-                    areas[cur][pfn + (1 << cur)] = None
+                    areas[cur][pfn] = None
+                    pfn += 1 << cur
                     self.acct.charge(self.P_step)
                 z.free_pages -= 1 << order
                 self.acct.charge(self.P_buddy)
@@ -242,6 +245,8 @@ class PageAllocator:
         self.events.append(("oom", gfp, order))
         return -1
 
+    alloc_pages = _alloc_pages  # the public name (mmframe.facade.Allocator)
+
     def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
         """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
         self.mem_map.count[pfn] = 0
@@ -275,10 +280,21 @@ class PageAllocator:
         return sum(z.free_pages for z in self.zones)
 
     def check(self) -> None:
-        """The conservation checker: raise AssertionError unless, per zone, buddy free + per-CPU +
-        allocated = present, free blocks are aligned, disjoint and hold no referenced page."""
+        """The allocator's checker: raise AssertionError unless, per zone, buddy free + per-CPU +
+        allocated = present; free blocks are aligned, disjoint and hold no referenced page; no free
+        block has its buddy of the same order free too (the invariant 2.5's ``free_area`` bitmaps
+        encode: one bit per buddy pair, set while exactly one of the two is free); and the
+        watermarks are free_area_init_core's, recomputed here from the zone's size."""
         count = self.mem_map.np("count")
         for z in self.zones:
+            wmin = min(max(z.present_pages // 128, 20), 255)
+            assert (z.pages_min, z.pages_low, z.pages_high) == (wmin, 2 * wmin, 3 * wmin), \
+                f"{z.name}: watermarks {(z.pages_min, z.pages_low, z.pages_high)} for {z.present_pages} pages"
+            for order in range(MAX_ORDER - 1):
+                area = z.free_area[order]
+                for pfn in area:
+                    pair = z.start_pfn + ((pfn - z.start_pfn) ^ (1 << order))
+                    assert pair not in area, f"{z.name}: buddies {pfn} and {pair} of order {order} both free"
             covered = np.zeros(z.present_pages, dtype=np.int8)
             free = 0
             for order, area in enumerate(z.free_area):

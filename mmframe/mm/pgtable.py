@@ -24,6 +24,10 @@ from mmframe.mm.page import PAGE_SHIFT
 
 TASK_SIZE = 0xC000_0000
 
+#: Ranges of at least this many entries take the numpy (bulk) paths of fork's copy, zap, mprotect and
+#: touch, which charge what the single paths would; read at each call so tests can set it to compare both.
+BULK_MIN = 24
+
 # PTE / PMD bits (asm-i386/pgtable.h)
 _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_PWT, _PAGE_PCD = 0x001, 0x002, 0x004, 0x008, 0x010
 _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PROTNONE = 0x020, 0x040, 0x080
@@ -74,6 +78,11 @@ class PtePage:
     def np(self) -> np.ndarray:
         """Zero-copy numpy view of the entries (the dtype of the paging mode)."""
         return np.frombuffer(self.ptes, dtype=np.uint64 if self.ptes.typecode == "Q" else np.uint32)
+
+    def has_protnone(self) -> bool:
+        """Whether an entry is a PROT_NONE one (pte_present, not _PAGE_PRESENT).  O(entries)."""
+        v = self.np()
+        return bool((((v & _PAGE_PROTNONE) != 0) & ((v & _PAGE_PRESENT) == 0)).any())
 
     def np_rid(self) -> np.ndarray:
         return np.frombuffer(self.rid, dtype=np.int64)

@@ -71,7 +71,7 @@ class Rmap:
         self.chains += delta
 
     # --- single ------------------------------------------------------------------------------
-    def add(self, pfn: int, pt: Any, i: int) -> None:
+    def page_add_rmap(self, pfn: int, pt: Any, i: int) -> None:
         """``page_add_rmap``: the PTE at slot ``i`` of ``pt`` now maps ``pfn``."""
         if not self.free:
             self._grow(1)
@@ -86,7 +86,7 @@ class Rmap:
         if k >= 1 and (k == 1 or k % self.nrpte == 0):  # direct -> chain, or every chain full
             self._chains_delta(1)
 
-    def remove(self, pfn: int, pt: Any, i: int) -> None:
+    def page_remove_rmap(self, pfn: int, pt: Any, i: int) -> None:
         """``page_remove_rmap`` of slot ``i`` of ``pt`` (which maps ``pfn``)."""
         e = pt.rid[i]
         self.page[e] = -1
@@ -104,7 +104,7 @@ class Rmap:
                 self._chains_delta(d)
 
     # --- bulk (a PTE page at a time) ----------------------------------------------------------
-    def add_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
+    def page_add_rmap_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
         """``page_add_rmap`` for each ``(pfns[j], slots[j])`` of one PTE page, charged per entry."""
         n = len(pfns)
         if not n:
@@ -131,7 +131,7 @@ class Rmap:
         if delta:
             self._chains_delta(delta)
 
-    def remove_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
+    def page_remove_rmap_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
         """``page_remove_rmap`` for each slot of one PTE page, charged per entry (and chain visit)."""
         n = len(pfns)
         if not n:

@@ -98,8 +98,6 @@ class ShmIds:
         self.by_key: dict[int, Segment] = {}
         self.seq = 0
         self.pages = 0  # shm_tot
-        for name in ("shmget", "shmat", "shmdt", "shmctl"):
-            machine.sched.handlers[name] = getattr(self, "sys_" + name)
 
     def lookup(self, shmid: Any) -> Segment | None:
         if type(shmid) is not int or shmid < 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
+from mmframe.mm.filemap import NOPAGE_SIGBUS, AddressSpace, shmem_getpage, shmem_getpages
 from mmframe.mm.page import PAGE_SHIFT
 from mmframe.mm.pgtable import PAGE_COPY, PAGE_NONE, PAGE_READONLY, PAGE_SHARED
 
@@ -48,6 +49,11 @@ class VMA:
         if self.obj is not None:
             self.obj.get()
         return v
+
+    @property
+    def file_backed(self) -> bool:
+        """A mapping of a file (its object is an open file), not anonymous memory, shmem or SysV shm."""
+        return getattr(self.obj, "inode", None) is not None
 
     @property
     def cow(self) -> bool:
@@ -126,7 +132,6 @@ class ShmemObject:
     __slots__ = ("mapping", "refs", "npages", "on_release", "shm")
 
     def __init__(self, npages: int, tree: Any) -> None:
-        from mmframe.mm.filemap import AddressSpace
         self.mapping = AddressSpace(self, tree, backed=False)
         self.refs = 1
         self.npages = npages
@@ -138,7 +143,6 @@ class ShmemObject:
 
     def nopage(self, vm: Any, index: int) -> int:
         """``shmem_nopage``: SIGBUS past the object's size, else the page (allocated zeroed)."""
-        from mmframe.mm.filemap import NOPAGE_SIGBUS, shmem_getpage
         if index >= self.npages:
             return NOPAGE_SIGBUS
         return shmem_getpage(vm, self.mapping, index)
@@ -147,7 +151,6 @@ class ShmemObject:
         """``nopage`` for many pages (a bulk fill): their pfns in order, stopping at the first
         failure, whose code is returned with them (0 when none failed).  Charges what one
         ``nopage`` a page would: a lookup each, a cleared page and an insert for each miss."""
-        from mmframe.mm.filemap import shmem_getpages
         return shmem_getpages(vm, self.mapping, indices, self.npages)
 
     def release(self, vm: Any) -> None:

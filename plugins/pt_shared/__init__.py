@@ -2,14 +2,17 @@
 
 At fork the child's PMD points at each of the parent's PTE pages (one reference per PTE page, no
 per-entry work), write-protected in both unless a writable shared memory mapping (shmem, SysV shm;
-not a file) covers the whole PTE page.  A write fault into a write-protected shared PTE page unshares it (``Memory.unshare``: copy
+not a file) covers the whole PTE page.  A write fault into a write-protected shared PTE page unshares it (``vm.unshare``: copy
 the table; with a count of one only the PMD is made writable); read faults fill the shared table for
 every sharer.  A whole-PTE-page munmap is a PMD operation; so is a whole-page mprotect that leaves
 the page readable but not writable; any other change to a shared PTE page (partial munmap or
 mprotect, mmap over it, copy-on-write) unshares first.  exit only dereferences a shared PTE page
 (the core does that for any PTE page with more than one user).
 
-Departure from the patch, for correctness: ``Memory.unshare`` write-protects copy-on-write entries
+It uses only :mod:`mmframe.facade` (``vm.pmd_share``, ``vm.pmd_set_writable``, ``vm.pmd_drop``,
+``vm.unshare``, ``vm.sharers``), as every shipped plugin must.
+
+Departure from the patch, for correctness: ``vm.unshare`` write-protects copy-on-write entries
 in the source table whenever it copies, not only when one sharer remains, because a sharer that
 exits later would otherwise leave the last one with writable entries to pages another copy maps.
 And a writable shared file mapping's table is shared write-protected (the patch shared it writable),
@@ -22,11 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmframe.hookspecs import hookimpl
-from mmframe.mm.memory import VM_FAULT_OOM
-from mmframe.mm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE
-from mmframe.mm.vma import VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE
-from mmframe.options import Option
+from mmframe.facade import (MM, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, VMA,
+                            MachineView, Option, hookimpl)
 
 NAME = "pt_shared"
 
@@ -42,32 +42,31 @@ def mmframe_options() -> list[Option]:
 
 
 @hookimpl
-def mmframe_configure(machine: Any, options: dict[str, Any]) -> None:
+def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
     machine.plugin_state[NAME] = {**options, "shared_at_fork": 0, "unshares": 0, "pmd_ops": 0}
 
 
 @hookimpl
-def mmframe_report(machine: Any, figures: dict[str, Any]) -> None:
+def mmframe_report(machine: MachineView, figures: dict[str, Any]) -> None:
     st = machine.plugin_state[NAME]
     figures.update({f"{NAME}.shared_at_fork": st["shared_at_fork"], f"{NAME}.unshares": st["unshares"],
                     f"{NAME}.pmd_ops": st["pmd_ops"]})
 
 
-def _shared_writable_whole(vm: Any, mm: Any, idx: int) -> bool:
+def _shared_writable_whole(vm: VM, mm: MM, idx: int) -> bool:
     """A writable shared mapping of memory (shmem, SysV shm) covers the whole PTE page: its table
     can be shared writable.  Not for a file: there a store's dirty bit belongs to the mm that made
     it (msync, munmap and exit write back what that mm dirtied), so each mm must write its own
     table (a departure from the 2002 patch, which shared these writable too)."""
-    base = idx << vm.sh
+    base = idx << vm.pmd_shift
     v = mm.vmas.find(base)
-    return (v is not None and v.start <= base and v.end >= base + (1 << vm.sh)
-            and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE
-            and getattr(v.obj, "inode", None) is None)
+    return (v is not None and v.start <= base and v.end >= base + (1 << vm.pmd_shift)
+            and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE and not v.file_backed)
 
 
 @hookimpl
-def mmframe_copy_pte_page(vm: Any, src: Any, dst: Any, idx: int) -> bool | None:
-    st = vm.m.plugin_state[NAME]
+def mmframe_copy_pte_page(vm: VM, src: MM, dst: MM, idx: int) -> bool | None:
+    st = vm.plugin_state[NAME]
     if not st["share"] or src.ptp[idx].rss < st["min_rss"]:
         return None
     writable = _shared_writable_whole(vm, src, idx)
@@ -78,40 +77,33 @@ def mmframe_copy_pte_page(vm: Any, src: Any, dst: Any, idx: int) -> bool | None:
     return True
 
 
-def _unshare(vm: Any, mm: Any, idx: int) -> bool:
-    vm.m.plugin_state[NAME]["unshares"] += 1
+def _unshare(vm: VM, mm: MM, idx: int) -> bool:
+    vm.plugin_state[NAME]["unshares"] += 1
     return vm.unshare(mm, idx) is not None
 
 
 @hookimpl
-def mmframe_handle_mm_fault(vm: Any, mm: Any, vma: Any, address: int, write_access: bool) -> int | None:
+def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access: bool) -> int | None:
     if write_access:
-        idx = address >> vm.sh
+        idx = address >> vm.pmd_shift
         if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):
             return VM_FAULT_OOM
     return None
 
 
-def _has_protnone(pt: Any) -> bool:
-    """A PROT_NONE entry: a PMD-level write-protect cannot make it readable, so an mprotect that
-    grants read access must rewrite the entries (found by the generated cross-policy test)."""
-    v = pt.np()
-    return bool((((v & _PAGE_PROTNONE) != 0) & ((v & _PAGE_PRESENT) == 0)).any())
-
-
 @hookimpl
-def mmframe_pte_change(vm: Any, mm: Any, idx: int, reason: str, start: int, end: int) -> bool | None:
+def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: int) -> bool | None:
     pt = mm.ptp[idx]
     if pt is None or vm.sharers(pt) == 1 or reason in ("fault", "fork", "unshare", "exit"):
         return None
-    st = vm.m.plugin_state[NAME]
-    whole = start == 0 and end == vm.geo.ptrs_per_pte
+    st = vm.plugin_state[NAME]
+    whole = start == 0 and end == vm.ptrs_per_pte
     if whole and reason == "zap":
         vm.pmd_drop(mm, idx)
         st["pmd_ops"] += 1
         return True
-    if whole and reason == "mprotect" and not _has_protnone(pt):
-        v = mm.vmas.find(idx << vm.sh)
+    if whole and reason == "mprotect" and not pt.has_protnone():
+        v = mm.vmas.find(idx << vm.pmd_shift)
         if v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or (v.flags & VM_WRITE and not v.flags & VM_SHARED):
             if vm.pmd_writable(mm, idx):
                 vm.pmd_set_writable(mm, idx, False)

@@ -1,0 +1,175 @@
+"""The memory half of the facade: what a page-table or allocation policy receives, and may call.
+
+The objects a hook gets are the core's own (no wrapper sits on the fault path); these Protocols
+are the part of them that is contract.  Anything else on them is the core's business and may
+change in any release; a test runs the shipped plugins with every argument wrapped so that
+touching anything not declared here fails.
+
+Costs: every primitive charges the cost-table entries (mmframe/data/costs_2002.toml) of what it
+does, named below; a policy never charges core entries itself.  Counts made while a plugin's hook
+runs are attributed to that plugin's row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol, Sequence
+
+from mmframe.mm.fault import VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, VM_FAULT_SIGBUS
+from mmframe.mm.page import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER, PAGE_SHIFT,
+                             PAGE_SIZE, __GFP_HIGHMEM)
+from mmframe.mm.pte_change import REASONS
+from mmframe.mm.vma import (VM_DONTCOPY, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
+                            VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE)
+
+__all__ = [
+    "VM_FAULT_OOM", "VM_FAULT_SIGBUS", "VM_FAULT_MINOR", "VM_FAULT_MAJOR", "REASONS",
+    "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
+    "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY",
+    "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
+    "PAGE_SHIFT", "PAGE_SIZE",
+    "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
+]
+
+# ``mmframe_handle_mm_fault`` results: 2.5.49's numbers (include/linux/mm.h), imported above from
+# mmframe.mm.fault where the core's fault path returns them:
+#   VM_FAULT_OOM    = -1  out of memory: the faulting task is killed (SIGKILL)
+#   VM_FAULT_SIGBUS =  0  the access is past the backing object's end: SIGBUS (BUS_ADRERR)
+#   VM_FAULT_MINOR  =  1  handled without I/O
+#   VM_FAULT_MAJOR  =  2  handled, and the page was read from the device
+# ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
+# fork, mmap, swap_out, walker, unshare, msync, and since 1.4 mremap); treat one you do not know as a
+# write to the entries.
+
+
+class PteTable(Protocol):
+    """A PTE page (``pte_t`` page): read its state; change it only through :class:`VM`'s primitives."""
+
+    pfn: int  #: its page frame (its page count is the number of mms using it: :meth:`VM.sharers`)
+    rss: int  #: present entries mapping pages that are not reserved
+    high: bool  #: in highmem (CONFIG_HIGHPTE): every write costs a kmap_atomic
+    idx: int  #: the PMD slot it was made for
+
+    def has_protnone(self) -> bool:
+        """Whether an entry is a PROT_NONE one (present to the kernel, not to the MMU): a PMD-level
+        write-protect cannot make such entries readable (contract 1.4).  O(entries), free."""
+
+
+class VMA(Protocol):
+    """``vm_area_struct``: ``[start, end)`` with ``VM_*`` flags, read-only to a policy."""
+
+    start: int
+    end: int
+    flags: int  #: VM_READ, VM_WRITE, VM_SHARED, VM_MAYWRITE... (re-exported here)
+    pgoff: int  #: first page of the backing object mapped at ``start``
+
+    @property
+    def file_backed(self) -> bool:
+        """A mapping of a file (not anonymous memory, shmem or SysV shm)."""
+
+
+class VMAs(Protocol):
+    """An mm's VMAs, sorted by address."""
+
+    def find(self, addr: int) -> VMA | None:
+        """``find_vma``: the first VMA ending above ``addr`` (it may start above it).  O(log V)."""
+
+    def overlapping(self, start: int, end: int) -> list[VMA]:
+        """The VMAs meeting ``[start, end)``, in order.  O(log V + k)."""
+
+    def __iter__(self) -> Iterator[VMA]: ...
+
+    def __len__(self) -> int: ...
+
+
+class MM(Protocol):
+    """``mm_struct``, read-only to a policy: its PMD level is changed only through :class:`VM`."""
+
+    id: int
+    users: int  #: tasks using it (threads share one)
+    ptp: Sequence[PteTable | None]  #: the PTE page in each user PMD slot, or None
+    vmas: VMAs
+
+    def rss(self) -> int:
+        """Resident pages (a shared PTE page's count in each sharer).  O(PMD slots)."""
+
+
+class VM(Protocol):
+    """The memory system of one machine, as the page-table hooks (``mmframe_copy_pte_page``,
+    ``mmframe_handle_mm_fault``, ``mmframe_pte_change``) receive it as ``vm``."""
+
+    pmd_shift: int  #: log2 of the bytes one PTE page maps: 22, or 21 with PAE (slot = address >> pmd_shift)
+    ptrs_per_pte: int  #: entries in a PTE page: 1024, or 512 with PAE
+    plugin_state: dict[str, Any]  #: per-machine plugin state (``plugin_state[<plugin name>]``)
+
+    # --- the sharing mechanism (the 2002 shared-page-table patch's primitives) ---------------------
+    def pmd_share(self, src: MM, dst: MM, idx: int, writable: bool) -> None:
+        """Point ``dst``'s empty slot ``idx`` at ``src``'s PTE page.  Charges ``page_ref`` and one
+        ``pte_set``, and ``mm_chain_alloc`` for each owner-chain node (two at the second owner,
+        one per owner after)."""
+
+    def pmd_writable(self, mm: MM, idx: int) -> bool:
+        """Whether ``mm``'s PMD entry for slot ``idx`` is writable.  Free."""
+
+    def pmd_set_writable(self, mm: MM, idx: int, writable: bool) -> None:
+        """``pmd_mkwrite``/``pmd_wrprotect`` (the TLB flush is the caller's).  One ``pte_set``."""
+
+    def pmd_drop(self, mm: MM, idx: int) -> None:
+        """Clear ``mm``'s slot ``idx`` and drop its reference.  ``page_ref`` and ``mm_chain_free``;
+        the last owner's drop also zaps what is left (``pte_clear``, ``page_ref`` and an rmap
+        removal per entry) and frees the PTE page."""
+
+    def unshare(self, mm: MM, idx: int) -> PteTable | None:
+        """Give ``mm`` a private copy of the shared PTE page in slot ``idx`` (``pte_unshare``); with
+        a single user only make its PMD writable.  Charges a PTE page (``clear_page``, a
+        ``kmap_atomic`` if high), ``pte_copy``, ``page_ref`` and an rmap entry per present entry,
+        ``pte_set`` for write-protected entries, and a TLB flush of ``mm``.  None if no page."""
+
+    def sharers(self, pt: PteTable) -> int:
+        """How many mms use this PTE page (its page count).  Free."""
+
+    def pte_alloc(self, mm: MM, idx: int) -> PteTable | None:
+        """``pte_alloc_map``: a zeroed PTE page installed writable in ``mm``'s empty slot ``idx``.
+        ``clear_page`` (and ``kmap_atomic`` in highmem) plus the allocation.  None if no page."""
+
+    def flush_tlb_mm(self, mm: MM) -> None:
+        """``flush_tlb_mm``: the TLB flush costs of the CPUs that have ``mm`` loaded."""
+
+    # --- the core's own policy and pages --------------------------------------------------------
+    def handle_mm_fault(self, mm: MM, vma: VMA, address: int, write_access: bool) -> int:
+        """The core's fault policy (2.5.49 ``handle_mm_fault``), charging what it does: for a
+        policy that acts on a fault (fault-around, say) and then lets the core map the page.
+        Returns a ``VM_FAULT_*`` code."""
+
+    def alloc_user_page(self) -> int:
+        """A zeroed GFP_HIGHUSER page: the allocation, ``clear_page`` (and ``kmap_atomic`` in
+        highmem).  The pfn, or -1."""
+
+    def put_page(self, pfn: int) -> None:
+        """Drop a reference on a page (``page_ref``); the last one frees it."""
+
+
+class Allocator(Protocol):
+    """The page allocator, as the allocation hooks (``mmframe_alloc_pages``,
+    ``mmframe_free_pages``) receive it as ``alloc``."""
+
+    npages: int  #: page frames in the machine
+
+    def alloc_pages(self, gfp: int, order: int, cpu: int) -> int:
+        """The core's ``__alloc_pages`` (2.5.49): per-CPU lists, then the buddy lists of the
+        zonelist, charging ``buddy_step``/``buddy_block``/``pcp_*`` as it goes.  A pfn, or -1."""
+
+    def free_pages(self, pfn: int, order: int, cpu: int) -> None:
+        """The core's free: to the per-CPU hot list (order 0) or the buddy lists."""
+
+    def nr_free_pages(self) -> int:
+        """Free pages in every zone.  O(zones)."""
+
+
+class MachineView(Protocol):
+    """The machine, as the lifecycle hooks (``mmframe_configure``, ``mmframe_report``,
+    ``mmframe_unconfigure``) receive it as ``machine``."""
+
+    plugin_state: dict[str, Any]  #: per-machine plugin state (``plugin_state[<plugin name>]``)
+
+    def meminfo(self) -> dict[str, int]:
+        """``/proc/meminfo`` figures (kB) with mmframe's labelled extras."""

@@ -1,0 +1,184 @@
+"""Page faults (2.5.49 mm/memory.c and arch/i386/mm/fault.c): the trap (``do_page_fault``, with
+``expand_stack``), the core's fault policy ``handle_mm_fault`` and its cases ``do_anonymous_page``
+(zero-fill, ``ZERO_PAGE`` on read), ``do_no_page`` (a backing object's ``nopage``) and ``do_wp_page``
+(copy-on-write decided by the page's reference count)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mmframe.mm import content
+from mmframe.mm.filemap import NOPAGE_SIGBUS
+from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_reserved
+from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE
+from mmframe.mm.pte_change import COW, FAULT
+from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, VMA
+from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmframe.mm.mm_struct import MMStruct
+    from mmframe.sched import Task
+
+#: ``handle_mm_fault`` results, with 2.5.49's numbers (include/linux/mm.h): SIGBUS is 0.
+VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
+
+_RESERVED = 1 << PG_reserved
+ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
+RLIMIT_STACK = 8 << 20  # the default stack limit (ulimit -s 8192)
+
+
+class Killed(Exception):
+    """The task was killed inside a system call (SIGKILL from the out-of-memory path)."""
+
+
+class Faults:
+    """Part of :class:`~mmframe.mm.memory.Memory`: the fault path."""
+
+    __slots__ = ()
+
+    def do_page_fault(self, task: Task, addr: int, write: bool, user: bool = True) -> int:
+        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook).
+        Below a stack VMA, a user-mode access more than 32 bytes below %esp is SIGSEGV (i386 2.5's
+        "accessing the stack below %esp is always a bug"; 2.6 later allowed 65536 + 32 * 4 bytes);
+        a task that never set its %esp (``setsp``) is not checked."""
+        self.acct.charge(self.P_fault)
+        mm = task.mm
+        if not 0 <= addr < TASK_SIZE:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
+        vma = mm.vmas.find(addr)
+        if vma is not None and vma.start > addr and vma.flags & VM_GROWSDOWN and user and \
+                task.sp is not None and addr + 32 < task.sp:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
+        if vma is None or vma.start > addr and not self.expand_stack(mm, vma, addr):
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
+        if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
+            raise SimSignal(SIGSEGV, SEGV_ACCERR, addr)
+        r = self._fault_hook(self, mm, vma, addr, write)
+        if r == VM_FAULT_OOM:
+            self.m.sched.kill(task, SIGKILL)
+            raise Killed()
+        if r == VM_FAULT_SIGBUS:
+            raise SimSignal(SIGBUS, BUS_ADRERR, addr)
+        return r
+
+    def expand_stack(self, mm: MMStruct, vma: VMA, addr: int) -> bool:
+        """``expand_stack``: a fault below a VM_GROWSDOWN VMA (nothing lies between, find_vma saw
+        to that) grows it down to the page, within RLIMIT_STACK.  i386 2.5 also refused an access
+        more than 32 bytes below %esp (checked by ``do_page_fault``)."""
+        start = addr & ~(PAGE_SIZE - 1)
+        if not vma.flags & VM_GROWSDOWN or vma.end - start > RLIMIT_STACK:
+            return False
+        old = vma.start
+        mm.vmas.remove(vma)
+        vma.start = start
+        mm.vmas.insert(vma)
+        self.acct.charge(self.P_vma)
+        if vma.flags & VM_LOCKED:
+            mm.locked_vm += (old - start) >> PAGE_SHIFT
+        self.mapping_changed(mm, start, old)
+        return True
+
+    def handle_mm_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
+        """2.5.49 ``handle_mm_fault`` / ``handle_pte_fault`` (the core's fault policy)."""
+        idx = addr >> self.sh
+        pt = mm.ptp[idx]
+        if pt is None:
+            pt = self.pte_alloc(mm, idx)
+            if pt is None:
+                return VM_FAULT_OOM
+        i = (addr >> PAGE_SHIFT) & self.mask
+        pte = pt.ptes[i]
+        if not pte & PTE_PRESENT_MASK:
+            if vma.obj is not None:
+                return self.do_no_page(mm, vma, addr, idx, i, write)
+            return self.do_anonymous_page(mm, vma, addr, idx, i, write)
+        if write and not pte & _PAGE_RW:
+            return self.do_wp_page(mm, vma, addr, idx, i, pte)
+        if write and not mm.pmd[idx] & _PAGE_RW:
+            raise AssertionError(f"write fault at {addr:#x}: PMD write-protected and no policy unshared it")
+        return VM_FAULT_MINOR  # spurious: another sharer filled it, or a read of a present page
+
+    def do_anonymous_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
+        acct = self.acct
+        if not write:
+            pt = self.pte_change(mm, idx, FAULT, i, i + 1)
+            pt.ptes[i] = (ZERO_PFN << PAGE_SHIFT) | PAGE_READONLY  # pte_wrprotect(ZERO_PAGE)
+            acct.charge(self.P_pte_set)
+            return VM_FAULT_MINOR
+        pfn = self.alloc_user_page()
+        if pfn < 0:
+            return VM_FAULT_OOM
+        self._map_page(mm, idx, i, pfn, vma.page_prot | _PAGE_RW | _PAGE_DIRTY)
+        return VM_FAULT_MINOR
+
+    def _map_page(self, mm: MMStruct, idx: int, i: int, pfn: int, prot: int) -> None:
+        """A fault's new mapping of a page that is not reserved: the entry, rss, the rmap entry."""
+        pt = self.pte_change(mm, idx, FAULT, i, i + 1)
+        pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
+        self.acct.charge(self.P_pte_set)
+        pt.rss += 1
+        self.rss_walk(pt)
+        self.rmap.page_add_rmap(pfn, pt, i)
+
+    def do_no_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, write: bool) -> int:
+        """A fault in a mapping with a backing object: the object's ``nopage`` (page cache, reading
+        the file in; shmem zero-fill), SIGBUS past its end; a write to a private mapping gets a
+        private copy at once (2.5's do_no_page), a write to a shared one maps it dirty."""
+        pfn = vma.obj.nopage(self, vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT))
+        if pfn < 0:
+            return VM_FAULT_SIGBUS if pfn == NOPAGE_SIGBUS else VM_FAULT_OOM
+        prot = vma.page_prot
+        if write and not vma.flags & VM_SHARED:
+            new = self.m.alloc_pages(GFP_HIGHUSER, 0)
+            if new < 0:
+                return VM_FAULT_OOM
+            self._copy_user_highpage(pfn, new)
+            pfn = new
+            prot |= _PAGE_RW | _PAGE_DIRTY
+        else:
+            self.count[pfn] += 1
+            self.acct.charge(self.P_ref)
+            if write:
+                prot |= _PAGE_RW | _PAGE_DIRTY
+        self._map_page(mm, idx, i, pfn, prot)
+        return VM_FAULT_MINOR
+
+    def _copy_user_highpage(self, old: int, new: int) -> None:
+        """``copy_user_highpage``: the content (and a zeroed tail past EOF) of ``old`` into ``new``."""
+        self.acct.charge(self.P_copy)
+        self.acct.charge(self.P_kmap, (new >= self.first_high) + (old >= self.first_high))
+        content.copy_page(self, old, new)
+
+    def do_wp_page(self, mm: MMStruct, vma: VMA, addr: int, idx: int, i: int, pte: int) -> int:
+        """Copy-on-write: reuse the page if this mapping holds its only reference, else copy it."""
+        acct = self.acct
+        old = pte >> PAGE_SHIFT
+        reserved = self.flags[old] & _RESERVED
+        if vma.flags & VM_SHARED or (not reserved and self.count[old] == 1):
+            pt = self.pte_change(mm, idx, COW, i, i + 1)
+            pt.ptes[i] = pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED
+            acct.charge(self.P_pte_set)
+            self.m.tlb.flush_tlb_page(mm, self._cpu(), addr)
+            return VM_FAULT_MINOR
+        new = self.m.alloc_pages(GFP_HIGHUSER, 0)
+        if new < 0:
+            return VM_FAULT_OOM
+        # copy_cow_page: the ZERO_PAGE is cleared, not copied; highmem pages are kmapped
+        if reserved:
+            acct.charge(self.P_clear)
+            acct.charge(self.P_kmap, new >= self.first_high)
+            self.tag[new] = 0
+        else:
+            self._copy_user_highpage(old, new)
+        pt = self.pte_change(mm, idx, COW, i, i + 1)
+        if reserved:
+            pt.rss += 1
+        else:
+            self.rmap.page_remove_rmap(old, pt, i)
+        pt.ptes[i] = (new << PAGE_SHIFT) | vma.page_prot | _PAGE_RW | _PAGE_DIRTY
+        acct.charge(self.P_pte_set)
+        self.rmap.page_add_rmap(new, pt, i)
+        self.m.tlb.flush_tlb_page(mm, self._cpu(), addr)
+        if not reserved:
+            self.put_page(old)
+        return VM_FAULT_MINOR

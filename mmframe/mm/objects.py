@@ -1,0 +1,52 @@
+"""The objects mappings hold: shmem objects (MAP_SHARED anonymous memory, SysV shm) made and
+dropped with their pages, references to a mapping's object (a shmem object or an open file), and
+``vm_area_struct`` allocation from its slab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmframe.mm.radix_tree import RadixTree
+from mmframe.mm.vma import VMA, ShmemObject
+
+
+class Objects:
+    """Part of :class:`~mmframe.mm.memory.Memory`: mapping objects and VMA structs."""
+
+    __slots__ = ()
+
+    def new_object(self, npages: int) -> ShmemObject:
+        obj = ShmemObject(npages, RadixTree(self.radix_pool))
+        self.objects.add(obj)
+        return obj
+
+    def put_object(self, obj: Any) -> None:
+        """Drop a reference to a mapping's object (a shmem object or an open file)."""
+        obj.refs -= 1
+        if obj.refs == 0:
+            obj.release(self)
+
+    def drop_object_pages(self, obj: ShmemObject) -> None:
+        """The object is gone: its cache's references dropped in bulk, its tree's nodes freed."""
+        tree = obj.mapping.page_tree
+        pfns = np.array(tree.values(), dtype=np.int64)
+        tree.clear()
+        obj.mapping.dirty.clear()
+        cache = self.page_cache
+        for pfn in pfns.tolist():
+            del cache[pfn]
+        if len(pfns):
+            self.release_pages(pfns)
+        self.objects.discard(obj)
+
+    def vma_free(self, vma: VMA) -> None:
+        if vma.obj is not None:
+            self.put_object(vma.obj)
+        self.c_vma.free()
+        self.acct.charge(self.P_vma)
+
+    def vma_alloc(self) -> bool:
+        self.acct.charge(self.P_vma)
+        return self.c_vma.alloc() >= 0
