@@ -69,14 +69,15 @@ def test_read_and_write_move_the_position_and_lseek_sets_it_with_holes():
         out.append((yield read(fd, buf + P, 10)))  # at EOF
         out.append((yield lseek(fd, -1, SEEK_SET)))
         out.append((yield lseek(fd, 0, 3)))
-        out.append((yield lseek(fd, -5, SEEK_END)))
+        out.append((yield lseek(fd, 7, SEEK_SET)))
+        out.append((yield lseek(fd, -5, SEEK_END)))  # from the end, not the position
         out.append((yield llseek(fd, 3 << 30, SEEK_SET)))  # past 2 GiB: only _llseek can say so
         out.append((yield lseek(fd, 0, SEEK_CUR)))  # -EOVERFLOW (and the position stays)
         return out
 
     r = machine().run(prog)
-    got = calls(r)[-15:]
-    assert got == [3, 5, 8, 108, 2, 0, 110, b"abcdefgh\0\0\0\0", b"\0\0ab", 0, -EINVAL, -EINVAL, 105,
+    got = calls(r)[-16:]
+    assert got == [3, 5, 8, 108, 2, 0, 110, b"abcdefgh\0\0\0\0", b"\0\0ab", 0, -EINVAL, -EINVAL, 7, 105,
                    3 << 30, -EOVERFLOW]
 
 
@@ -467,3 +468,107 @@ def test_a_partial_write_to_a_page_not_in_the_cache_reads_it_in_first():
     inode = m.fs.inodes["/pc"]
     from mmframe.mm import content
     assert content.read_bytes(m.mm, inode.mapping.page_tree.lookup(0), 0, 16) == bytes(page)
+
+
+# --- one errno table for the calls of issue 19 ------------------------------------------------------
+BUF = 0x1000_0000
+
+
+def _errno_cases():
+    """(what, call, expected): each made by a root task with four RW pages at BUF, "/r" (fd 0, read
+    and write, one page long), "/dir" a directory, a pipe's ends as fds 1 and 2."""
+    fix = usr.MREMAP_FIXED | usr.MREMAP_MAYMOVE
+    return [
+        ("read: bad fd", read(77, BUF, 1), -EBADF),
+        ("read: negative count", read(0, BUF, -1), -EINVAL),
+        ("read: write-only pipe end", read(2, BUF, 1), -EBADF),
+        ("read: bad buffer", read(0, 0x10, 8), -EFAULT),
+        ("write: bad fd", write(77, BUF, 1), -EBADF),
+        ("write: read-only pipe end", write(1, BUF, 1), -EBADF),
+        ("write: bad buffer", write(0, 0x10, 8), -EFAULT),
+        ("pread: negative offset, before the fd", pread(77, BUF, 1, -1), -EINVAL),
+        ("pread: a pipe", pread(1, BUF, 1, 0), -ESPIPE),
+        ("pwrite: a pipe", pwrite(2, BUF, 1, 0), -ESPIPE),
+        ("readv: too many segments", readv(0, [(BUF, 1)] * 1025), -EINVAL),
+        ("readv: negative length", readv(0, [(BUF, -1)]), -EINVAL),
+        ("writev: total over 2 GiB", writev(0, [(BUF, 1 << 30)] * 3), -EINVAL),
+        ("lseek: bad whence", lseek(0, 0, 3), -EINVAL),
+        ("lseek: before the start", lseek(0, -1, SEEK_SET), -EINVAL),
+        ("lseek: a pipe", lseek(1, 0, SEEK_SET), -ESPIPE),
+        ("lseek: past 2 GiB", lseek(0, (1 << 31) - 1, SEEK_END), -EOVERFLOW),
+        ("llseek: bad fd", llseek(77, 0, SEEK_SET), -EBADF),
+        ("ftruncate: past 2 GiB without O_LARGEFILE", ftruncate(0, 1 << 31), -EINVAL),
+        ("fsync: a pipe", usr.fsync(1), -EINVAL),
+        ("open: O_CREAT|O_EXCL of an existing file", open("/r", O_CREAT | O_EXCL), -EEXIST),
+        ("open: a directory for write", open("/dir", O_WRONLY), -EISDIR),
+        ("open: through a file", open("/r/x", O_CREAT), -ENOTDIR),
+        ("open: a missing directory", open("/none/x", O_CREAT), -ENOENT),
+        ("open: trailing slash on a file", open("/r/"), -ENOTDIR),
+        ("read: a directory", read(3, BUF, 1), -EISDIR),
+        ("unlink: a directory", unlink("/dir"), -EISDIR),
+        ("unlink: missing", unlink("/none"), -ENOENT),
+        ("rename: missing", rename("/none", "/x"), -ENOENT),
+        ("rename: a file over a directory", rename("/r", "/dir"), -EISDIR),
+        ("rename: a directory into itself", rename("/dir", "/dir/sub"), -EINVAL),
+        ("mkdir: exists", mkdir("/dir"), -EEXIST),
+        ("mkdir: under a file", mkdir("/r/d"), -ENOTDIR),
+        ("stat: missing", stat("/none"), -ENOENT),
+        ("fstat: bad fd", fstat(77), -EBADF),
+        ("mmap: a pipe", mmap(0, P, PROT_READ, MAP_PRIVATE, 1, 0), -ENODEV),
+        ("mmap: a directory", mmap(0, P, PROT_READ, MAP_PRIVATE, 3, 0), -ENODEV),
+        ("mremap: unaligned", mremap(BUF + 1, P, P), -EINVAL),
+        ("mremap: unknown flag", mremap(BUF, P, P, 4), -EINVAL),
+        ("mremap: FIXED without MAYMOVE", mremap(BUF, P, P, usr.MREMAP_FIXED, 0x3000_0000), -EINVAL),
+        ("mremap: FIXED overlapping", mremap(BUF, 2 * P, 2 * P, fix, BUF + P), -EINVAL),
+        ("mremap: nothing mapped", mremap(0x5000_0000, P, 2 * P), -usr.EFAULT),
+        ("mremap: not at the VMA end, may not move", mremap(BUF, 2 * P, 3 * P), -ENOMEM),
+        ("mlock: a hole", mlock(0x5000_0000, P), -ENOMEM),
+        ("mlock: more than half of memory", mlock(BUF, 1 << 30), -ENOMEM),
+        ("mlockall: no flags", mlockall(0), -EINVAL),
+        ("mlockall: unknown flag", mlockall(4), -EINVAL),
+        ("madvise: unaligned", madvise(BUF + 1, P, 0), -EINVAL),
+        ("madvise: unknown advice", madvise(BUF, P, 5), -EINVAL),
+        ("madvise: WILLNEED on anonymous memory", madvise(BUF, P, usr.MADV_WILLNEED), -usr.EBADF),
+        ("madvise: a hole", madvise(0x5000_0000, P, 0), -ENOMEM),
+        ("mincore: unaligned", mincore(BUF + 1, P), -EINVAL),
+        ("mincore: anonymous memory", mincore(BUF, P), -ENOMEM),
+        ("signal: SIGKILL", signal(usr.SIGKILL, SIG_IGN), -EINVAL),
+        ("signal: a bad handler", signal(SIGPIPE, 7), -EINVAL),
+        ("setsp: above TASK_SIZE", usr.setsp(0xC000_1000), -EINVAL),
+        ("shmctl: unknown command", shmctl(0, 99), -EINVAL),
+        ("shmctl: IPC_SET without a record", shmctl(0, usr.IPC_SET, 5), -usr.EFAULT),
+    ]
+
+
+def test_errno_of_each_new_call():
+    cases = _errno_cases()
+
+    def prog(ctx):
+        yield mmap(BUF, 4 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        yield open("/r", O_RDWR | O_CREAT)
+        yield pipe()
+        yield mkdir("/dir")
+        yield open("/dir")
+        yield ftruncate(0, P)
+        yield shmget(usr.IPC_PRIVATE, P, 0o600)
+        for _, call, _ in cases:
+            yield call
+
+    r = machine().run(prog)
+    got = [v for _, v in r.tasks["1"].calls[7:]]
+    assert {w: g for (w, _, _), g in zip(cases, got)} == {w: e for w, _, e in cases}
+
+
+def test_errno_of_the_privileged_calls_for_an_ordinary_user():
+    def prog(ctx):
+        a = yield mmap(BUF, P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        sid = yield shmget(usr.IPC_PRIVATE, P, 0o600)
+        yield usr.setgid(5)
+        yield setuid(1000)
+        return [(yield mlock(a, P)), (yield munlock(a, P)), (yield mlockall(usr.MCL_CURRENT)), (yield munlockall()),
+                (yield mmap(0, P, RW, MAP_PRIVATE | MAP_ANONYMOUS | usr.MAP_LOCKED)), (yield shmat(sid)),
+                (yield shmctl(sid, usr.IPC_STAT)), (yield shmctl(sid, usr.IPC_RMID)), (yield shmctl(sid, usr.SHM_LOCK)),
+                (yield setuid(0)), (yield usr.setgid(0))]
+
+    r = machine().run(prog)
+    assert calls(r)[4:] == [-EPERM, 0, -EPERM, -EPERM, -EPERM, -EACCES, -EACCES, -EPERM, -EPERM, -EPERM, -EPERM]

@@ -64,4 +64,13 @@ MUTANTS = [
     ("fileapi.oracle_mremap_forgets_pages", "mmframe/mm/oracle.py",
      "        mm.private.update(pages)\n", "",
      ("tests/test_address_space.py::test_generated_file_programs_match_the_oracle",), False),
+    ("fileapi.pt_shared_protnone_pmd", "plugins/pt_shared/__init__.py",
+     'if whole and reason == "mprotect" and not pt.has_protnone():', 'if whole and reason == "mprotect":',
+     ("tests/test_pt_shared.py::test_pt_shared_changes_cost_not_semantics",), False),
+    ("fileapi.unlink_destroys_open_file", "mmframe/fs.py",
+     "        if inode.opens:\n            self.orphans.add(inode)", "        if False:\n            self.orphans.add(inode)",
+     ("tests/test_address_space.py::test_generated_file_programs_match_the_oracle",), False),
+    ("fileapi.oracle_rename_into_itself", "mmframe/mm/oracle.py",
+     "        if is_dir and dst.startswith(src + \"/\"):\n            return -EINVAL", "",
+     ("tests/test_address_space.py::test_generated_file_programs_match_the_oracle",), False),
 ]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
+from mmframe.usr import (ENOTEMPTY, ENOTDIR, EISDIR, ENODEV, BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
                          EOVERFLOW, EPERM, MAP_LOCKED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
                          MS_SYNC, O_APPEND, O_CREAT, O_DIRECT, O_EXCL, O_LARGEFILE, O_TRUNC, PAGE_SIZE, PROT_EXEC,
                          PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SIGXFSZ, SimSignal)
@@ -306,6 +306,8 @@ class OracleMemory:
             desc = self.m.fs.fget(task, fd)
             if desc is None:
                 return -EBADF
+            if desc.inode is DIRECTORY:
+                return -ENODEV  # a directory has no mmap method
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
         # addr and len are unsigned longs (32 bits): a negative length is 2**32 less its size
@@ -586,6 +588,8 @@ class OracleMemory:
         return new_addr
 
 
+DIRECTORY = OFile(writable=False)  # what an open directory's descriptor refers to: one block long
+DIRECTORY.size = PAGE_SIZE
 LFS_LIMIT = 2**31 - 1  # without O_LARGEFILE a file may not reach past 2 GiB - 1 (the LFS rule)
 EXT2_LIMIT = 2**41 - 2**12  # ext2 with 4 KiB blocks: i_blocks counts 2^32 sectors, less one block
 
@@ -605,6 +609,7 @@ class OracleFS:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.files: dict[str, OFile] = {}
+        self.dirs = {"/", "/bin", "/dev", "/etc", "/tmp"}
 
     def disk_state(self) -> None:
         """No device here: contents are always coherent, so there is nothing to compare."""
@@ -621,28 +626,108 @@ class OracleFS:
         f = (task.files or {}).get(fd) if type(fd) is int else None
         return f if f is not None and f.mode & mode else None
 
+    # --- names: a tree of directories holding files (2.5's namei, stated again) ----------------------
+    def _walk(self, path: Any) -> tuple[str, int]:
+        """The canonical name of ``path`` and 0, or -ENOENT / -ENOTDIR for what lies above it."""
+        if not isinstance(path, str) or not path.startswith("/"):
+            return "", -ENOENT
+        parts = [p for p in path.split("/") if p]
+        here = ""
+        for p in parts[:-1]:
+            here += "/" + p
+            if here in self.files:
+                return "", -ENOTDIR
+            if here not in self.dirs:
+                return "", -ENOENT
+        return "/" + "/".join(parts), 0
+
+    def sys_unlink(self, task: Task, path: Any) -> int:
+        name, err = self._walk(path)
+        if err:
+            return err
+        if name in self.dirs:
+            return -EISDIR
+        return 0 if self.files.pop(name, None) is not None else -ENOENT  # open ones live on in their fds
+
+    def sys_mkdir(self, task: Task, path: Any, mode: Any = 0o755) -> int:
+        name, err = self._walk(path)
+        if err:
+            return err
+        if name in self.dirs or name in self.files:
+            return -EEXIST
+        self.dirs.add(name)
+        return 0
+
+    def sys_rename(self, task: Task, old: Any, new: Any) -> int:
+        src, err = self._walk(old)
+        if err:
+            return err
+        if src not in self.dirs and src not in self.files:
+            return -ENOENT
+        dst, err = self._walk(new)
+        if err:
+            return err
+        is_dir = src in self.dirs
+        if is_dir and dst.startswith(src + "/"):
+            return -EINVAL
+        if src == dst:
+            return 0
+        if dst in self.dirs:
+            if not is_dir:
+                return -EISDIR
+            if any(n.startswith(dst + "/") for n in list(self.dirs) + list(self.files)):
+                return -ENOTEMPTY
+            self.dirs.discard(dst)
+        elif dst in self.files:
+            if is_dir:
+                return -ENOTDIR
+            del self.files[dst]
+        if is_dir:
+            for n in [n for n in self.dirs if n == src or n.startswith(src + "/")]:
+                self.dirs.discard(n)
+                self.dirs.add(dst + n[len(src):])
+            for n in [n for n in self.files if n.startswith(src + "/")]:
+                self.files[dst + n[len(src):]] = self.files.pop(n)
+        else:
+            self.files[dst] = self.files.pop(src)
+        return 0
+
     def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
         mode = open_mode(path, flags)  # the argument checks are the real ones; the rest is this model's
         if mode < 0:
             return mode
-        f = self.files.get(path)
+        name, err = self._walk(path)
+        if err:
+            return err
+        if name in self.dirs:
+            if mode & 2 or flags & (O_CREAT | O_TRUNC):
+                return -EISDIR
+            return self._install(task, ODesc(DIRECTORY, mode, flags))
+        f = self.files.get(name)
+        if f is not None and path.endswith("/"):
+            return -ENOTDIR
         if f is None:
-            if not flags & O_CREAT:
+            if not flags & O_CREAT or path.endswith("/"):
                 return -ENOENT
-            f = self.files[path] = OFile()
+            f = self.files[name] = OFile()
         elif flags & O_CREAT and flags & O_EXCL:
             return -EEXIST
         if (mode & 2 or flags & O_TRUNC) and not f.writable:
             return -EACCES
         if flags & O_DIRECT:
             return -EINVAL
+        if len(task.files or {}) >= 1024:
+            return -EMFILE
+        if flags & O_TRUNC:
+            self.truncate(f, 0)
+        return self._install(task, ODesc(f, mode, flags))
+
+    def _install(self, task: Task, desc: ODesc) -> int:
         table = task.files = task.files if task.files is not None else {}
         fd = next((i for i in range(1024) if i not in table), None)
         if fd is None:
             return -EMFILE
-        if flags & O_TRUNC:
-            self.truncate(f, 0)
-        table[fd] = ODesc(f, mode, flags)
+        table[fd] = desc
         return fd
 
     def sys_close(self, task: Task, fd: Any) -> int:
@@ -698,6 +783,8 @@ class OracleFS:
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
+        if f.inode is DIRECTORY:
+            return -EISDIR
         return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
@@ -714,6 +801,8 @@ class OracleFS:
             return -EBADF
         if type(addr) is not int or type(count) is not int or count < 0:
             return -EINVAL
+        if f.inode is DIRECTORY:
+            return -EISDIR
         n = self._read(task, f, addr, count, f.pos)
         f.pos += max(n, 0)
         return n
@@ -801,7 +890,8 @@ class OracleFS:
         return 0
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
-        return 0 if self.fget(task, fd) is not None else -EBADF
+        f = self.fget(task, fd)
+        return -EBADF if f is None else -EINVAL if f.inode is DIRECTORY else 0
 
 
 #: The calls the oracle answers in place of the real model (the rest keep the machine's handlers).
@@ -810,7 +900,7 @@ ORACLE_MM_SYSCALLS = {name: ("mm", getattr(OracleMemory, "sys_" + name))
                                    "mremap", "mlock", "munlock", "mlockall", "munlockall", "madvise")}
 ORACLE_FS_SYSCALLS = {name: ("fs", getattr(OracleFS, "sys_" + name))
                       for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write",
-                                   "lseek", "llseek", "readv", "writev")}
+                                   "lseek", "llseek", "readv", "writev", "unlink", "rename", "mkdir")}
 
 
 def install(machine: Machine, files: bool = False) -> Machine:
