@@ -766,10 +766,9 @@ class FileSystem:
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
-        if not isinstance(f.inode, Inode):
-            return -EISDIR if isinstance(f.inode, Node) and f.inode.mode == S_IFDIR and mode == FMODE_READ \
-                else -ESPIPE  # no FMODE_PREAD
-        return io_args(addr, length, offset) or f
+        if isinstance(f.inode, Pipe):
+            return -ESPIPE  # pipe_read/pipe_write refuse a position other than the file's
+        return io_args(addr, length, offset) or f  # (a directory reads -EISDIR, /dev/zero zeroes)
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check_io(task, fd, addr, length, offset, FMODE_READ)
@@ -799,9 +798,13 @@ class FileSystem:
         f = self._iov(task, fd, iov, FMODE_READ)
         if isinstance(f, int):
             return f
-        total = 0
+        total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
         for addr, n in iov:
+            if pipe is not None and total and not pipe.buf:
+                break  # (a later segment does not wait: *departure*, see docs/files.md)
             got = self._read(task, f, addr, n, None)
+            if not isinstance(got, int):
+                return got  # blocked in the first segment
             if got < 0:
                 return total or got
             total += got
@@ -813,9 +816,13 @@ class FileSystem:
         f = self._iov(task, fd, iov, FMODE_WRITE)
         if isinstance(f, int):
             return f
-        total = 0
+        total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
         for addr, n in iov:
+            if pipe is not None and total and (pipe.wwait or PIPE_BUF - len(pipe.buf) < min(n, PIPE_BUF)):
+                break  # (a later segment does not wait: *departure*, see docs/files.md)
             got = self._write(task, f, addr, n, None)
+            if not isinstance(got, int):
+                return got  # blocked in the first segment
             if got < 0:
                 return total or got
             total += got

@@ -494,6 +494,8 @@ _MEMORY_AND_FILE_CALLS = (
     st.tuples(st.just("rename"), st.integers(0, len(NAMES) - 1), st.integers(0, len(NAMES) - 1)),
     st.tuples(st.just("mkdir"), st.integers(0, len(NAMES) - 1)),
     st.tuples(st.just("openp"), st.integers(0, len(NAMES) - 1), st.sampled_from(OPEN_FLAGS)),
+    # a pipe the program holds both ends of (the last two descriptors): reading it empty waits forever
+    st.tuples(st.just("pipeio"), st.booleans(), _PG, st.integers(0, 5000)),
 )
 CALL = st.one_of(
     *_MEMORY_AND_FILE_CALLS,
@@ -567,6 +569,8 @@ def _do(op, fds, shmids, b0):
         return usr.mincore(addr, a[1] * P)
     if name == "mlockall":
         return usr.mlockall(a[0]) if a[0] else usr.munlockall()
+    if name == "pipeio":
+        return (write if a[0] else read)(fds[-1] if a[0] else fds[-2], WINDOW + a[1] * P, a[2])
     if name == "unlink":
         return usr.unlink(NAMES[a[0]])
     if name == "rename":
@@ -636,6 +640,7 @@ def _exec_everything(ctx, ops):
 @usr.program(stack_pages=2)
 def _everything(ctx, ops):
     fds = [(yield open("/a", O_RDWR | O_CREAT)), (yield open("/b", O_RDWR | O_CREAT))]
+    fds += list((yield usr.pipe()))
     yield ftruncate(fds[0], 6 * P + 100)
     yield anon(PAGES * P, addr=WINDOW, fixed=True)  # start mapped, so most calls succeed
     b0 = yield brk(0)
@@ -901,7 +906,8 @@ def _files_program(ctx, ops):
     yield pwrite(fds[0], WINDOW, 6 * P + 100, 0)  # contents to see, and a last page ending at 100
     yield pwrite(fds[1], WINDOW + 10 * P, 4 * P, 0)
     ro = yield open("/a", O_RDONLY)  # a read-only descriptor: shared maps of it never writable
-    yield from _ops(ops, fds + [ro], [], 0)
+    ends = yield usr.pipe()
+    yield from _ops(ops, fds + [ro, *ends], [], 0)
     yield from _read_window()
     for page in range(48):  # where mremap moves a mapping it cannot grow in place
         try:

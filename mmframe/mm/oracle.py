@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (ENOTEMPTY, ENOTDIR, EISDIR, ENODEV, BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
+from mmframe.usr import (O_NONBLOCK, SIGPIPE, EAGAIN, EPIPE, ESPIPE, ENOTEMPTY, ENOTDIR, EISDIR, ENODEV, BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
                          EOVERFLOW, EPERM, MAP_LOCKED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
                          MS_SYNC, O_APPEND, O_CREAT, O_DIRECT, O_EXCL, O_LARGEFILE, O_TRUNC, PAGE_SIZE, PROT_EXEC,
                          PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SIGXFSZ, SimSignal)
@@ -306,8 +306,8 @@ class OracleMemory:
             desc = self.m.fs.fget(task, fd)
             if desc is None:
                 return -EBADF
-            if desc.inode is DIRECTORY:
-                return -ENODEV  # a directory has no mmap method
+            if desc.inode is DIRECTORY or type(desc.inode) is OPipe:
+                return -ENODEV  # no mmap method
         if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             return -EINVAL
         # addr and len are unsigned longs (32 bits): a negative length is 2**32 less its size
@@ -340,7 +340,7 @@ class OracleMemory:
             if shared and not desc.mode & 2:
                 maywrite = False  # a read-only file: shared, never writable
         self._unmap(task, addr, length)
-        file = desc.inode if desc is not None else None
+        file = desc.inode if desc is not None and desc.inode is not ZERO else None  # /dev/zero: anonymous
         if shared:
             obj = file.pages if file is not None else SharedAnon(length >> PAGE_SHIFT)
         else:
@@ -595,12 +595,28 @@ EXT2_LIMIT = 2**41 - 2**12  # ext2 with 4 KiB blocks: i_blocks counts 2^32 secto
 
 
 class ODesc:
-    """An open file description: its file, access mode (1 read, 2 write), flags and position."""
+    """An open file description: its file (or ZERO, DIRECTORY, an OPipe), access mode (1 read,
+    2 write), flags, position, and how many descriptors refer to it."""
 
-    __slots__ = ("inode", "mode", "flags", "pos")
+    __slots__ = ("inode", "mode", "flags", "pos", "refs")
 
-    def __init__(self, inode: OFile, mode: int, flags: int = 0) -> None:
-        self.inode, self.mode, self.flags, self.pos = inode, mode, flags, 0
+    def __init__(self, inode: Any, mode: int, flags: int = 0) -> None:
+        self.inode, self.mode, self.flags, self.pos, self.refs = inode, mode, flags, 0, 1
+
+
+class OPipe:
+    """A pipe as a program sees it: up to 4096 bytes in order; readers and writers; who waits."""
+
+    __slots__ = ("data", "readers", "writers", "readq", "writeq")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.readers = self.writers = 1
+        self.readq: list[tuple[Any, int, int]] = []  # (task, buffer, count), first come first served
+        self.writeq: list[list] = []  # [task, buffer, count, written so far]
+
+
+ZERO = OFile(writable=True)  # what a descriptor of /dev/zero refers to
 
 
 class OracleFS:
@@ -610,6 +626,7 @@ class OracleFS:
         self.m = machine
         self.files: dict[str, OFile] = {}
         self.dirs = {"/", "/bin", "/dev", "/etc", "/tmp"}
+        self.devices = {"/dev/zero"}
 
     def disk_state(self) -> None:
         """No device here: contents are always coherent, so there is nothing to compare."""
@@ -618,9 +635,108 @@ class OracleFS:
     def dup_files(self, parent: Task, child: Task, share: bool) -> None:
         if parent.files is not None:
             child.files = parent.files if share else dict(parent.files)
+            if not share:
+                for d in child.files.values():
+                    d.refs += 1
 
     def exit_files(self, task: Task) -> None:
-        task.files = None
+        table, task.files = task.files, None
+        if table is not None and not any(t.files is table for t in self.m.sched.tasks.values()):
+            for d in table.values():
+                self._drop(d)
+
+    def _drop(self, d: ODesc) -> None:
+        """A descriptor went: the last one of a pipe end leaves the other side alone."""
+        d.refs -= 1
+        if d.refs or type(d.inode) is not OPipe:
+            return
+        p, sched = d.inode, self.m.sched
+        if d.mode & 1:
+            p.readers -= 1
+            if not p.readers:  # writers waiting: what they wrote, else SIGPIPE / -EPIPE
+                for task, _, _, done in p.writeq:
+                    if done:
+                        sched.wake(task, done)
+                    elif SIGPIPE in task.sigign:
+                        sched.wake(task, -EPIPE)
+                    else:
+                        sched.wake_signal(task, SimSignal(SIGPIPE))
+                p.writeq.clear()
+        else:
+            p.writers -= 1
+            if not p.writers:  # readers waiting: end of file
+                for task, _, _ in p.readq:
+                    sched.wake(task, 0)
+                p.readq.clear()
+
+    # --- pipes: 4096 bytes, blocking both ways, SIGPIPE without a reader -----------------------------
+    def sys_pipe(self, task: Task) -> Any:
+        if len(task.files or {}) + 2 > 1024:
+            return -EMFILE
+        p = OPipe()
+        return self._install(task, ODesc(p, 1)), self._install(task, ODesc(p, 2))
+
+    def _pipe_read(self, task: Task, p: OPipe, f: ODesc, addr: int, count: int) -> Any:
+        if count == 0:
+            return 0
+        if p.data:
+            return self._take(task, p, addr, count)
+        if not p.writers:
+            return 0
+        if f.flags & O_NONBLOCK:
+            return -EAGAIN
+        p.readq.append((task, addr, count))
+        return self.m.sched.block(task)
+
+    def _take(self, task: Task, p: OPipe, addr: int, count: int) -> int:
+        got = self.m.mm.copy_bytes_to_user(task, addr, p.data[:count])
+        if got == 0:
+            return -EFAULT
+        p.data = p.data[got:]
+        self._fill(p)
+        return got
+
+    def _fill(self, p: OPipe) -> None:
+        """Room was made: waiting writers put their bytes in, in turn (one of 4096 bytes or fewer
+        only all at once); then waiting readers take what there is."""
+        while p.writeq and len(p.data) < 4096:
+            w = p.writeq[0]
+            task, addr, count, done = w
+            room, left = 4096 - len(p.data), count - done
+            if left <= 4096 and room < left:
+                break
+            data = self.m.mm.copy_bytes_from_user(task, addr + done, min(room, left))
+            p.data += data
+            w[3] = done = done + len(data)
+            if done == count or len(data) < min(room, left):
+                p.writeq.pop(0)
+                self.m.sched.wake(task, done or -EFAULT)
+        while p.readq and p.data:
+            task, addr, count = p.readq.pop(0)
+            self.m.sched.wake(task, self._take(task, p, addr, count))
+
+    def _pipe_write(self, task: Task, p: OPipe, f: ODesc, addr: int, count: int) -> Any:
+        if not p.readers:
+            if SIGPIPE in task.sigign:
+                return -EPIPE
+            raise SimSignal(SIGPIPE)
+        if count == 0:
+            return 0
+        room, done = 4096 - len(p.data), 0
+        if not p.writeq and (room >= count or count > 4096 and room):
+            data = self.m.mm.copy_bytes_from_user(task, addr, min(room, count))
+            p.data += data
+            done = len(data)
+            short = done < min(room, count)
+            self._fill(p)
+            if short:
+                return done or -EFAULT
+            if done == count:
+                return done
+        if f.flags & O_NONBLOCK:
+            return done or -EAGAIN
+        p.writeq.append([task, addr, count, done])
+        return self.m.sched.block(task)
 
     def fget(self, task: Task, fd: Any, mode: int = 3) -> ODesc | None:
         f = (task.files or {}).get(fd) if type(fd) is int else None
@@ -647,6 +763,9 @@ class OracleFS:
             return err
         if name in self.dirs:
             return -EISDIR
+        if name in self.devices:
+            self.devices.discard(name)
+            return 0
         return 0 if self.files.pop(name, None) is not None else -ENOENT  # open ones live on in their fds
 
     def sys_mkdir(self, task: Task, path: Any, mode: Any = 0o755) -> int:
@@ -703,6 +822,10 @@ class OracleFS:
             if mode & 2 or flags & (O_CREAT | O_TRUNC):
                 return -EISDIR
             return self._install(task, ODesc(DIRECTORY, mode, flags))
+        if name in self.devices:
+            if flags & O_CREAT and flags & O_EXCL:
+                return -EEXIST
+            return -EINVAL if flags & O_DIRECT else self._install(task, ODesc(ZERO, mode, flags))
         f = self.files.get(name)
         if f is not None and path.endswith("/"):
             return -ENOTDIR
@@ -731,7 +854,11 @@ class OracleFS:
         return fd
 
     def sys_close(self, task: Task, fd: Any) -> int:
-        return 0 if type(fd) is int and (task.files or {}).pop(fd, None) is not None else -EBADF
+        d = (task.files or {}).pop(fd, None) if type(fd) is int else None
+        if d is None:
+            return -EBADF
+        self._drop(d)
+        return 0
 
     # --- reading and writing bytes --------------------------------------------------------------------
     def _read(self, task: Task, f: ODesc, addr: int, count: int, pos: int) -> int:
@@ -783,17 +910,26 @@ class OracleFS:
         f = self.fget(task, fd, mode)
         if f is None:
             return -EBADF
-        if f.inode is DIRECTORY:
-            return -EISDIR
+        if type(f.inode) is OPipe:
+            return -ESPIPE  # a pipe has no positions
         return io_args(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 1)
-        return f if isinstance(f, int) else self._read(task, f, addr, length, offset)
+        if isinstance(f, int):
+            return f
+        if f.inode is DIRECTORY:
+            return -EISDIR
+        if f.inode is ZERO:
+            got = self.m.mm.copy_bytes_to_user(task, addr, b"\0" * length)
+            return got or (-EFAULT if length else 0)
+        return self._read(task, f, addr, length, offset)
 
     def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 2)
-        return f if isinstance(f, int) else self._write(task, f, addr, length, offset)
+        if isinstance(f, int):
+            return f
+        return length if f.inode is ZERO else self._write(task, f, addr, length, offset)
 
     def sys_fd_read(self, task: Task, fd: Any, addr: Any, count: Any) -> int:
         f = self.fget(task, fd, 1)
@@ -803,6 +939,11 @@ class OracleFS:
             return -EINVAL
         if f.inode is DIRECTORY:
             return -EISDIR
+        if type(f.inode) is OPipe:
+            return self._pipe_read(task, f.inode, f, addr, count)
+        if f.inode is ZERO:
+            got = self.m.mm.copy_bytes_to_user(task, addr, b"\0" * count)
+            return got or (-EFAULT if count else 0)
         n = self._read(task, f, addr, count, f.pos)
         f.pos += max(n, 0)
         return n
@@ -813,6 +954,10 @@ class OracleFS:
             return -EBADF
         if type(addr) is not int or type(count) is not int or count < 0:
             return -EINVAL
+        if type(f.inode) is OPipe:
+            return self._pipe_write(task, f.inode, f, addr, count)
+        if f.inode is ZERO:
+            return count
         at = f.inode.size if f.flags & O_APPEND else f.pos
         n = self._write(task, f, addr, count, at)
         if n > 0:
@@ -828,8 +973,13 @@ class OracleFS:
                 for s in iov) or sum(s[1] for s in iov) >= 2**31:
             return -EINVAL
         one, total = self.sys_fd_read if mode == 1 else self.sys_fd_write, 0
+        p = self.fget(task, fd).inode
         for addr, n in iov:
+            if type(p) is OPipe and total and (not p.data if mode == 1 else p.writeq or 4096 - len(p.data) < min(n, 4096)):
+                break  # a pipe's later segment does not wait
             got = one(task, fd, addr, n)
+            if not isinstance(got, int):
+                return got
             if got < 0:
                 return total or got
             total += got
@@ -849,6 +999,11 @@ class OracleFS:
             return -EBADF
         if type(offset) is not int or whence not in (0, 1, 2):
             return -EINVAL
+        if type(f.inode) is OPipe:
+            return -ESPIPE
+        if f.inode is ZERO:
+            f.pos = 0
+            return 0
         to = offset + (0, f.pos, f.inode.size)[whence]
         if to < 0 or to > EXT2_LIMIT:
             return -EINVAL
@@ -880,7 +1035,7 @@ class OracleFS:
         f = self.fget(task, fd)
         if f is None:
             return -EBADF
-        if type(length) is not int or length < 0 or not f.mode & 2:
+        if type(length) is not int or length < 0 or not f.mode & 2 or type(f.inode) is not OFile or f.inode is ZERO:
             return -EINVAL
         if length > LFS_LIMIT and not f.flags & O_LARGEFILE:
             return -EINVAL
@@ -891,7 +1046,7 @@ class OracleFS:
 
     def sys_fsync(self, task: Task, fd: Any) -> int:
         f = self.fget(task, fd)
-        return -EBADF if f is None else -EINVAL if f.inode is DIRECTORY else 0
+        return -EBADF if f is None else -EINVAL if f.inode in (DIRECTORY, ZERO) or type(f.inode) is OPipe else 0
 
 
 #: The calls the oracle answers in place of the real model (the rest keep the machine's handlers).
@@ -900,7 +1055,7 @@ ORACLE_MM_SYSCALLS = {name: ("mm", getattr(OracleMemory, "sys_" + name))
                                    "mremap", "mlock", "munlock", "mlockall", "munlockall", "madvise")}
 ORACLE_FS_SYSCALLS = {name: ("fs", getattr(OracleFS, "sys_" + name))
                       for name in ("open", "close", "pread", "pwrite", "ftruncate", "fsync", "fd_read", "fd_write",
-                                   "lseek", "llseek", "readv", "writev", "unlink", "rename", "mkdir")}
+                                   "lseek", "llseek", "readv", "writev", "unlink", "rename", "mkdir", "pipe")}
 
 
 def install(machine: Machine, files: bool = False) -> Machine:
