@@ -18,16 +18,17 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from mmframe.errors import ConfigError, UsageError
+from mmframe.block.elevators import registry
+from mmframe.errors import ConfigError, PluginError, UsageError
 from mmframe.options import Option
-from mmframe.plugin import Catalog, Selection, resolve_selection
+from mmframe.plugin import CORE, Catalog, Selection, call_one, resolve_selection
 
 EMBEDDED = "<embedded default>"
 ENV_PLUGINS = "MMFRAME_PLUGINS"
 
 GiB = 1 << 30
 NR_CPUS = 32  # i386 NR_CPUS in 2.5
-ELEVATORS = ("deadline", "noop")  # core elevators; plugins add theirs (see the block issue)
+DEFAULT_DISK = "hda"  # the disk a machine has when the config names none (the file system's)
 
 MACHINE_OPTIONS: tuple[Option, ...] = (
     Option("cpus", "int", 2, "CPUs (SMP P-III class)", minimum=1, maximum=NR_CPUS),
@@ -48,7 +49,15 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
-    Option("elevator", "str", "deadline", "I/O scheduler of this queue"),
+    Option("elevator", "str", "deadline", "I/O scheduler of this queue (mmframe elevators lists them)"),
+    Option("model", "choice", "ata-7200", "service-time model: ata-7200 (7200 rpm ATA of 2002), hp97560 "
+           "(Ruemmler & Wilkes 1994), seekfree (no seek or rotation), ramdisk (rd.c, no queue)",
+           choices=("ata-7200", "hp97560", "seekfree", "ramdisk")),
+    Option("nr_requests", "int", 0, "requests per direction; 0 = 2.5.49's global queue_nr_requests "
+           "((RAM KiB >> 9) & ~7, 16..128); a number = a per-queue depth (later: 2.6's "
+           "/sys/block/<disk>/queue/nr_requests)", minimum=0, maximum=1 << 16),
+    Option("bounce", "choice", "high", "bounce highmem pages (BLK_BOUNCE_HIGH, 2.5's default) or none "
+           "(BLK_BOUNCE_ANY: the device reaches all memory)", choices=("high", "none")),
 )
 TOP_KEYS = ("machine", "plugins", "block", "scenario")
 
@@ -82,6 +91,10 @@ class DiskConfig:
     capacity: int
     elevator: str
     plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    model: str = "ata-7200"
+    nr_requests: int = 0
+    bounce: str = "high"
+    elevator_options: Mapping[str, Any] = attrs.field(factory=dict)  # the chosen elevator's tunables
 
 
 @attrs.frozen(slots=True)
@@ -102,10 +115,19 @@ class Config:
     scenario: ScenarioConfig
     sources: tuple[str, ...]
     catalog: Catalog = attrs.field(eq=False, repr=False)
+    elevators: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def enabled(self) -> tuple[str, ...]:
         return self.selection.enabled
+
+    def elevator_entries(self) -> list[tuple[str, list[Any]]]:
+        """``(owner, elevator classes)`` of the core and the enabled plugins."""
+        by_owner: dict[str, list[Any]] = {}
+        for cls, owner in self.elevators.values():
+            if owner == CORE or owner in self.enabled:
+                by_owner.setdefault(owner, []).append(cls)
+        return list(by_owner.items())
 
     def with_policies(self, extra: Iterable[str]) -> Config:
         """This config with more plugins enabled (a policy column of a scenario)."""
@@ -276,6 +298,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     plugin_opts: dict[str, dict[str, Any]] = {}
     disks: dict[str, dict[str, Any]] = {}
     disk_plugin: dict[str, dict[str, dict[str, Any]]] = {}
+    disk_elv: dict[str, dict[str, dict[str, Any]]] = {}
+    elevators = _elevators(catalog)
     scenario: dict[str, Any] = {}
     machine_opts = {o.name: o for o in MACHINE_OPTIONS}
     disk_opts = {o.name: o for o in DISK_OPTIONS}
@@ -303,37 +327,40 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
             for k, v in table.items():
                 if k in disk_opts:
                     val = _coerce(layer, ("block", disk, k), disk_opts[k], v)
-                    if k == "elevator" and val not in _elevators(catalog):
+                    if k == "elevator" and val not in elevators:
                         raise _err(layer, ("block", disk, k), f"unknown elevator {val!r}",
-                                   ", ".join(_elevators(catalog)))
-                    disks.setdefault(disk, {})[k] = val
+                                   ", ".join(sorted(elevators)))
+                    disks.setdefault(disk, {})[k] = (val, layer)
                     continue
-                if k not in catalog.plugins and k not in catalog.blocked:
+                known_plugin = k in catalog.plugins
+                if k not in elevators and not known_plugin and k not in catalog.blocked:
                     raise _err(layer, ("block", disk, k), "unknown key",
-                               ", ".join([*disk_opts, *(f"<plugin> table ({n})" for n in
-                                                        sorted(catalog.plugins))]))
-                if k in catalog.blocked:
-                    continue
+                               ", ".join([*disk_opts, *(f"<elevator> table ({n})" for n in sorted(elevators)),
+                                          *(f"<plugin> table ({n})" for n in sorted(catalog.plugins))]))
+                if k not in elevators and not known_plugin:
+                    continue  # a blocked plugin's table: not checked
                 sub = _table(layer, ("block", disk, k), v)
-                qopts = {o.name: o for o in catalog.plugins[k].options if o.scope == "queue"}
-                _check_keys(layer, ("block", disk, k), sub, qopts)
+                qopts = {o.name: o for o in catalog.plugins[k].options if o.scope == "queue"} if known_plugin else {}
+                eopts = {o.name: o for o in elevators[k][0].tunables} if k in elevators else {}
+                _check_keys(layer, ("block", disk, k), sub, {**eopts, **qopts})
                 for ok, ov in sub.items():
-                    disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = _coerce(
-                        layer, ("block", disk, k, ok), qopts[ok], ov)
+                    val = _coerce(layer, ("block", disk, k, ok), eopts.get(ok) or qopts[ok], ov)
+                    if ok in eopts:
+                        disk_elv.setdefault(disk, {}).setdefault(k, {})[ok] = val
+                    if ok in qopts:
+                        disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = val
             disks.setdefault(disk, {})
         s = _table(layer, ("scenario",), doc.get("scenario", {}))
         for k, v in s.items():
             scenario[k] = (v, layer)
 
     mc = _machine_config({k: v for k, (v, _) in machine.items()}, machine)
-    disk_cfgs = tuple(
-        DiskConfig(name, vals.get("capacity", disk_opts["capacity"].coerce(disk_opts["capacity"].default)),
-                   vals.get("elevator", disk_opts["elevator"].default), disk_plugin.get(name, {}))
-        for name, vals in sorted(disks.items()))
+    disk_cfgs = tuple(_disk_config(name, vals, elevators, disk_elv.get(name, {}), disk_plugin.get(name, {}),
+                                   selection) for name, vals in sorted((disks or {DEFAULT_DISK: {}}).items()))
     filled = {name: {**{o.name: o.coerce(o.default) for o in catalog.plugins[name].options},
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
     return Config(mc, selection, filled, disk_cfgs, _scenario_config(scenario, catalog),
-                  tuple(layer.source for layer in layers), catalog)
+                  tuple(layer.source for layer in layers), catalog, elevators)
 
 
 def _plugin_known(layer: Layer, key: tuple[str, ...], name: str, catalog: Catalog) -> None:
@@ -342,8 +369,34 @@ def _plugin_known(layer: Layer, key: tuple[str, ...], name: str, catalog: Catalo
                    "'enable' or a table per installed plugin: " + (", ".join(sorted(catalog.plugins)) or "none installed"))
 
 
-def _elevators(catalog: Catalog) -> tuple[str, ...]:
-    return ELEVATORS
+def _elevators(catalog: Catalog) -> dict[str, tuple[Any, str]]:
+    """Every elevator the core and the loaded plugins register (``mmframe_elevators``):
+    name -> (class, owner)."""
+    entries = []
+    for info in [catalog.core, *catalog.plugins.values()]:
+        classes = call_one(info, "mmframe_elevators")
+        if classes is not None and not isinstance(classes, (list, tuple)):
+            raise PluginError(f"plugin {info.name!r}: mmframe_elevators must return a list of Elevator classes, "
+                              f"got {classes!r}", plugin=info.name, hook="mmframe_elevators")
+        entries.append((info.name, list(classes or ())))
+    try:
+        return registry(entries)
+    except ValueError as exc:
+        raise PluginError(f"mmframe_elevators: {exc}", hook="mmframe_elevators") from None
+
+
+def _disk_config(name: str, vals: dict[str, tuple[Any, Layer]], elevators: dict[str, tuple[Any, str]],
+                 elv_opts: dict[str, dict[str, Any]], plugin_opts: dict[str, dict[str, Any]],
+                 selection: Selection) -> DiskConfig:
+    get = {k: v for k, (v, _) in vals.items()}
+    opts = {o.name: o for o in DISK_OPTIONS}
+    elevator = get.get("elevator", opts["elevator"].default)
+    cls, _owner = elevators[elevator]  # a plugin's elevator needs the plugin enabled: checked per machine
+    tunables = {t.name: t.coerce(t.default) for t in cls.tunables}
+    tunables.update(elv_opts.get(elevator, {}))
+    return DiskConfig(name, get.get("capacity", opts["capacity"].coerce(opts["capacity"].default)), elevator,
+                      plugin_opts, get.get("model", opts["model"].default), get.get("nr_requests", 0),
+                      get.get("bounce", "high"), tunables)
 
 
 def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]) -> MachineConfig:

@@ -8,12 +8,19 @@ from __future__ import annotations
 from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
-from mmframe.workloads import fork_scaling, sga, shell, spawn
+from mmframe.block.elevators import core_elevators
+from mmframe.workloads import fork_scaling, io_scenarios, sga, shell, spawn
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
-    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO]
+    return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, io_scenarios.DEPTH,
+            io_scenarios.REPLAY]
+
+
+@hookimpl
+def mmframe_elevators() -> list[type]:
+    return core_elevators()
 
 
 @hookimpl(trylast=True)

@@ -3,7 +3,8 @@
 Compared per task (keyed by lineage, so pid numbering never matters): the sequence of system calls
 with their results (values read, pids as lineages, -errno, signals delivered), how the task ended,
 and which tasks were left blocked; and per file, what its blocks hold on the device and which pages
-are still dirty (what could be read back from the disk).  Simulated time, counts and the global interleaving are costs and
+are still dirty (what could be read back from the disk); and the set of I/O completions (each bio's
+submitter, direction, sectors, error and the data it moved -- not their order or times).  Simulated time, counts and the global interleaving are costs and
 are not compared.  The base of the cross-policy tests: policies change cost, not semantics.
 """
 
@@ -70,6 +71,11 @@ def compare_results(a: RunResult, b: RunResult) -> Comparison:
         for path in sorted(set(a.disk) | set(b.disk)):
             if a.disk.get(path) != b.disk.get(path):
                 diffs.append(Difference("*", f"on disk: {path}", a.disk.get(path), b.disk.get(path)))
+    if a.io is not None and b.io is not None and a.io != b.io:
+        only_a = sorted(set(a.io) - set(b.io), key=repr)[:3]
+        only_b = sorted(set(b.io) - set(a.io), key=repr)[:3]
+        diffs.append(Difference("*", "I/O completions (first few only in each)", only_a or len(a.io),
+                                only_b or len(b.io)))
     return Comparison(a, b, tuple(diffs))
 
 

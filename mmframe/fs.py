@@ -6,11 +6,12 @@ descriptor tables; buffered I/O through the page cache at any byte offset and le
 Content is kept at the granularity programs write it (:mod:`mmframe.mm.content`): a page written
 whole by a page-aligned copy moves as its compact content, a partial page as bytes.  Blocks are
 allocated when a page is first written (as ext2's ``get_block`` does in ``prepare_write``);
-unwritten pages are holes and read as zero.  The device is the block layer's stand-in
-(:mod:`mmframe.block.ramdisk`), so I/O completes in the caller's context.  The file system has no
-``direct_IO`` method, so an ``O_DIRECT`` open is -EINVAL, as 2.5's ``dentry_open`` answered for such
-file systems.  Limits are ext2's with 4 KiB blocks (``s_maxbytes``) and the LFS rule (2 GiB - 1
-without ``O_LARGEFILE``), as 2.5.49's ``generic_file_write`` applied them.  See docs/files.md.
+unwritten pages are holes and read as zero.  The device is the machine's first disk
+(:mod:`mmframe.block`): page-cache misses and write-back go through its request queue and the
+caller sleeps until they complete.  The file system has no ``direct_IO`` method, so an ``O_DIRECT``
+open is -EINVAL, as 2.5's ``dentry_open`` answered for such file systems.  Limits are ext2's with
+4 KiB blocks (``s_maxbytes``) and the LFS rule (2 GiB - 1 without ``O_LARGEFILE``), as 2.5.49's
+``generic_file_write`` applied them.  See docs/files.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from mmframe.block.ramdisk import PAGE_SECTORS, READ, WRITE, RamDisk
+from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
+from mmframe.block.content import content_sectors, sectors_to_page
 from mmframe.mm import content, filemap
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
@@ -216,7 +218,8 @@ class FileSystem:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.vm = machine.mm
-        self.dev = RamDisk(machine, DEVICE_BYTES >> 9)
+        self.blk = machine.block
+        self.dev = machine.block.device()  # the first configured disk ([block.<name>])
         self.inodes: dict[str, Inode] = {}  # regular files by path
         self.nodes: dict[str, Node] = {}  # directories and devices by path
         self.orphans: set[Inode] = set()  # unlinked, still open or mapped
@@ -318,9 +321,22 @@ class FileSystem:
             if b < 0:
                 raise ValueError(f"{self.dev.name} is full")
             inode.blocks[i] = b
-            self.dev.blocks[b] = tag
+            self.dev.poke(b * PAGE_SECTORS, content_sectors(tag))
         inode.size = len(tags) * PAGE_SIZE
         return inode
+
+    def preload(self, inode: Inode) -> None:
+        """Put every block of ``inode`` in the page cache, as if it had been read before the run
+        (no I/O; the page allocations are counted as usual).  For scenarios whose files are hot."""
+        vm, dev = self.vm, self.dev
+        for index, b in sorted(inode.blocks.items()):
+            if inode.mapping.page_tree.lookup(index) is not None:
+                continue
+            pfn = filemap.new_cache_page(vm, inode.mapping, index)
+            if pfn < 0:
+                raise ValueError(f"no memory to preload {inode.path}")
+            sectors_to_page(vm, pfn, [dev.data.get(b * PAGE_SECTORS + k) for k in range(PAGE_SECTORS)])
+            self._zero_tail(inode, index, pfn)
 
     def image_for(self, program: Callable[..., Any]) -> Inode:
         """The installed image of ``program`` (installed at ``/bin/<name>`` on first use, with the
@@ -348,7 +364,7 @@ class FileSystem:
     def _alloc_block(self) -> int:
         if self.free_blocks:
             return self.free_blocks.pop()
-        if (self.next_block + 1) * PAGE_SECTORS > self.dev.nr_sectors:
+        if (self.next_block + 1) * PAGE_SECTORS > min(self.dev.nr_sectors, DEVICE_BYTES >> 9):
             return -1
         self.next_block += 1
         return self.next_block - 1
@@ -359,8 +375,10 @@ class FileSystem:
         if b is None:
             content.set_tag(self.vm, pfn, 0)
             self.m.acct.charge(self.vm.P_clear)
-        else:
-            self.dev.submit_bio(READ, b * PAGE_SECTORS, [pfn])  # the block's content, tail and all
+        else:  # the block's content, tail and all, through the queue; the reader sleeps for it
+            bio = bio_pages(READ, b * PAGE_SECTORS, [pfn])
+            self.blk.submit_bio(self.dev, bio)
+            self.blk.wait_sync(self.dev, bio)
         self._zero_tail(inode, index, pfn)
 
     def _zero_tail(self, inode: Inode, index: int, pfn: int) -> None:
@@ -368,13 +386,25 @@ class FileSystem:
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
             content.zero_from(self.vm, pfn, inode.size & (PAGE_SIZE - 1))
 
+    def _write_run(self, start: int, pfns: list[int], bios: list) -> None:
+        """Submit one write bio for a run of pages (held until written, as PG_writeback holds them)."""
+        q = self.dev.queue  # bio_add_page stops at the queue's max_sectors (255: 31 pages)
+        per = q.max_sectors // PAGE_SECTORS if q is not None else 256
+        for i in range(0, len(pfns), per):
+            bio = bio_pages(WRITE, (start + i) * PAGE_SECTORS, pfns[i:i + per])
+            self.blk.pin_pages(bio)
+            self.blk.submit_bio(self.dev, bio)
+            bios.append(bio)
+
     def writeback(self, inode: Inode) -> int:
-        """``filemap_fdatawrite`` + wait: write the dirty pages, a bio per run of consecutive
-        blocks; 0, or -ENOSPC when a block could not be had."""
+        """``filemap_fdatawrite`` + ``filemap_fdatawait``: write the dirty pages, a bio per run of
+        consecutive blocks, through the queue; the caller sleeps, when its call returns, until they
+        are written.  0, or -ENOSPC when a block could not be had."""
         mapping, vm = inode.mapping, self.vm
         if not mapping.dirty:
             return 0
         run: list[int] = []
+        bios: list = []
         start = -2
         err = 0
         for index in sorted(mapping.dirty):
@@ -390,11 +420,12 @@ class FileSystem:
                 run.append(pfn)
             else:
                 if run:
-                    self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
+                    self._write_run(start, run, bios)
                 run, start = [pfn], b
             filemap.clear_page_dirty(vm, pfn)
         if run:
-            self.dev.submit_bio(WRITE, start * PAGE_SECTORS, run)
+            self._write_run(start, run, bios)
+        self.blk.wait_async(bios)
         return err
 
     def truncate(self, inode: Inode, size: int) -> None:
@@ -433,7 +464,7 @@ class FileSystem:
         """Per file: its size, what each of its blocks holds on the device and the pages still
         dirty in memory: what a program could read back from the disk."""
         dev = self.dev
-        return {path: (i.size, tuple((k, dev.blocks.get(b, 0)) for k, b in sorted(i.blocks.items())),
+        return {path: (i.size, tuple((k, dev.block_content(b)) for k, b in sorted(i.blocks.items())),
                        tuple(sorted(i.mapping.dirty))) for path, i in self.inodes.items()}
 
     def drop_caches(self) -> int:

@@ -26,8 +26,9 @@ Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_page
 ``mmframe_free_pages``; 1.2 the page-table hooks; 1.3 ``mmframe_pte_change`` reason ``msync``; 1.4
 the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
 nothing else (no hook changed: the objects passed are the same, and what the facade declares they
-already offered, under the names it gives); 1.5 ``mmframe_pte_change`` reason ``mremap`` (mremap
-moving entries) and ``PteTable.has_protnone`` in the facade.
+already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O schedulers, the 2.5.49
+elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 ``mmframe_pte_change``
+reason ``mremap`` (mremap moving entries) and ``PteTable.has_protnone`` in the facade.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits, and since 1.5 mremap: ``move_page_tables`` clearing an entry in the old range and
+    dirty bits, and since 1.6 mremap: ``move_page_tables`` clearing an entry in the old range and
     setting it in the new, each its own call).  A policy must treat a reason it does not know as a
     write to the entries.
 
@@ -194,4 +195,25 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     or do the whole change at the PMD level: return ``True`` when the policy has completed the
     change itself (only for zap, exit and mprotect over the whole page), ``None`` to let the core
     write the entries.  Nobody implements it in mainline, so it costs nothing there.
+    """
+
+
+# --- registration: I/O scheduling (issue: the block layer) -----------------------------------
+
+@_spec("registration", "1.5", "never on a hot path: once per plugin at config load; the elevator's own "
+       "operations are plain method calls on the queue's instance")
+def mmframe_elevators() -> list[Any]:
+    """Register I/O schedulers: a list of classes derived from
+    :class:`mmframe.block.elevator.Elevator`, each with a unique ``name``.
+
+    A queue chooses one by name (``[block.<disk>] elevator = "<name>"``; an unknown name is a
+    config error listing the registered ones; a plugin's elevator needs its plugin enabled).  The
+    class declares its tunables (``tunables``: :class:`~mmframe.options.Option`, set in
+    ``[block.<disk>.<name>]``), the period it comes from (``period``) and the cost entries of the
+    steps it reports (``steps``: kind -> cost entry, a plugin's named ``<plugin>.<x>`` through
+    ``mmframe_cost_entries``).  One instance serves one queue; the core calls the 2.5.49
+    operations on it -- ``merge``, ``merged``, ``merge_req``, ``add_req`` (with the insertion
+    point ``merge`` returned), ``next_req``, ``remove_req``, ``queue_empty``, ``get_sort_head``,
+    ``init``, ``exit`` -- as documented in :mod:`mmframe.block.elevator` and docs/block.md.  The core
+    registers ``deadline`` (2.5.49's default), ``noop`` and ``linus`` (2.5.38's, labelled).
     """

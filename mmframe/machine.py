@@ -10,6 +10,7 @@ import attrs
 
 from mmframe import HOOK_CONTRACT_VERSION, __version__, syscalls
 from mmframe.config import Config, load_config
+from mmframe.block.genhd import BlockLayer
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
 from mmframe.errors import PluginError
@@ -51,6 +52,7 @@ class RunResult:
     interleaving: tuple[tuple[str, int], ...] | None
     manifest: Mapping[str, Any]
     disk: Mapping[str, Any] | None = None  # per file: what the device holds and what is left to write
+    io: tuple[tuple, ...] | None = None  # the set of bio completions (owner, rw, sector, sectors, error, data), sorted
 
 
 class Machine:
@@ -76,6 +78,7 @@ class Machine:
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
         self.mm = Memory(self)
+        self.block = BlockLayer(self)
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
         self.sched.handlers.update(syscalls.bind(self))
@@ -179,6 +182,7 @@ class Machine:
             call_one(info, "mmframe_report", machine=self, figures=figures)
         for info in reversed(self._infos()):
             call_one(info, "mmframe_unconfigure", machine=self)
+        self.block.close()
         return figures
 
     def _cost_table(self) -> CostTable:
@@ -241,6 +245,7 @@ class Machine:
         for t in sched.tasks.values():
             calls = tuple((name, _normalize(name, value, raised, lin)) for name, value, raised in t.log)
             tasks[t.lineage] = TaskResult(t.lineage, calls, t.status, t.signal)
+        disk = self.fs.disk_state()
         return RunResult(
             tasks=tasks,
             blocked=tuple(t.lineage for t in sched.tasks.values() if t.state == BLOCKED),
@@ -252,7 +257,8 @@ class Machine:
             events=self.engine.fired,
             interleaving=tuple(trace) if trace is not None else None,
             manifest=self.manifest(),
-            disk=self.fs.disk_state(),
+            disk=disk,
+            io=tuple(sorted(self.block.log, key=repr)) if disk is not None else None,  # an oracle has no device
         )
 
 

@@ -76,8 +76,8 @@ class Task:
 
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
-                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files", "uid", "gid",
-                 "sigign", "sp")
+                 "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files",
+                 "io_wait", "io_pending", "io_result", "uid", "gid", "sigign", "sp")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -103,6 +103,9 @@ class Task:
         self.seed_key = lineage  # a forked child replays with its parent's key
         self.blocked_in = ""  # the call a blocked task sleeps in, logged when it is woken
         self.files: Any = None  # files_struct (mmframe.fs), made on first use
+        self.io_wait = 0.0  # I/O this call waited for completes then (mmframe.block.genhd)
+        self.io_pending = 0  # bios this call waits for, still in flight
+        self.io_result: Any = None  # (result, logged) delivered when the I/O wait ends
         self.uid = self.gid = 0  # (real = effective) ids; inherited at fork; 0 has every capability
         self.sigign: frozenset[int] = frozenset()  # signals set to SIG_IGN (inherited, kept over exec)
         self.sp: int | None = None  # %esp as the program last set it (None: no rule below the stack)
@@ -195,6 +198,18 @@ class Scheduler:
         task.ready_at = self.engine.now
         self._make_runnable(task)
 
+    def wake_io(self, task: Task) -> None:
+        """The I/O ``task`` slept for at the end of its call has completed: deliver the call's
+        result (see :meth:`mmframe.block.genhd.BlockLayer.io_sleep`)."""
+        if task.state != BLOCKED or task.io_result is None:
+            return
+        (result, logged), task.io_result = task.io_result, None
+        task.resume = result
+        if logged:
+            task.log.append((task.blocked_in, result, False))
+        task.ready_at = self.engine.now
+        self._make_runnable(task)
+
     def block(self, task: Task) -> Any:
         """Put ``task`` to sleep in its system call: the handler returns this, and a later
         :meth:`wake` (or :meth:`wake_signal`) gives the call its result."""
@@ -216,8 +231,10 @@ class Scheduler:
         rq, engine, cpus = self.rq, self.engine, self.m.cpus
         while True:
             if not rq:
-                if not engine.heap:
+                if not engine.heap and not self.m.block.run_queues():
                     return
+                if not engine.heap:
+                    continue
                 engine.fire_until(engine.heap[0][0])
                 continue
             task = rq.popleft()
@@ -268,6 +285,10 @@ class Scheduler:
                 raise
             if result is BLOCK:
                 task.blocked_in = call[0]
+                break
+            if (task.io_pending or task.io_wait) and self.m.block.io_sleep(
+                    task, call[0], None if result is RESTART else 0 if result is YIELD else result,
+                    result is not RESTART):
                 break
             if result is RESTART:
                 task.resume = None

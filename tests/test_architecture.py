@@ -17,7 +17,9 @@ import pytest
 import mmframe
 import mmframe_plugins
 from mmframe import facade, syscalls
+from mmframe.block.bio import Bio
 from mmframe.config import load_config
+from mmframe.facade import block as fblock
 from mmframe.facade import mm as fmm
 from mmframe.machine import Machine
 from mmframe.mm.vma import VMA
@@ -188,7 +190,8 @@ def test_vm_fault_codes_keep_2_5_49s_numbers():
     assert facade.FACADE_VERSION == mmframe.HOOK_CONTRACT_VERSION
 
 
-PROTOCOLS = (fmm.VM, fmm.MM, fmm.VMA, fmm.VMAs, fmm.PteTable, fmm.Allocator, fmm.MachineView)
+PROTOCOLS = (fmm.VM, fmm.MM, fmm.VMA, fmm.VMAs, fmm.PteTable, fmm.Allocator, fmm.MachineView,
+             fblock.BlockQueue, fblock.BlockRequest, fblock.BlockBio)
 
 
 def members(proto: type) -> set[str]:
@@ -216,6 +219,9 @@ def test_the_core_objects_offer_what_the_facade_declares():
     vm.pte_alloc(mm, 1)
     objs = {fmm.VM: vm, fmm.MM: mm, fmm.VMAs: mm.vmas, fmm.PteTable: mm.ptp[1], fmm.Allocator: m.pagealloc,
             fmm.MachineView: m, fmm.VMA: VMA(0, 4096, 0)}
+    q = m.block.device().queue
+    q.make_request(Bio(0, 8, [(vm.alloc_user_page(), 0, 4096)]))
+    objs.update({fblock.BlockQueue: q, fblock.BlockRequest: q.last_merge, fblock.BlockBio: q.last_merge.bio})
     for proto, obj in objs.items():
         missing = [n for n in members(proto) if not hasattr(obj, n)]
         assert not missing, f"{type(obj).__name__} lacks {proto.__name__} members {missing}"

@@ -55,7 +55,7 @@ CASES = [
     ("[plugins.tree]\nmode = 'medium'\n", "plugins.tree.mode", 2, "invalid value", "'fast', 'slow'"),
     ("[plugins.tree]\nbudget = true\n", "plugins.tree.budget", 2, "invalid value", "MiB"),
     ("[block.sda]\nspeed = 3\n", "block.sda.speed", 2, "unknown key", "capacity, elevator"),
-    ("[block.sda]\nelevator = 'cfq'\n", "block.sda.elevator", 2, "unknown elevator 'cfq'", "deadline, noop"),
+    ("[block.sda]\nelevator = 'cfq'\n", "block.sda.elevator", 2, "unknown elevator 'cfq'", "deadline, linus, noop"),
     ("[block.sda]\ncapacity = 'big'\n", "block.sda.capacity", 2, "invalid value", "GiB"),
     ("[block.sda.tree]\nmode = 'slow'\n", "block.sda.tree.mode", 2, "unknown key", "depth"),
     ("[block.sda.tree]\ndepth = 99\n", "block.sda.tree.depth", 2, "invalid value", "<= 64"),

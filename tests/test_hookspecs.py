@@ -130,6 +130,17 @@ def test_mmframe_unconfigure(isolated, install_plugin):
     assert sys.modules[mod].EVENTS[-1] == ("unconfigure",)
 
 
+def test_mmframe_elevators(isolated, install_plugin):
+    install_plugin("elv", "from mmframe.hookspecs import hookimpl\n"
+                          "from mmframe.block.noop import Noop\n"
+                          "class Tail(Noop):\n    name = 'tail_test'\n    period = 'test'\n"
+                          "@hookimpl\ndef mmframe_elevators():\n    return [Tail]\n")
+    (isolated / "c.toml").write_text("[block.hda]\nelevator = 'tail_test'\n")
+    cfg = load_config(isolated / "c.toml", env={}, cli_plugins=["elv"])
+    assert cfg.elevators["tail_test"][1] == "elv" and "deadline" in cfg.elevators
+    assert type(Machine(cfg).block.device().queue.elevator).__name__ == "Tail"
+
+
 def test_every_hook_spec_has_its_own_test():
     names = {n for n, obj in globals().items() if n.startswith("test_") and callable(obj)}
     for hook in hookspecs.HOOKS:

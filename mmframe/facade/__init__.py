@@ -9,9 +9,10 @@ removes or changes one.
 * :mod:`mmframe.facade.mm` -- memory: the page-table hooks' ``vm`` (:class:`VM`: sharing a PMD,
   unsharing, allocation, the core's fault policy), ``mm``/``vma``/PTE pages, the allocation hooks'
   ``alloc``, the ``VM_FAULT_*`` codes and ``pte_change`` reasons, ``VM_*`` and ``GFP_*`` flags.
-* The block layer's primitives (bio submission, the request queue an elevator hook receives)
-  go in ``mmframe/facade/block.py`` as Protocols over ``mmframe.block``, exported here, each with
-  the cost it charges, when those hooks are added (a minor contract bump).
+* :mod:`mmframe.facade.block` (since 1.5) -- I/O scheduling: the :class:`Elevator` base class an
+  elevator plugin derives from, the request queue, request and bio it sees (:class:`BlockQueue`,
+  :class:`BlockRequest`, :class:`BlockBio`), sort lists, insertion points, merge results and
+  ``REQ_*`` flags.
 
 Registration: ``hookimpl`` marks a hook implementation; ``Option``, ``CostEntry`` and ``Scenario``
 are what the registration hooks return.
@@ -22,6 +23,8 @@ from __future__ import annotations
 from mmframe import HOOK_CONTRACT_VERSION
 from mmframe.costs import CostEntry
 from mmframe.facade.mm import *  # noqa: F401,F403 - the memory facade is this package's namespace
+from mmframe.facade.block import *  # noqa: F401,F403 - so is the block facade's
+from mmframe.facade.block import __all__ as _block_all
 from mmframe.facade.mm import __all__ as _mm_all
 from mmframe.hookspecs import hookimpl
 from mmframe.options import Option
@@ -29,4 +32,4 @@ from mmframe.scenario import Scenario
 
 FACADE_VERSION = HOOK_CONTRACT_VERSION
 
-__all__ = ["FACADE_VERSION", "CostEntry", "Option", "Scenario", "hookimpl", *_mm_all]
+__all__ = ["FACADE_VERSION", "CostEntry", "Option", "Scenario", "hookimpl", *_mm_all, *_block_all]
