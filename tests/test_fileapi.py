@@ -644,3 +644,49 @@ def test_pipes_dev_zero_and_names_match_the_oracle(prog):
     a, b = real.run(prog), oracle.run(prog)
     assert not compare_results(a, b).differences
     assert a.tasks["1.1"].status >> 8 == 1 if prog is _pipe_and_zero else True
+
+
+def test_bytes_written_partially_survive_the_device_and_sectors_convert_both_ways():
+    from mmframe.block import content as B
+    from mmframe.mm import content
+
+    def writer(ctx):
+        fd = yield open("/dv", O_RDWR | O_CREAT)
+        buf = yield anon(2 * P)
+        yield write(buf, 77)
+        yield write(buf + P, 77)
+        yield pwrite(fd, buf, 2 * P, 0)  # compact pages
+        yield store(buf, b"sector!")
+        yield pwrite(fd, buf, 7, P + 1000)  # page 1 holds bytes now
+        yield usr.fsync(fd)
+
+    def reader(ctx):
+        fd = yield open("/dv")
+        buf = yield anon(2 * P)
+        yield pread(fd, buf, 2 * P, 0)
+        return (yield load(buf + P + 996, 16))
+
+    m = machine()
+    m.run(writer)
+    inode = m.fs.inodes["/dv"]
+    assert m.fs.dev.block_content(inode.blocks[0]) == 77  # a compact page's sectors: compact again
+    assert type(m.fs.dev.block_content(inode.blocks[1])) is bytes
+    m.fs.drop_caches()
+    r = m.run(reader)
+    tag = (77).to_bytes(8, "little")
+    want = bytearray((tag * 3)[4:20])
+    want[4:11] = b"sector!"
+    assert r.tasks[max(r.tasks)].calls[-1] == ("load", bytes(want))
+    vm = m.mm
+    a, b = vm.alloc_user_page(), vm.alloc_user_page()
+    content.set_tag(vm, a, -5)
+    content.zero_from(vm, a, 1000)
+    content.write_bytes(vm, b, 0, bytes(range(256)) * 16)
+    vals = B.page_to_sectors(vm, a)
+    B.sectors_to_page(vm, b, vals[:3] + B.page_to_sectors(vm, b, 1536, 5), 0)  # a mix: sector by sector
+    want = content.tag_bytes(-5, 1000)[:1536] + (bytes(range(256)) * 16)[1536:]
+    assert content.page_bytes(vm, b) == want
+    B.sectors_to_page(vm, b, vals)  # one compact page's eight sectors: compact again
+    assert b not in vm.fine and vm.tag[b] == -5 and vm.zero_tail[b] == 1000
+    vm.put_page(a)
+    vm.put_page(b)

@@ -73,4 +73,7 @@ MUTANTS = [
     ("fileapi.oracle_rename_into_itself", "mmframe/mm/oracle.py",
      "        if is_dir and dst.startswith(src + \"/\"):\n            return -EINVAL", "",
      ("tests/test_address_space.py::test_generated_file_programs_match_the_oracle",), False),
+    ("fileapi.sector_loses_its_place", "mmframe/block/content.py",
+     "    return C.block_bytes(c)[k * SECTOR_SIZE:(k + 1) * SECTOR_SIZE]", "    return C.block_bytes(c)[:SECTOR_SIZE]",
+     (F + "test_bytes_written_partially_survive_the_device_and_sectors_convert_both_ways",), True),
 ]
