@@ -75,6 +75,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     keys.append(("wall_ms", "simulator wall time", "ms"))
     for key, label, unit in keys:
         vals = [c.figures.get(key) for c in columns]
+        if all(v is None for v in vals):
+            continue  # a declared row no column filled (a scenario's optional rows)
         row = [label, unit, *("-" if v is None else _fmt(v) for v in vals)]
         for v in vals[1:]:
             ok = isinstance(vals[0], (int, float)) and isinstance(v, (int, float)) and v
@@ -87,9 +89,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config, cli_plugins=parse_cli_plugins(args.plugin))
     cat = cfg.catalog
+    elevators: dict[str, list[dict]] = {}
+    for name, (cls, owner) in sorted(cfg.elevators.items()):
+        elevators.setdefault(owner, []).append(
+            {"name": name, "period": cls.period, "tunables": [{"name": t.name, "type": t.type, "default": t.default,
+                                                               "help": t.help} for t in cls.tunables]})
     rows = [{"name": i.name, "distribution": i.dist, "version": i.version, "enabled": i.name in cfg.enabled,
              "hooks": i.hooks, "options": [{"name": o.name, "type": o.type, "default": o.default,
-                                            "scope": o.scope, "help": o.help} for o in i.options]}
+                                            "scope": o.scope, "help": o.help} for o in i.options],
+             "elevators": elevators.get(i.name, [])}
             for i in cat.plugins.values()]
     if args.json:
         print(json.dumps({"plugins": rows, "blocked": sorted(cat.blocked)}, indent=2, default=str))
@@ -100,6 +108,10 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         state = "[green]enabled[/green]" if r["enabled"] else "installed, not enabled"
         console.print(f"[bold]{r['name']}[/bold] ({r['distribution']} {r['version']}) - {state}")
         console.print(f"  hooks: {', '.join(r['hooks']) or '-'}")
+        for e in r["elevators"]:
+            console.print(f"  elevator {e['name']} ({e['period']})"
+                          + "".join(f"; tunable {t['name']} ({t['type']}, default {t['default']!r})"
+                                    for t in e["tunables"]))
         for o in r["options"]:
             console.print(f"  option {o['name']} ({o['type']}, default {o['default']!r}"
                           f"{', per queue' if o['scope'] == 'queue' else ''}): {o['help']}")

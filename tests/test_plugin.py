@@ -66,7 +66,7 @@ def test_hook_without_spec_is_rejected(isolated, install_plugin):
 
 def test_unknown_plugin_lists_available(isolated, install_plugin):
     install_plugin("rec", RECORDING)
-    with pytest.raises(UsageError, match=r"unknown plugin 'nope' \(available: pt_shared, rec\)"):
+    with pytest.raises(UsageError, match=r"unknown plugin 'nope' \(available: elevator_rbtree, pt_shared, rec\)"):
         load_config(env={}, cli_plugins=["nope"])
 
 

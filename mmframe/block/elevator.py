@@ -232,6 +232,9 @@ class SortList:
     def __contains__(self, rq: Request) -> bool:
         return rq in self.rqs  # Request has no __eq__: identity, at C speed
 
+    def rekey(self, rq: Request) -> None:
+        """``rq``'s start moved (a front merge): a plain list keeps no keys, so nothing changes."""
+
 
 class KeyedSortList(SortList):
     """A sort list that also keeps each request's start sector (``keys``) and where the ascending

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from mmframe.block.deadline import Deadline
@@ -17,12 +18,16 @@ def core_elevators() -> list[type[Elevator]]:
     return [Deadline, Noop, Linus]
 
 
+_ELEVATOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
 def check_elevator_class(cls: Any, owner: str) -> str | None:
     """None if ``cls`` is a usable elevator class, else what is wrong with it."""
     if not (isinstance(cls, type) and issubclass(cls, Elevator)):
         return f"{cls!r} is not a subclass of mmframe.block.elevator.Elevator"
-    if not isinstance(cls.name, str) or not cls.name.isidentifier():
-        return f"{cls.__name__}.name must be an identifier, got {cls.name!r}"
+    if not isinstance(cls.name, str) or not _ELEVATOR_NAME.fullmatch(cls.name):
+        return (f"{cls.__name__}.name must start with a letter and hold letters, digits, '_', '-' and '.' "
+                f"(e.g. 'rbtree-2.5.58'), got {cls.name!r}")
     for op in ("merge", "add_req", "next_req", "remove_req", "queue_empty"):
         if getattr(cls, op) is getattr(Elevator, op):
             return f"elevator {cls.name!r} does not implement {op}"

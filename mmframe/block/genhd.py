@@ -236,8 +236,8 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
     hook = f"mmframe_elevators ({cls.name!r}, disk {dc.name})"
     if owner != CORE:  # an exception in the elevator's code is then named with its plugin
         for klass in cls.__mro__:
-            if klass is Elevator or klass is object:
-                continue
+            if klass is Elevator or klass is object or klass.__module__.startswith("mmframe."):
+                continue  # a core class a plugin's elevator derives from (deadline) stays the core's
             for op, fn in vars(klass).items():
                 code = getattr(fn, "__code__", None)
                 if code is not None:
@@ -245,8 +245,12 @@ def make_device(layer: BlockLayer, dc: DiskConfig) -> BlockDevice:
     try:
         elv = cls()
         q = RequestQueue(layer, dc.name, elv, nr, bounce)
+        q.own_depth = bool(dc.nr_requests)
         elv.bind(q, m.costs.id, m.acct)
-        elv.init(q, dict(dc.elevator_options))
+        options = dict(dc.elevator_options)
+        if owner in m.cfg.plugin_options:  # a plugin's elevator also gets its plugin's options (docs/block.md)
+            options = {**m.cfg.plugin_options[owner], **dc.plugin_options.get(owner, {}), **options}
+        elv.init(q, options)
     except Exception as exc:  # noqa: BLE001 - named with its plugin
         raise PluginError(f"plugin {owner!r} raised in {hook}: {type(exc).__name__}: {exc}", plugin=owner,
                           hook="mmframe_elevators") from exc

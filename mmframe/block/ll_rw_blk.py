@@ -34,9 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.block.genhd import BlockLayer
 
 
-def queue_nr_requests(mem_bytes: int) -> int:
-    """2.5.49 ``blk_dev_init``: (RAM in KiB >> 9) & ~7, clamped to 16..128 (per direction)."""
-    return max(16, min(128, ((mem_bytes >> 10) >> 9) & ~7))
+def queue_nr_requests(mem_bytes: int, cap: int = 128) -> int:
+    """2.5.49 ``blk_dev_init``: (RAM in KiB >> 9) & ~7, clamped to 16..128 (per direction); ``cap``
+    replaces 128 (the -mm rbtree patch's 1024)."""
+    return max(16, min(cap, ((mem_bytes >> 10) >> 9) & ~7))
 
 
 def batch_requests(nr: int) -> int:
@@ -57,6 +58,7 @@ class RequestQueue:
                  bounce_pfn: int | None) -> None:
         self.layer, self.name, self.elevator = layer, name, elevator
         self.nr_requests = nr_requests
+        self.own_depth = False  # a per-queue nr_requests (set by make_device), not 2.5's global rule
         self.batch_requests = batch_requests(nr_requests)
         self.free = [nr_requests, nr_requests]
         self.parked: list[deque[Bio]] = [deque(), deque()]
@@ -249,6 +251,16 @@ class RequestQueue:
 
     def in_flight(self) -> int:
         return 2 * self.nr_requests - self.free[0] - self.free[1]
+
+    def set_depth_cap(self, cap: int) -> None:
+        """2.5's global depth rule with ``cap`` as its upper clamp instead of 128 (the -mm rbtree
+        patch raised it to 1024), unless this queue has its own ``[block.<disk>] nr_requests``.  From
+        an elevator's ``init`` only, before any request is allocated."""
+        if self.in_flight():
+            raise ValueError("set_depth_cap: requests are already allocated")
+        if not self.own_depth:
+            nr = queue_nr_requests(self.layer.m.config.memory, cap)
+            self.nr_requests, self.batch_requests, self.free = nr, batch_requests(nr), [nr, nr]
 
     # --- plugging and dispatch ------------------------------------------------------------------------
     def plug(self) -> None:

@@ -75,8 +75,23 @@ class BlockRequest(Protocol):
 class BlockQueue(Protocol):
     """The request queue an elevator serves (``request_queue_t``)."""
 
+    name: str  # the disk's name ([block.<name>])
     last_merge: Any  # the one-shot merge hint (a request or None): read and set it as 2.5.49's elevators do
     nr_requests: int  # requests per direction
 
     def now(self) -> float:
         """Simulated ns of the calling context (submission or interrupt): expiries are measured on it."""
+
+    def set_depth_cap(self, cap: int) -> None:
+        """2.5's ``queue_nr_requests`` rule ((RAM KiB >> 9) & ~7, 16..128) with ``cap`` instead of
+        128, unless the queue has its own ``nr_requests``; from ``init`` only (the -mm rbtree patch)."""
+
+
+
+# --- the core deadline, to derive from ---------------------------------------------------------------
+
+from mmframe.block.bio import READ, WRITE  # noqa: E402
+from mmframe.block.blkdev import rq_mergeable  # noqa: E402
+from mmframe.block.deadline import Deadline  # noqa: E402
+
+__all__ += ["Deadline", "rq_mergeable", "READ", "WRITE"]
