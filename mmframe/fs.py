@@ -585,9 +585,11 @@ class FileSystem:
         err = self.parent_error(new)
         if err:
             return err
+        src_dir = isinstance(src, Node) and src.mode == S_IFDIR
+        if not src_dir and new.endswith("/"):
+            return -ENOTDIR  # a trailing slash names a directory (do_rename's "slashes")
         old, new = norm(old), norm(new)
         dst = self.lookup(new)
-        src_dir = isinstance(src, Node) and src.mode == S_IFDIR
         if src_dir and (new + "/").startswith(old + "/") and new != old:
             return -EINVAL
         if dst is src:

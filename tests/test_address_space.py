@@ -965,6 +965,7 @@ def _read_window():
 @example(ops=[("mremap", 0, 4, 4, 3, 20), ("mremap", 30, 2, 3, 1, 0)])  # moved pages keep their content
 @example(ops=[("mkdir", 3), ("rename", 3, 4), ("unlink", 0), ("openp", 0, O_RDWR | O_CREAT), ("rename", 1, 7),
               ("openp", 6, O_RDONLY), ("mkdir", 4), ("rename", 7, 3)])  # names; open files outlive theirs
+@example(ops=[("openp", 3, O_WRONLY | O_CREAT | usr.O_TRUNC), ("unlink", 6), ("rename", 3, 6), ("rename", 6, 0)])
 def test_generated_file_programs_match_the_oracle(ops):
     real = machine(memory=24 * MiB)
     oracle = install_oracle(machine(memory=24 * MiB, debug="off"), files=True)

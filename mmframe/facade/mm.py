@@ -37,7 +37,7 @@ __all__ = [
 #   VM_FAULT_MINOR  =  1  handled without I/O
 #   VM_FAULT_MAJOR  =  2  handled, and the page was read from the device
 # ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
-# fork, mmap, swap_out, walker, unshare, msync, and since 1.6 mremap); treat one you do not know as a
+# fork, mmap, swap_out, walker, unshare, msync, and since 1.7 mremap); treat one you do not know as a
 # write to the entries.
 
 
@@ -51,7 +51,7 @@ class PteTable(Protocol):
 
     def has_protnone(self) -> bool:
         """Whether an entry is a PROT_NONE one (present to the kernel, not to the MMU): a PMD-level
-        write-protect cannot make such entries readable (contract 1.6).  O(entries), free."""
+        write-protect cannot make such entries readable (contract 1.7).  O(entries), free."""
 
 
 class VMA(Protocol):

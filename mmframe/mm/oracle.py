@@ -763,6 +763,8 @@ class OracleFS:
             return err
         if name in self.dirs:
             return -EISDIR
+        if path.endswith("/") and (name in self.files or name in self.devices):
+            return -ENOTDIR  # a trailing slash names a directory
         if name in self.devices:
             self.devices.discard(name)
             return 0
@@ -783,10 +785,14 @@ class OracleFS:
             return err
         if src not in self.dirs and src not in self.files:
             return -ENOENT
+        is_dir = src in self.dirs
+        if not is_dir and old.endswith("/"):
+            return -ENOTDIR  # a trailing slash names a directory
         dst, err = self._walk(new)
         if err:
             return err
-        is_dir = src in self.dirs
+        if not is_dir and new.endswith("/"):
+            return -ENOTDIR
         if is_dir and dst.startswith(src + "/"):
             return -EINVAL
         if src == dst:
