@@ -1,21 +1,26 @@
-"""``mmframe``: run scenarios, list plugins, scenarios and hooks.
+"""``mmframe``: run and compare scenarios, list plugins, scenarios and hooks.
 
 Errors a user causes (config, unknown plugin, conflicting policies) print one line and exit 2;
 a plugin that raises is named with its hook and exits 3; no traceback unless ``--traceback``.
+
+Subcommands with more than a few lines live in their own modules, listed in
+:data:`COMMAND_MODULES`: each has ``register(sub, common) -> {name: handler}``, where ``sub`` is the
+argparse subparsers object and ``common(parser)`` adds the usual CONFIG, ``-p`` and ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 import sys
 from typing import Any, Sequence
 
 from rich.console import Console
-from rich.table import Table
 
 from mmframe import HOOK_CONTRACT_VERSION, __version__, hookspecs
+from mmframe import validate as validation
 from mmframe.config import load_config, parse_cli_plugins
 from mmframe.errors import MmframeError
 from mmframe.sched import ProgramError
@@ -34,56 +39,6 @@ def hooks_reference() -> str:
                 f"- kind: {info.kind}{' (firstresult)' if info.firstresult else ''}; since contract {info.since}",
                 f"- hot path: {info.hot}", "", inspect.cleandoc(fn.__doc__ or ""), ""]
     return "\n".join(out).rstrip() + "\n"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.1f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from mmframe.scenario import run_scenario
-
-    cfg = load_config(args.config, cli_plugins=parse_cli_plugins(args.plugin))
-    progress = None if args.json else (lambda label: console.print(f"[dim]running {cfg.scenario.name} "
-                                                                   f"under {label}...[/dim]"))
-    scen, columns = run_scenario(cfg, progress)
-    if args.json:
-        print(json.dumps({"scenario": scen.name, "params": dict(cfg.scenario.params),
-                          "columns": [{"label": c.label, "policies": list(c.policies), "figures": c.figures,
-                                       "manifest": c.manifest} for c in columns]}, indent=2, default=str))
-        return 0
-    m0 = columns[0].manifest
-    console.print(f"[bold]{scen.name}[/bold]: {scen.help}", soft_wrap=True)
-    console.print(f"seed {m0['seed']}, cost table {m0['cost_table']['name']} ({m0['cost_table']['digest']}), "
-                  f"params {', '.join(f'{k}={v}' for k, v in cfg.scenario.params.items())}",
-                  soft_wrap=True, style="dim")
-    table = Table()
-    table.add_column("figure")
-    table.add_column("unit")
-    for c in columns:
-        table.add_column(c.label, justify="right")
-    if len(columns) > 1:
-        for c in columns[1:]:
-            table.add_column(f"{columns[0].label}/{c.label}", justify="right")
-    keys = [(f.key, f.label, f.unit) for f in scen.figures]
-    extra = [k for c in columns for k in c.figures if k not in {f.key for f in scen.figures}]
-    keys += [(k, k, "ms" if k == "wall_ms" else "") for k in dict.fromkeys(extra) if k != "wall_ms"]
-    keys.append(("wall_ms", "simulator wall time", "ms"))
-    for key, label, unit in keys:
-        vals = [c.figures.get(key) for c in columns]
-        if all(v is None for v in vals):
-            continue  # a declared row no column filled (a scenario's optional rows)
-        row = [label, unit, *("-" if v is None else _fmt(v) for v in vals)]
-        for v in vals[1:]:
-            ok = isinstance(vals[0], (int, float)) and isinstance(v, (int, float)) and v
-            row.append(f"{vals[0] / v:.2f}x" if ok else "-")
-        table.add_row(*row)
-    console.print(table)
-    return 0
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
@@ -125,17 +80,34 @@ def cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config, cli_plugins=parse_cli_plugins(args.plugin))
     found = all_scenarios(cfg.catalog)
-    data = [{"name": n, "from": owner, "help": s.help,
-             "options": [{"name": o.name, "type": o.type, "default": o.default, "help": o.help} for o in s.options]}
+    data = [{"name": n, "from": owner, "help": s.help, "models": s.models, "sources": list(s.sources),
+             "options": [{"name": o.name, "type": o.type, "default": o.default, "help": o.help} for o in s.options],
+             "figures": [{"key": f.key, "label": f.label, "unit": f.unit, "kind": f.kind, "axis": f.axis or None}
+                         for f in s.figures]}
             for n, (s, owner) in sorted(found.items())]
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0
     for d in data:
-        console.print(f"[bold]{d['name']}[/bold] ({d['from']}): {d['help']}")
+        console.print(f"[bold]{d['name']}[/bold] ({d['from']}): {d['help']}", highlight=False)
+        if d["models"]:
+            console.print(f"  models: {d['models']}", highlight=False)
         for o in d["options"]:
-            console.print(f"  {o['name']} ({o['type']}, default {o['default']!r}): {o['help']}")
+            console.print(f"  option {o['name']} ({o['type']}, default {_default(o['default'])}): {o['help']}",
+                          highlight=False, markup=False)
+        figs = ", ".join(f"{f['key']}" + (f" ({f['unit']})" if f["unit"] else "") for f in d["figures"]
+                         if f["kind"] != "host")
+        if figs:
+            console.print(f"  figures: {figs}", highlight=False, markup=False)
+        for src in d["sources"]:
+            console.print(f"  source: {src}", highlight=False, markup=False)
     return 0
+
+
+def _default(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return repr(v)
 
 
 def cmd_hooks(args: argparse.Namespace, console: Console) -> int:
@@ -158,22 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser, config: bool = True) -> None:
+    def common(sp: argparse.ArgumentParser, config: bool = True, json: bool = True) -> None:
         if config:
             sp.add_argument("config", nargs="?", help="config file (TOML); the embedded default when omitted")
         sp.add_argument("-p", dest="plugin", action="append", default=[], metavar="NAME",
                         help="enable plugin NAME, or block it before it loads with no:NAME (repeatable)")
-        sp.add_argument("--json", action="store_true", help="print data as JSON")
+        if json:
+            sp.add_argument("--json", action="store_true", help="print data as JSON")
 
-    common(sub.add_parser("run", help="run the configured scenario under each policy set"))
+    for modname in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(modname).register(sub, common))
     common(sub.add_parser("plugins", help="discovered plugins, enabled or not, with hooks and options"))
     common(sub.add_parser("scenarios", help="scenarios and their options"))
     hp = sub.add_parser("hooks", help="the hook reference generated from the specs")
     hp.add_argument("--json", action="store_true", help="print data as JSON")
+    COMMANDS.update(validation.add_subcommands(sub))  # calibrate, validate (docs/validation.md)
     return p
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "scenarios": cmd_scenarios, "hooks": cmd_hooks}
+#: Modules adding subcommands (``register(sub, common) -> {name: handler}``), in help order.
+COMMAND_MODULES = ["mmframe.compare"]
+COMMANDS = {"plugins": cmd_plugins, "scenarios": cmd_scenarios, "hooks": cmd_hooks}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 100)
     try:
         return COMMANDS[args.command](args, console)
     except MmframeError as exc:

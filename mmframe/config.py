@@ -42,7 +42,7 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
     Option("timeslice", "int", 8, "syscalls a task runs before the next runnable task (logical, not timed)",
            minimum=1, maximum=1 << 20),
     Option("costs", "str", "", "cost table file (TOML) overriding entries of the default 2002 table"),
-    Option("debug_vm", "str", "off", "run the memory invariant checker: off, exit (when a run ends) or "
+    Option("debug_vm", "choice", "off", "run the memory invariant checker: off, exit (when a run ends) or "
            "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
     Option("shmmax", "size", "32MiB", "kernel.shmmax: the largest SysV shm segment (2.5's SHMMAX is 32MiB)",
            minimum=1, maximum=4 * GiB),
@@ -59,7 +59,16 @@ DISK_OPTIONS: tuple[Option, ...] = (
     Option("bounce", "choice", "high", "bounce highmem pages (BLK_BOUNCE_HIGH, 2.5's default) or none "
            "(BLK_BOUNCE_ANY: the device reaches all memory)", choices=("high", "none")),
 )
-TOP_KEYS = ("machine", "plugins", "block", "scenario")
+TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep")
+SWEEP_OPTIONS: tuple[Option, ...] = (  # [sweep]: what `mmframe compare` runs and where (docs/sweeps.md)
+    Option("seeds", "int", 1, "seeds per combination, from [machine] seed on", minimum=1, maximum=100_000),
+    Option("executor", "choice", "local", "where runs go: local processes, a Dask or a Ray cluster",
+           choices=("local", "dask", "ray")),
+    Option("address", "str", "", "the cluster: a Dask scheduler (tcp://HOST:8786) or Ray (ray://HOST:10001); "
+           "empty: a local cluster"),
+    Option("workers", "int", 0, "local processes or local cluster workers; 0: one per CPU", minimum=0,
+           maximum=4096),
+)
 
 
 @attrs.frozen(slots=True)
@@ -102,6 +111,19 @@ class ScenarioConfig:
     name: str
     policies: tuple[tuple[str, ...], ...]
     params: Mapping[str, Any]
+    #: policy sets left out because a plugin in them is blocked (``no:NAME``): (set, who blocked it)
+    skipped: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+
+@attrs.frozen(slots=True)
+class SweepConfig:
+    """``[sweep]``: seeds, option grids (dotted key -> values, every combination runs), executor."""
+
+    seeds: int = 1
+    grid: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict)
+    executor: str = "local"
+    address: str = ""
+    workers: int = 0
 
 
 @attrs.frozen(slots=True)
@@ -116,6 +138,7 @@ class Config:
     sources: tuple[str, ...]
     catalog: Catalog = attrs.field(eq=False, repr=False)
     elevators: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict, eq=False, repr=False)
+    sweep: SweepConfig = attrs.field(factory=SweepConfig)
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -271,17 +294,19 @@ def _layer_plugin_tokens(layer: Layer) -> list[str]:
 
 def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iterable[str] = (),
                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-                extra_plugins: Mapping[str, Any] | None = None, use_pyproject: bool = True) -> Config:
+                extra_plugins: Mapping[str, Any] | None = None, use_pyproject: bool = True,
+                extra_layers: Iterable[Layer] = (), check_scenario: bool = True) -> Config:
     """Read every layer, resolve the plugin selection, load the catalog and validate everything.
 
-    ``extra_plugins`` hands plugin modules in directly (embedding, tests) as if discovered.
+    ``extra_plugins`` hands plugin modules in directly (embedding, tests) as if discovered;
+    ``extra_layers`` go above the config file (``--set``, a sweep's elevator; see :func:`override_layer`).
+    ``check_scenario=False`` skips the scenario's own check of its option values (a sweep whose grid
+    sets them checks each run's config instead).
     """
     env = os.environ if env is None else env
-    layers = [embedded_layer()]
-    if use_pyproject and (pp := pyproject_layer(cwd)) is not None:
-        layers.append(pp)
-    if path is not None:
-        layers.append(read_file(path))
+    layers = user_layers(path, cwd=cwd, use_pyproject=use_pyproject)
+    layers[:0] = [embedded_layer()]
+    layers.extend(extra_layers)
     for layer in layers:
         _check_keys(layer, (), layer.doc, TOP_KEYS)
     sel_layers: list[tuple[str, list[str]]] = [
@@ -301,6 +326,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     disk_elv: dict[str, dict[str, dict[str, Any]]] = {}
     elevators = _elevators(catalog)
     scenario: dict[str, Any] = {}
+    sweep: dict[str, tuple[Any, Layer]] = {}
     machine_opts = {o.name: o for o in MACHINE_OPTIONS}
     disk_opts = {o.name: o for o in DISK_OPTIONS}
     for layer in layers:
@@ -350,7 +376,14 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                     if ok in qopts:
                         disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = val
             disks.setdefault(disk, {})
+        sw = _table(layer, ("sweep",), doc.get("sweep", {}))
+        _check_keys(layer, ("sweep",), sw, [*(o.name for o in SWEEP_OPTIONS), "grid"])
+        for k, v in sw.items():
+            sweep[k] = (v, layer)
         s = _table(layer, ("scenario",), doc.get("scenario", {}))
+        if "name" in s and "name" in scenario and s["name"] != scenario["name"][0]:
+            # another scenario: the options a lower layer gave the previous one do not apply
+            scenario = {k: v for k, v in scenario.items() if k == "policies"}
         for k, v in s.items():
             scenario[k] = (v, layer)
 
@@ -359,8 +392,80 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                                    selection) for name, vals in sorted((disks or {DEFAULT_DISK: {}}).items()))
     filled = {name: {**{o.name: o.coerce(o.default) for o in catalog.plugins[name].options},
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
-    return Config(mc, selection, filled, disk_cfgs, _scenario_config(scenario, catalog),
-                  tuple(layer.source for layer in layers), catalog, elevators)
+    sc = _scenario_config(scenario, catalog)
+    cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog,
+                 elevators, sweep=_sweep_config(sweep))
+    if check_scenario:
+        _check_scenario(cfg, scenario)
+    return cfg
+
+
+def _sweep_config(values: dict[str, tuple[Any, Layer]]) -> SweepConfig:
+    """``[sweep]``; a grid's values are checked when the sweep builds its runs (each one's config)."""
+    opts = {o.name: o for o in SWEEP_OPTIONS}
+    got = {k: _coerce(layer, ("sweep", k), opts[k], v) for k, (v, layer) in values.items() if k != "grid"}
+    grid: dict[str, tuple[Any, ...]] = {}
+    if "grid" in values:
+        raw, layer = values["grid"]
+
+        def walk(prefix: tuple[str, ...], node: Any) -> None:
+            if isinstance(node, dict) and node:
+                for k, v in node.items():
+                    walk((*prefix, k), v)
+            elif isinstance(node, list) and node and "." in ".".join(prefix):
+                grid[".".join(prefix)] = tuple(node)
+            else:
+                raise _err(layer, ("sweep", "grid", *prefix), "must be a non-empty list of values for a dotted key",
+                           "e.g. [sweep.grid] \"scenario.children\" = [8, 64]")
+
+        walk((), _table(layer, ("sweep", "grid"), raw))
+        if not grid:
+            raise _err(layer, ("sweep", "grid"), "is empty", "keys like \"scenario.children\" = [8, 64]")
+    return SweepConfig(grid=grid, **got)
+
+
+def user_layers(path: str | os.PathLike[str] | None = None, *, cwd: str | os.PathLike[str] | None = None,
+                use_pyproject: bool = True) -> list[Layer]:
+    """The layers above the embedded default: ``[tool.mmframe]`` of pyproject.toml, the config file.
+    Plain data (picklable): a sweep ships them to its workers instead of paths."""
+    layers = []
+    if use_pyproject and (pp := pyproject_layer(cwd)) is not None:
+        layers.append(pp)
+    if path is not None:
+        layers.append(read_file(path))
+    return layers
+
+
+def override_layer(settings: Mapping[str, Any], source: str = "command line (--set)") -> Layer:
+    """A layer from dotted keys (``{"scenario.sizes": ["4MiB"]}``); its errors name ``source``, the
+    key and what is allowed (no line: it has no file)."""
+    doc: dict[str, Any] = {}
+    for dotted, value in settings.items():
+        parts = [p.strip() for p in dotted.split(".")]
+        if not all(parts):
+            raise UsageError(f"{source}: {dotted!r} is not a dotted key like scenario.sizes")
+        node = doc
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise UsageError(f"{source}: {dotted!r} sets a key under a value")
+            node = nxt
+        node[parts[-1]] = value
+    return Layer(source, "", doc)
+
+
+def _check_scenario(cfg: Config, values: dict[str, tuple[Any, Layer]]) -> None:
+    """The scenario's own check of its options against the machine (a value that cannot run)."""
+    from mmframe.scenario import OptionProblem, all_scenarios
+
+    scen = all_scenarios(cfg.catalog)[cfg.scenario.name][0]
+    if scen.check is None:
+        return
+    try:
+        scen.check(cfg.scenario.params, cfg.machine)
+    except OptionProblem as exc:
+        layer = values.get(exc.key, values["name"])[1]
+        raise _err(layer, ("scenario", exc.key), exc.message, exc.allowed) from None
 
 
 def _plugin_known(layer: Layer, key: tuple[str, ...], name: str, catalog: Catalog) -> None:
@@ -435,11 +540,20 @@ def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> 
             isinstance(p, list) and all(isinstance(n, str) for n in p) for p in policies_raw)):
         raise _err(player, ("scenario", "policies"), "must be a non-empty list of lists of plugin names",
                    "e.g. [[], [\"pt_shared\"]]")
+    kept, skipped = [], []
     for pset in policies_raw:
+        blocked = [n for n in pset if n in catalog.blocked]
+        if blocked:  # blocked with no:NAME on a higher layer: the set is left out, not an error
+            skipped.append((tuple(pset), f"{', '.join(blocked)} blocked"))
+            continue
         for n in pset:
             if n not in catalog.plugins:
                 raise _err(player, ("scenario", "policies"), f"unknown plugin {n!r}",
                            ", ".join(sorted(catalog.plugins)) or "none installed")
+        kept.append(pset)
+    if not kept:
+        raise _err(player, ("scenario", "policies"), "every policy set names a blocked plugin",
+                   "a set without the blocked plugins, e.g. []")
     opts = {o.name: o for o in scen.options}
     params = {o.name: o.coerce(o.default) for o in scen.options}
     for k, (v, vlayer) in values.items():
@@ -449,7 +563,7 @@ def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> 
             raise _err(vlayer, ("scenario", k), f"unknown key for scenario {name!r}",
                        ", ".join(["name", "policies", *opts]))
         params[k] = _coerce(vlayer, ("scenario", k), opts[k], v)
-    return ScenarioConfig(name, tuple(tuple(p) for p in policies_raw), params)
+    return ScenarioConfig(name, tuple(tuple(p) for p in kept), params, tuple(skipped))
 
 
 def parse_cli_plugins(tokens: Iterable[str]) -> list[str]:

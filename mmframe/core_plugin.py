@@ -9,13 +9,13 @@ from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
 from mmframe.block.elevators import core_elevators
-from mmframe.workloads import fork_scaling, io_depth_sweep, io_scenarios, sga, shell, spawn
+from mmframe.workloads import fork_scaling, io_depth_sweep, io_scenarios, program, sga, shell, spawn
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, io_scenarios.DEPTH,
-            io_scenarios.REPLAY, io_depth_sweep.SCENARIO]
+            io_scenarios.REPLAY, io_depth_sweep.SCENARIO, program.SCENARIO]
 
 
 @hookimpl

@@ -68,7 +68,14 @@ class CostTable:
     def override(self, path: str | os.PathLike[str]) -> None:
         """Replace ``ns`` (and source) of entries from a cost file; errors name file and key."""
         doc, text = _read(str(path))
+        for key in doc:
+            if key not in ("meta", "entries"):
+                raise ConfigError("unknown table or key in a cost file", file=str(path), key=key,
+                                  allowed="[meta] and [entries.<primitive>] tables")
         entries = doc.get("entries", {})
+        if not isinstance(entries, dict):
+            raise ConfigError("must be a table of cost entries", file=str(path), key="entries",
+                              allowed="[entries.<primitive>] tables with ns, kind, source")
         for name, spec in entries.items():
             key = f"entries.{name}"
             if name not in self.id:

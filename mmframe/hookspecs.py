@@ -27,9 +27,12 @@ Contract history: 1.0 registration and lifecycle hooks; 1.1 ``mmframe_alloc_page
 the facade (:mod:`mmframe.facade`): the hooks' arguments are typed by its Protocols and plugins use
 nothing else (no hook changed: the objects passed are the same, and what the facade declares they
 already offered, under the names it gives); 1.5 ``mmframe_elevators`` (I/O schedulers, the 2.5.49
-elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 the facade names the rbtree
-elevator needed (docs/block.md); 1.7 ``mmframe_pte_change`` reason ``mremap`` (mremap moving
-entries) and ``PteTable.has_protnone`` in the facade.
+elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade names a plugin
+elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
+``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
+protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md);
+1.9 ``mmframe_pte_change`` reason ``mremap`` (mremap moving entries).
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits, and since 1.7 mremap: ``move_page_tables`` clearing an entry in the old range and
+    dirty bits, and since 1.9 mremap: ``move_page_tables`` clearing an entry in the old range and
     setting it in the new, each its own call).  A policy must treat a reason it does not know as a
     write to the entries.
 

@@ -209,10 +209,13 @@ def test_fork_scaling_side_by_side(isolated):
     (isolated / "run.toml").write_text('[scenario]\nname = "fork-scaling"\npolicies = [[], ["pt_shared"]]\n'
                                        'sizes = ["4MiB", "40MiB"]\nmemory = "256MiB"\n')
     scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
-    assert shared.figures["fork 40MiB 2.5.41"] == 3.4 and plain.figures["fork 40MiB 2.5.41"] == 28.4
-    assert shared.figures["fork 40MiB"] < plain.figures["fork 40MiB"] / 5
+    assert plain.label == "mainline" and shared.label == "pt_shared"
+    refs = {(r.figure, r.applies(("pt_shared",))): r.value for r in scen.references if r.at == 40 << 20}
+    assert refs[("fork", True)] == 3.4 and 28.4 in refs.values()
+    fork_p, fork_s = plain.figures["fork"], shared.figures["fork"]
+    assert fork_s[40 << 20] < fork_p[40 << 20] / 5
     # sharing is nearly flat in size: ten times the memory, well under twice the fork time
-    assert shared.figures["fork 40MiB"] < 2 * shared.figures["fork 4MiB"]
+    assert fork_s[40 << 20] < 2 * fork_s[4 << 20]
 
 
 # --- dirty bits of shared file mappings: each mm's own, as without sharing -------------------------

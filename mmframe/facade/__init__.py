@@ -15,7 +15,9 @@ removes or changes one.
   ``REQ_*`` flags.
 
 Registration: ``hookimpl`` marks a hook implementation; ``Option``, ``CostEntry`` and ``Scenario``
-are what the registration hooks return.
+are what the registration hooks return; a scenario declares its results with ``Figure``, ``Axis``,
+``Plot`` and ``Reference`` and rejects option values it cannot run with ``OptionProblem``
+(docs/scenarios.md).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from mmframe.facade.block import __all__ as _block_all
 from mmframe.facade.mm import __all__ as _mm_all
 from mmframe.hookspecs import hookimpl
 from mmframe.options import Option
-from mmframe.scenario import Scenario
+from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Reference, Scenario
 
 FACADE_VERSION = HOOK_CONTRACT_VERSION
 
-__all__ = ["FACADE_VERSION", "CostEntry", "Option", "Scenario", "hookimpl", *_mm_all, *_block_all]
+__all__ = ["FACADE_VERSION", "CostEntry", "Option", "Scenario", "Figure", "Axis", "Plot", "Reference", "OptionProblem",
+           "hookimpl", *_mm_all, *_block_all]

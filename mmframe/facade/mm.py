@@ -37,7 +37,7 @@ __all__ = [
 #   VM_FAULT_MINOR  =  1  handled without I/O
 #   VM_FAULT_MAJOR  =  2  handled, and the page was read from the device
 # ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
-# fork, mmap, swap_out, walker, unshare, msync, and since 1.7 mremap); treat one you do not know as a
+# fork, mmap, swap_out, walker, unshare, msync, and since 1.9 mremap); treat one you do not know as a
 # write to the entries.
 
 
@@ -49,9 +49,6 @@ class PteTable(Protocol):
     high: bool  #: in highmem (CONFIG_HIGHPTE): every write costs a kmap_atomic
     idx: int  #: the PMD slot it was made for
 
-    def has_protnone(self) -> bool:
-        """Whether an entry is a PROT_NONE one (present to the kernel, not to the MMU): a PMD-level
-        write-protect cannot make such entries readable (contract 1.7).  O(entries), free."""
 
 
 class VMA(Protocol):
@@ -126,6 +123,13 @@ class VM(Protocol):
 
     def sharers(self, pt: PteTable) -> int:
         """How many mms use this PTE page (its page count).  Free."""
+
+    def ptes_follow_vma(self, mm: MM, idx: int, vma: VMA) -> bool:
+        """True when every present entry of ``mm``'s PTE page ``idx`` already carries ``vma``'s
+        protection (its ``protection_map`` bits; accessed and dirty aside, and the write bit of a
+        copy-on-write mapping, which the PMD and the unshare's copy govern): a whole-page mprotect
+        done at the PMD level then leaves what ``pte_modify`` would.  Free (a kernel keeping the
+        entries in step with their VMA compares the old and new ``vm_page_prot``, O(1))."""
 
     def pte_alloc(self, mm: MM, idx: int) -> PteTable | None:
         """``pte_alloc_map``: a zeroed PTE page installed writable in ``mm``'s empty slot ``idx``.

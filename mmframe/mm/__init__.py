@@ -1,1 +1,1 @@
-"""The memory model: physical pages, page tables, rmap, faults, mappings (see DESIGN.md section 3)."""
+"""The memory model: physical pages, page tables, rmap, faults, mappings (see docs/memory.md)."""

@@ -5,7 +5,10 @@
   map pages not reserved; its rmap ids point at entries naming that page and slot;
 * every page's reference count equals its mappings (distinct PTE slots) plus its other holders
   (a shared object's page cache, pins); its rmap entry count equals its mappings;
-* pte_chain objects equal what the rmap counts imply; mm_chain nodes what the owner lists imply;
+* pte_chain objects (the ``pte_chain`` slab's count) equal what 2.5.49's rules give for the
+  mappings counted here, with NRPTE worked out here from the configuration: a page mapped once
+  may be PageDirect or (after losing its other mappings) on one chain; one mapped twice or more is
+  on ``ceil(k / NRPTE)`` chains; an unmapped page on none.  mm_chain nodes what the owner lists imply;
 * the allocator's conservation checker holds;
 * with no live mm, nothing is left: no PTE page, rmap entry, object page or pin.
 """
@@ -78,12 +81,31 @@ def check(vm: Memory) -> None:
     user = (mapped > 0) | (other > 0)
     bad = np.flatnonzero(user & (count != mapped + other))
     assert not len(bad), f"page {bad[0]}: count {count[bad[0]]} != mappings {mapped[bad[0]]} + holders {other[bad[0]]}"
-    expect = int(rmap._nchains_np(mapped).sum())
-    assert rmap.chains == expect, f"pte_chains {rmap.chains} but the rmap implies {expect}"
+    _check_pte_chains(vm, mapped)
     vm.pa.check()
     if not vm.mms:
         assert not vm.ptpages and rmap.entries() == 0 and not vm.pins, "memory left behind after every mm went"
         assert all(obj.shm is not None for obj in vm.objects), "a shmem object outlived every mm"
+
+
+def pte_chain_slots(l1_cache_bytes: int, pae: bool, highpte: bool) -> int:
+    """2.5.49 mm/rmap.c: ``NRPTE = (L1_CACHE_BYTES - sizeof(void *)) / sizeof(pte_addr_t)``; on
+    i386 a pointer is 4 bytes and ``pte_addr_t`` is ``pte_t *`` (4), ``u32`` with HIGHPTE on
+    HIGHMEM4G (4) or ``u64`` with HIGHPTE on HIGHMEM64G, i.e. PAE (8)."""
+    return (l1_cache_bytes - 4) // (8 if pae and highpte else 4)
+
+
+def _check_pte_chains(vm: Memory, mapped: np.ndarray) -> None:
+    cfg = vm.m.config
+    nrpte = pte_chain_slots(cfg.l1_cache_bytes, cfg.pae, bool(cfg.highpte))
+    on_chain = np.frombuffer(vm.rmap.chained, dtype=np.uint8) != 0
+    bad = np.flatnonzero(on_chain & (mapped == 0))
+    assert not len(bad), f"page {bad[0]}: unmapped but still on a pte_chain"
+    bad = np.flatnonzero(~on_chain & (mapped >= 2))
+    assert not len(bad), f"page {bad[0]}: mapped {mapped[bad[0]]} times but PageDirect"
+    expect = int(((mapped[on_chain] + nrpte - 1) // nrpte).sum())
+    objs = vm.m.pagealloc.kernel_objects["pte_chain"].objects
+    assert objs == expect, f"pte_chain objects {objs} but the mappings imply {expect} (NRPTE {nrpte})"
 
 
 def _check_page_cache(vm: Memory, other: np.ndarray) -> None:

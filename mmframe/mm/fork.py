@@ -84,7 +84,7 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
         i1 = (min(v.end, base + (1 << vm.sh)) - base) >> PAGE_SHIFT
         cow, clean = v.cow, bool(v.flags & VM_SHARED) and not keep_dirty
         if i1 - i0 < pgtable.BULK_MIN:
-            _copy_slow(vm, spt, dpt, i0, i1, cow, clean, wrprotect_src, src_owner, idx, reason)
+            spt = _copy_slow(vm, spt, dpt, i0, i1, cow, clean, wrprotect_src, src_owner, idx, reason)
             continue
         s = spt.np()[i0:i1]
         pres = np.flatnonzero(s & PTE_PRESENT_MASK)
@@ -96,8 +96,17 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
             wr = (vals & _PAGE_RW) != 0
             if wr.any():
                 if wrprotect_src:
-                    vm.pte_change(src_owner, idx, reason, i0, i1)
-                    s[pres[wr]] &= t(~_PAGE_RW & _mask(s))
+                    # ask first, then write what the policy left: the table it returns (a copy,
+                    # if it unshared), or nothing when it did the change itself
+                    pt = vm.pte_change(src_owner, idx, reason, i0, i1)
+                    if pt is not None:
+                        if pt is not spt:
+                            spt = pt
+                            s = spt.np()[i0:i1]
+                            pres = np.flatnonzero(s & PTE_PRESENT_MASK)
+                            vals = s[pres]
+                            wr = (vals & _PAGE_RW) != 0
+                        s[pres[wr]] &= t(~_PAGE_RW & _mask(s))
                 vals = vals & t(~_PAGE_RW & _mask(s))
         if clean:
             vals = vals & t(~_PAGE_DIRTY & _mask(s))
@@ -119,20 +128,27 @@ def _mask(a: np.ndarray) -> int:
 
 
 def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bool, clean: bool,
-               wrprotect_src: bool, src_owner: MMStruct, idx: int, reason: int) -> None:
-    """The same copy an entry at a time (the single path the bulk one must agree with)."""
+               wrprotect_src: bool, src_owner: MMStruct, idx: int, reason: int) -> PtePage:
+    """The same copy an entry at a time (the single path the bulk one must agree with); returns the
+    source table as the policy left it (a copy if it unshared)."""
     acct, flags, count = vm.acct, vm.flags, vm.count
     sp, dp = spt.ptes, dpt.ptes
     changed = False
+    write_src = wrprotect_src
     for i in range(i0, i1):
         pte = sp[i]
         if not pte & PTE_PRESENT_MASK:
             continue
         if cow and pte & _PAGE_RW:
-            if wrprotect_src:
-                if not changed:
-                    vm.pte_change(src_owner, idx, reason, i0, i1)
-                    changed = True
+            if write_src and not changed:  # ask first; write the table the policy returns, if any
+                changed = True
+                pt = vm.pte_change(src_owner, idx, reason, i0, i1)
+                if pt is None:
+                    write_src = False
+                else:
+                    spt, sp = pt, pt.ptes
+                    pte = sp[i]
+            if write_src:
                 sp[i] = pte & ~_PAGE_RW
             pte &= ~_PAGE_RW
         if clean:
@@ -147,3 +163,4 @@ def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bo
         acct.charge(vm.P_ref)
         dpt.rss += 1
         vm.rmap.page_add_rmap(pfn, dpt, i)
+    return spt

@@ -16,17 +16,43 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
-from mmframe.usr import (O_NONBLOCK, SIGPIPE, EAGAIN, EPIPE, ESPIPE, ENOTEMPTY, ENOTDIR, EISDIR, ENODEV, BUS_ADRERR, EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EMFILE, ENOENT, ENOMEM,
-                         EOVERFLOW, EPERM, MAP_LOCKED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE,
-                         MS_SYNC, O_APPEND, O_CREAT, O_DIRECT, O_EXCL, O_LARGEFILE, O_TRUNC, PAGE_SIZE, PROT_EXEC,
-                         PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, SIGXFSZ, SimSignal)
+from mmframe.usr import (BUS_ADRERR, EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EISDIR, EMFILE, ENODEV,
+                         ENOENT, ENOMEM, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPERM, EPIPE, ESPIPE, MAP_ANONYMOUS, MAP_FIXED,
+                         MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE, MS_SYNC, O_APPEND, O_CREAT,
+                         O_DIRECT, O_EXCL, O_LARGEFILE, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, PAGE_SIZE,
+                         PROT_EXEC, PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGPIPE, SIGSEGV, SIGXFSZ,
+                         SimSignal)
 
-from mmframe.fs import io_args, open_mode
 from mmframe.mm.memory import Memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
     from mmframe.sched import Task
+
+
+# The argument rules of open(2) and pread/pwrite, stated here rather than taken from mmframe.fs
+# (a checker never borrows the code it checks).  open: a path is a non-empty string not naming a
+# directory ("/" is one: EISDIR; a trailing "/" names nothing here: ENOENT); the access mode is
+# O_RDONLY, O_WRONLY or O_RDWR (the fourth value, 3, is EINVAL); the result is what the file may be
+# used for (1 read, 2 write).  pread/pwrite: integers, a count and offset not negative; a page-aligned
+# buffer and offset (mmframe's rule: a page's content is one tag, so buffered I/O moves whole pages).
+_ACCESS = {O_RDONLY: 1, O_WRONLY: 2, O_RDWR: 1 | 2}
+
+
+def _open_rule(path: Any, flags: Any) -> int:
+    if type(path) is not str or type(flags) is not int:
+        return -EINVAL
+    if path == "":
+        return -ENOENT  # (directories and trailing slashes are the names' business: sys_open)
+    return _ACCESS.get(flags & 3, -EINVAL)
+
+
+def _io_rule(addr: Any, length: Any, offset: Any) -> int:
+    if not all(type(x) is int for x in (addr, length, offset)):
+        return -EINVAL
+    if length < 0 or offset < 0:  # any byte offset and buffer
+        return -EINVAL
+    return 0
 
 TASK_SIZE = 0xC000_0000
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
@@ -818,7 +844,7 @@ class OracleFS:
         return 0
 
     def sys_open(self, task: Task, path: Any, flags: int = 0) -> int:
-        mode = open_mode(path, flags)  # the argument checks are the real ones; the rest is this model's
+        mode = _open_rule(path, flags)
         if mode < 0:
             return mode
         name, err = self._walk(path)
@@ -918,7 +944,7 @@ class OracleFS:
             return -EBADF
         if type(f.inode) is OPipe:
             return -ESPIPE  # a pipe has no positions
-        return io_args(addr, length, offset) or f
+        return _io_rule(addr, length, offset) or f
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
         f = self._check(task, fd, addr, length, offset, 1)

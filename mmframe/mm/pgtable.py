@@ -79,11 +79,6 @@ class PtePage:
         """Zero-copy numpy view of the entries (the dtype of the paging mode)."""
         return np.frombuffer(self.ptes, dtype=np.uint64 if self.ptes.typecode == "Q" else np.uint32)
 
-    def has_protnone(self) -> bool:
-        """Whether an entry is a PROT_NONE one (pte_present, not _PAGE_PRESENT).  O(entries)."""
-        v = self.np()
-        return bool((((v & _PAGE_PROTNONE) != 0) & ((v & _PAGE_PRESENT) == 0)).any())
-
     def np_rid(self) -> np.ndarray:
         return np.frombuffer(self.rid, dtype=np.int64)
 

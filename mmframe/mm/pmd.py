@@ -14,11 +14,12 @@ from mmframe.mm import filemap
 from mmframe.mm.filemap import _CACHE
 from mmframe.mm.fork import copy_pte_range
 from mmframe.mm.page import GFP_KERNEL, PAGE_SHIFT, __GFP_HIGHMEM
-from mmframe.mm.pgtable import _PAGE_DIRTY, _PAGE_RW, _PAGE_TABLE, PTE_PRESENT_MASK, PtePage
-from mmframe.mm.pte_change import UNSHARE
+from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, _PAGE_TABLE, PROT_BITS, PTE_PRESENT_MASK, PtePage
+from mmframe.mm.pte_change import EXIT, UNSHARE
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
+    from mmframe.mm.vma import VMA
 
 GFP_PTE_HIGH = GFP_KERNEL | __GFP_HIGHMEM  # pte_alloc_one with CONFIG_HIGHPTE (no mangling here)
 
@@ -100,7 +101,10 @@ class PmdOps:
         pt = mm.ptp[idx]
         assert pt is not None
         if len(pt.owners) > 1 and pt.owners[0] is mm:
-            self._clear_dirty(pt, to_pages=True)
+            self._clear_dirty(mm, idx, pt, to_pages=True)
+        elif len(pt.owners) == 1 and any(pt.ptes):  # the last owner: its writes pass the choke point
+            if self.pte_change(mm, idx, EXIT, 0, len(pt.ptes)) is pt:
+                self.zap_pte_range(pt, 0, len(pt.ptes))
         mm.ptp[idx] = None
         mm.pmd[idx] = 0
         self._owner_remove(pt, mm)
@@ -109,15 +113,15 @@ class PmdOps:
         if c:
             self.count[pt.pfn] = c
             return
-        if any(pt.ptes):
-            self.zap_pte_range(pt, 0, len(pt.ptes))
+        assert not any(pt.ptes), f"PTE page {pt.pfn} freed with entries left"
         del self.ptpages[pt.pfn]
         self.pa.page_table_pages -= 1
         self.m.free_pages(pt.pfn, 0)
 
-    def _clear_dirty(self, pt: PtePage, to_pages: bool) -> None:
-        """Clear the dirty bits of a table's file pages; ``to_pages`` carries them to the pages
-        (``set_page_dirty``), else their owner has taken them to its own copy."""
+    def _clear_dirty(self, mm: MMStruct, idx: int, pt: PtePage, to_pages: bool) -> None:
+        """Clear the dirty bits of a table's file pages, a write by ``mm`` (an owner of ``pt`` in
+        slot ``idx``) through the choke point as ``exit`` (pmd_drop) or ``unshare``; ``to_pages``
+        carries them to the pages (``set_page_dirty``), else their owner has taken them to its copy."""
         v = pt.np()
         hit = np.flatnonzero(((v & PTE_PRESENT_MASK) != 0) & ((v & _PAGE_DIRTY) != 0))
         pfns = (v[hit] >> PAGE_SHIFT).astype(np.int64)
@@ -125,8 +129,8 @@ class PmdOps:
         hit, pfns = hit[cached], pfns[cached]
         if not len(hit):
             return
-        if pt.high:
-            self.acct.charge(self.P_kmap)
+        if self.pte_change(mm, idx, EXIT if to_pages else UNSHARE, 0, len(v)) is not pt:
+            return  # the policy did the change itself
         v[hit] &= v.dtype.type(~_PAGE_DIRTY & (2 ** (8 * v.itemsize) - 1))
         self.acct.charge(self.P_pte_set, len(hit))
         if to_pages:
@@ -136,6 +140,18 @@ class PmdOps:
     def sharers(self, pt: PtePage) -> int:
         """How many mms use this PTE page (its page count)."""
         return self.count[pt.pfn]
+
+    def ptes_follow_vma(self, mm: MMStruct, idx: int, vma: VMA) -> bool:
+        """Every present entry of ``mm``'s PTE page ``idx`` carries ``vma.page_prot`` (accessed and
+        dirty aside; the write bit too for a copy-on-write mapping): mprotect at the PMD level is
+        then exact.  The 2002 patch flipped the PMD without this test, so a table whose entries
+        were PROT_NONE stayed unreadable after mprotect(PROT_READ) (docs/pt_shared.md).  Free:
+        a kernel compares the old and new ``vm_page_prot``; here the entries are the record."""
+        v = mm.ptp[idx].np()
+        ign = _PAGE_ACCESSED | _PAGE_DIRTY | (_PAGE_RW if vma.cow else 0)
+        mask = v.dtype.type(PROT_BITS & ~ign)
+        pres = v[(v & PTE_PRESENT_MASK) != 0]
+        return bool(((pres & mask) == (vma.page_prot & mask)).all())
 
     def flush_tlb_mm(self, mm: MMStruct) -> None:
         self.m.tlb.flush_tlb_mm(mm, self._cpu())
@@ -164,7 +180,7 @@ class PmdOps:
         copy_pte_range(self, mm, old, new, idx, wrprotect_src=True, src_owner=old.owners[0],
                        reason=UNSHARE, keep_dirty=first)
         if first:
-            self._clear_dirty(old, to_pages=False)
+            self._clear_dirty(old.owners[0], idx, old, to_pages=False)
         self.flush_tlb_mm(mm)
         return new
 

@@ -2,11 +2,15 @@
 
 Storage is columnar, never an object per mapping: an entry table of ``(page, pte address)`` in two
 arrays with a free-id stack, each PTE page's ``rid`` column pointing at the entry of each slot, and
-the number of entries per page in ``mem_map.rmap``.  The kernel's representation follows from that
-number ``k``: ``k == 1`` is PageDirect (no pte_chain), ``k >= 2`` uses ``ceil(k / NRPTE)`` packed
-pte_chains (2.5.49's page_remove_rmap keeps chains packed by moving the head chain's first slot
-into the hole), each one ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab.  ZERO_PAGE and
-reserved pages are not rmapped.
+the number of entries per page in ``mem_map.rmap``, and one byte per page saying whether the page
+is on pte_chains (not PageDirect).  2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no
+pte_chain); the second converts the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed
+pte_chains (``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the
+head chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
+page never goes back to PageDirect while mapped ("Do singleton->PageDirect here" is a comment, not
+code): a page left with one mapping keeps its chain until that mapping goes, and a page that
+leaves chain mode at ``k == 0`` starts PageDirect again.  ZERO_PAGE and reserved pages are not
+rmapped.
 
 ``NRPTE = (L1_CACHE_BYTES - sizeof(void *)) / sizeof(pte_addr_t)``; ``pte_addr_t`` is 4 bytes, or
 8 with PAE+HIGHPTE (a 64-bit physical address).  Removal charges the chain blocks a search visits
@@ -32,7 +36,7 @@ def nrpte(l1_cache_bytes: int, pae: bool, highpte: bool) -> int:
 class Rmap:
     """Entry table plus per-page counts; pte_chain objects are accounted in the ``pte_chain`` cache."""
 
-    __slots__ = ("page", "ptep", "free", "nrpte", "k", "chains", "cache", "acct", "P", "events")
+    __slots__ = ("page", "ptep", "free", "nrpte", "k", "chained", "chains", "cache", "acct", "P", "events")
 
     def __init__(self, machine: Any, npages_k: array, nrpte_: int, l1: int) -> None:
         self.page = array("i")  # pfn per entry, -1 when free
@@ -40,6 +44,7 @@ class Rmap:
         self.free = array("q")  # stack of free entry ids
         self.nrpte = nrpte_
         self.k = npages_k  # mem_map.rmap: entries per page
+        self.chained = bytearray(len(npages_k))  # 1: on pte_chains (not PageDirect)
         self.chains = 0  # pte_chain objects in use
         self.cache = machine.kmem_cache("pte_chain", l1, l1)
         self.acct = machine.acct
@@ -47,8 +52,9 @@ class Rmap:
         self.P = (P.page_add_rmap, P.page_remove_rmap, P.pte_chain_alloc, P.pte_chain_free, P.pte_chain_visit)
         self.events = machine.pagealloc.events
 
-    def nchains(self, k: int) -> int:
-        return 0 if k < 2 else -(-k // self.nrpte)
+    def nchains(self, pfn: int) -> int:
+        """The pte_chains page ``pfn`` holds now."""
+        return -(-self.k[pfn] // self.nrpte) if self.chained[pfn] else 0
 
     def _grow(self, n: int) -> None:
         base = len(self.page)
@@ -83,7 +89,11 @@ class Rmap:
         self.k[pfn] = k + 1
         acct = self.acct
         acct.charge(self.P[0])
-        if k >= 1 and (k == 1 or k % self.nrpte == 0):  # direct -> chain, or every chain full
+        if not self.chained[pfn]:
+            if k:  # PageDirect -> a chain
+                self.chained[pfn] = 1
+                self._chains_delta(1)
+        elif k % self.nrpte == 0:  # every chain full
             self._chains_delta(1)
 
     def page_remove_rmap(self, pfn: int, pt: Any, i: int) -> None:
@@ -96,12 +106,14 @@ class Rmap:
         self.k[pfn] = k - 1
         acct = self.acct
         acct.charge(self.P[0 + 1])
-        c = self.nchains(k)
-        if c:
+        if self.chained[pfn]:
+            n = self.nrpte
+            c = -(-k // n)
             acct.charge(self.P[4], (c + 1) // 2)
-            d = self.nchains(k - 1) - c
-            if d:
-                self._chains_delta(d)
+            if k == 1:
+                self.chained[pfn] = 0
+            if k % n == 1 or n == 1:  # the head chain emptied
+                self._chains_delta(-1)
 
     # --- bulk (a PTE page at a time) ----------------------------------------------------------
     def page_add_rmap_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
@@ -119,15 +131,20 @@ class Rmap:
         np.frombuffer(self.ptep, dtype=np.int64)[ids] = pt.pfn * 1024 + slots
         pt.np_rid()[slots] = ids
         k = np.frombuffer(self.k, dtype=np.int32)
+        ch = np.frombuffer(self.chained, dtype=np.uint8)
         before = k[pfns].astype(np.int64)
         np.add.at(k, pfns, 1)
         after = k[pfns].astype(np.int64)
+        u = pfns
         if not np.all(after - before == 1):  # a page mapped twice in this PTE page
-            u, first = np.unique(pfns, return_index=True)
+            u = np.unique(pfns)
             after = k[u].astype(np.int64)
             before = after - np.bincount(np.searchsorted(u, pfns), minlength=len(u))
         self.acct.charge(self.P[0], n)
-        delta = int(self._nchains_np(after).sum() - self._nchains_np(before).sum())
+        cb = ch[u]
+        ca = cb | (after >= 2)
+        delta = int(self._nchains_np(after, ca).sum() - self._nchains_np(before, cb).sum())
+        ch[u] = ca
         if delta:
             self._chains_delta(delta)
 
@@ -142,15 +159,23 @@ class Rmap:
         np.frombuffer(self.page, dtype=np.int32)[ids] = -1
         self.free.frombytes(ids.tobytes())
         k = np.frombuffer(self.k, dtype=np.int32)
-        # sequential semantics: the j-th removal of a page sees k minus the earlier removals
+        ch = np.frombuffer(self.chained, dtype=np.uint8)
+        # sequential semantics: the j-th removal of a page sees k minus the earlier removals; a
+        # page's chain mode holds until its last mapping goes
         order = np.argsort(pfns, kind="stable")
         sp = pfns[order]
         start = np.r_[0, np.flatnonzero(np.diff(sp)) + 1]
-        rank = np.arange(n) - np.repeat(start, np.diff(np.r_[start, n]))
+        runs = np.diff(np.r_[start, n])
+        rank = np.arange(n) - np.repeat(start, runs)
         kk = k[sp].astype(np.int64) - rank  # k seen by each removal
-        c_before = self._nchains_np(kk)
-        visits = int(((c_before + 1) // 2).sum())
-        delta = int(self._nchains_np(kk - 1).sum() - c_before.sum())
+        visits = int(((self._nchains_np(kk, ch[sp]) + 1) // 2).sum())
+        u = sp[start]
+        k0 = k[u].astype(np.int64)
+        k1 = k0 - runs
+        c0 = ch[u]
+        c1 = c0 & (k1 > 0)
+        delta = int(self._nchains_np(k1, c1).sum() - self._nchains_np(k0, c0).sum())
+        ch[u] = c1
         np.subtract.at(k, pfns, 1)
         acct = self.acct
         acct.charge(self.P[1], n)
@@ -159,8 +184,8 @@ class Rmap:
         if delta:
             self._chains_delta(delta)
 
-    def _nchains_np(self, k: np.ndarray) -> np.ndarray:
-        return np.where(k < 2, 0, -(-k // self.nrpte))
+    def _nchains_np(self, k: np.ndarray, chained: np.ndarray) -> np.ndarray:
+        return np.where(chained != 0, -(-k // self.nrpte), 0)
 
     # --- queries ------------------------------------------------------------------------------
     def entries(self) -> int:

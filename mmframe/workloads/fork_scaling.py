@@ -18,12 +18,10 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-import attrs
-
 from mmframe.options import Option
-from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Reference, Scenario, ScenarioContext
 from mmframe.units import format_size
-from mmframe.usr import MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, execve, exit, fork, mmap, touch, wait
+from mmframe.usr import PAGE_SIZE, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, execve, exit, fork, mmap, touch, wait
 
 MCCRACKEN_40MB = {"fork": 28.4, "fork_exit": 44.2, "fork_exec_exit": 49.3}  # ms, 2.5.41
 MCCRACKEN_40MB_SHARED = {"fork": 3.4, "fork_exit": 4.1, "fork_exec_exit": 10.7}  # ms, 2.5.41-mm2 shared
@@ -53,9 +51,10 @@ def _exec_quit(ctx: Any) -> Any:
     yield execve(_quit)  # "a very small executable, which just exits"
 
 
-def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
-    """Simulated ms of fork and fork+exit for ``size`` resident, with lowmem figures after fork."""
-    m = ctx.machine()
+def measure(ctx: ScenarioContext, size: int, memory: int) -> dict[str, float]:
+    """Simulated ms of fork, fork+exit and fork+exec+exit for ``size`` resident, with lowmem
+    figures after fork; a figure whose marks were not reached (the task was killed) is left out."""
+    m = ctx.machine(memory=memory, pae=ctx.config.machine.pae or memory > (4 << 30))
     ns = m.costs.ns
     marks: dict[str, tuple[float, float]] = {}
     lowmem: dict[str, int] = {}
@@ -67,7 +66,7 @@ def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
         marks[name] = (total(task.lineage), total(None))
         if name == "forked":
             info = m.meminfo()
-            lowmem["pt_kb"], lowmem["chain_kb"] = info["PageTables"], info["mmframe.PteChainBytes"] >> 10
+            lowmem["page_tables"], lowmem["pte_chains"] = info["PageTables"], info["mmframe.PteChainBytes"] >> 10
         return 0
 
     m.sched.handlers["mark"] = mark
@@ -75,55 +74,54 @@ def measure(ctx: ScenarioContext, size: int) -> dict[str, float]:
     m.run(fork_program, size)
     wall = time.perf_counter() - t0
     m.close()
-    fork_ns = marks["forked"][0] - marks["before"][0]
-    both_ns = marks["reaped"][1] - marks["before"][1]
-    exec_ns = marks["exec_reaped"][1] - marks["reaped"][1]
-    return {"fork": fork_ns / 1e6, "fork_exit": both_ns / 1e6, "fork_exec_exit": exec_ns / 1e6, "wall": wall,
-            **lowmem}
+    out: dict[str, float] = {"sim_wall": wall, **lowmem}
+    if "forked" in marks:
+        out["fork"] = (marks["forked"][0] - marks["before"][0]) / 1e6
+    if "reaped" in marks:
+        out["fork_exit"] = (marks["reaped"][1] - marks["before"][1]) / 1e6
+    if "exec_reaped" in marks:
+        out["fork_exec_exit"] = (marks["exec_reaped"][1] - marks["reaped"][1]) / 1e6
+    return out
 
 
 def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     p = ctx.params
-    memory = p["memory"]
-    cfg = ctx.config
-    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory,
-                                                 pae=cfg.machine.pae or memory > (4 << 30)))
-    sub = ScenarioContext(cfg, p)
-    figures: dict[str, Any] = {}
-    for size in p["sizes"]:
-        name = format_size(size)
-        got = measure(sub, size)
-        figures[f"fork {name}"] = got["fork"]
-        figures[f"fork+exit {name}"] = got["fork_exit"]
-        figures[f"fork+exec+exit {name}"] = got["fork_exec_exit"]
-        figures[f"page tables {name}"] = got["pt_kb"]
-        figures[f"pte_chains {name}"] = got["chain_kb"]
-        figures[f"sim wall {name}"] = got["wall"]
-        if size == 40 << 20:
-            ref = MCCRACKEN_40MB_SHARED if "pt_shared" in ctx.config.enabled else MCCRACKEN_40MB
-            for k, label in (("fork", "fork"), ("fork_exit", "fork+exit"), ("fork_exec_exit", "fork+exec+exit")):
-                figures[f"{label} 40MiB 2.5.41"] = ref[k]
-                figures[f"{label} 40MiB / 2.5.41"] = got[k] / ref[k]
+    sizes = list(dict.fromkeys(p["sizes"]))
+    figures: dict[str, dict[int, float]] = {f.key: {} for f in FIGURES}
+    done, total = 0, sum(sizes)
+    for size in sizes:
+        for key, value in measure(ctx, size, p["memory"]).items():
+            figures[key][size] = value
+        done += size
+        ctx.report(done, total)
     return figures
 
 
-def _figures() -> tuple[Figure, ...]:
-    out = []
-    for s in SIZES:
-        out += [Figure(f"fork {s}", f"fork, {s} resident", "ms"),
-                Figure(f"fork+exit {s}", f"fork+exit, {s} resident", "ms"),
-                Figure(f"fork+exec+exit {s}", f"fork+exec+exit, {s} resident", "ms"),
-                Figure(f"page tables {s}", f"PageTables after fork, {s}", "kB"),
-                Figure(f"pte_chains {s}", f"pte_chain lowmem after fork, {s}", "kB"),
-                Figure(f"sim wall {s}", f"simulator wall time, {s}", "s")]
-        if s == "40MiB":
-            out += [Figure("fork 40MiB 2.5.41", "2.5.41 fork 40 MB (McCracken; -mm2 shared for pt_shared)", "ms"),
-                    Figure("fork 40MiB / 2.5.41", "model / 2.5.41, fork 40 MB"),
-                    Figure("fork+exit 40MiB 2.5.41", "2.5.41 fork+exit 40 MB (McCracken)", "ms"),
-                    Figure("fork+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exit 40 MB"),
-                    Figure("fork+exec+exit 40MiB 2.5.41", "2.5.41 fork+exec+exit 40 MB (McCracken)", "ms"),
-                    Figure("fork+exec+exit 40MiB / 2.5.41", "model / 2.5.41, fork+exec+exit 40 MB")]
-    return tuple(out)
+def check(params: Mapping[str, Any], machine: Any) -> None:
+    if not params["sizes"]:
+        raise OptionProblem("sizes", "needs at least one size", "a list like [\"4MiB\", \"40MiB\"]")
+    for size in params["sizes"]:
+        if size >= params["memory"]:
+            raise OptionProblem("sizes", f"{format_size(size)} resident does not fit in the scenario's "
+                                f"memory ({format_size(params['memory'])})",
+                                "sizes below the scenario's memory option (raise memory, up to 64GiB)")
+        if size < PAGE_SIZE:
+            raise OptionProblem("sizes", f"{size} bytes is less than a page", "sizes of 4KiB or more")
+
+
+FIGURES = (
+    Figure("fork", "fork", "ms", "time", "size"),
+    Figure("fork_exit", "fork+exit", "ms", "time", "size"),
+    Figure("fork_exec_exit", "fork+exec+exit", "ms", "time", "size"),
+    Figure("page_tables", "PageTables", "kB", "memory", "size"),  # meminfo's, just after the fork
+    Figure("pte_chains", "pte_chains", "kB", "memory", "size"),  # pte_chain slab bytes, just after the fork
+    Figure("sim_wall", "simulator wall time", "s", "host", "size"),
+)
+MCCRACKEN = "McCracken, 'shared page tables timing', LKML, October 2002: 2.5.41"
+REFERENCES = tuple(
+    Reference(key, value, MCCRACKEN + ("-mm2 with shared page tables" if shared else ""), at=40 << 20,
+              requires=("pt_shared",) if shared else (), excludes=() if shared else ("pt_shared",))
+    for shared, table in ((False, MCCRACKEN_40MB), (True, MCCRACKEN_40MB_SHARED)) for key, value in table.items())
 
 
 SCENARIO = Scenario(
@@ -133,7 +131,19 @@ SCENARIO = Scenario(
     run=run,
     options=(
         Option("sizes", "list[size]", list(SIZES), "resident sizes to fork"),
-        Option("memory", "size", "4GiB", "machine memory for this scenario (PAE is turned on above 4 GiB)"),
+        Option("memory", "size", "4GiB", "machine memory for this scenario (PAE is turned on above 4 GiB)",
+               minimum=16 << 20, maximum=64 << 30),
     ),
-    figures=_figures(),
+    figures=FIGURES,
+    axes=(Axis("size", "resident", "B", log=True),),
+    plot=Plot(("fork", "fork_exit", "fork_exec_exit", "page_tables")),
+    references=REFERENCES,
+    check=check,
+    models="fork's copy of page tables and rmap pte_chains for a large resident task, with and without "
+           "shared page tables; exit's teardown; exec of a small binary from the page cache",
+    sources=("McCracken, 'shared page tables timing', LKML, October 2002: 2.5.41 and 2.5.41-mm2, a 40 MB "
+             "process (printed as model/published ratios, never fitted)",
+             "the patch: '[PATCH 2.5.41-mm1] new snapshot of shared page tables', linux-mm, 9 Oct 2002, "
+             "Message-ID 228900000.1034197657@baldur.austin.ibm.com",
+             "lmbench 'fork proc'/'exec proc' on 2.5.54-mm2, 790 MHz P-III (the cost table's anchors)"),
 )

@@ -22,7 +22,7 @@ from mmframe.block.bio import PAGE_SECTORS, READ
 from mmframe.block.genhd import IRQ
 from mmframe.errors import UsageError
 from mmframe.options import Option
-from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.scenario import Figure, Plot, Scenario, ScenarioContext
 from mmframe.workloads.iodriver import Driver, random_depth, summary
 from mmframe.workloads.traces import FORMATS, read_trace
 
@@ -53,6 +53,8 @@ def _machine_for(ctx_config: Any, elevator: str) -> Any:
 def _figures(m: Any, drv: Driver, start: float) -> dict[str, Any]:
     end = max((r.done for r in drv.records if r.completions), default=start)
     out: dict[str, Any] = summary(drv.records, end - start)
+    # every read's latency (ms, in completion order): the distribution the plot draws per elevator
+    out["read_latency_ms"] = [(r.done - r.submitted) / 1e6 for r in drv.records if r.completions and r.rw == READ]
     dev = m.block.device()
     n = max(1, out["completed"])
     irq = m.acct.rows.get((IRQ, "core"), [])
@@ -160,7 +162,12 @@ def run_replay(ctx: ScenarioContext) -> Mapping[str, Any]:
 
 
 def _figs(keys: Iterable[tuple[str, str, str]]) -> tuple[Figure, ...]:
-    return tuple(Figure(f"{e}.{k}", f"{e}: {label}", unit) for e in ELEVATORS for k, label, unit in keys)
+    return tuple(Figure(f"{e}.{k}", f"{e}: {label}", unit) for e in ELEVATORS for k, label, unit in keys) + tuple(
+        Figure(f"{e}.read_latency_ms", f"{e}: read latency", "ms", "distribution") for e in ELEVATORS)
+
+
+READ_LATENCY_PLOT = Plot(tuple(f"{e}.read_latency_ms" for e in ELEVATORS), title="read latency per elevator (CDF)",
+                         overlay=True)
 
 
 COMMON = (("iops", "throughput", "IO/s"), ("mb_s", "throughput", "MB/s"), ("lat_p50_ms", "latency p50", "ms"),
@@ -180,6 +187,14 @@ DEPTH = Scenario(
              Option("size", "size", "4KiB", "bytes an I/O (whole sectors)", minimum=512, maximum=127 * 1024),
              ELEVATOR_OPTION),
     figures=_figs(COMMON),
+    plot=READ_LATENCY_PLOT,
+    models="the request queue, merging and each elevator's ordering under a fixed number of random I/Os in "
+           "flight on the first disk, served by the disk's seek, rotation and transfer model",
+    sources=("Linux 2.5.49 drivers/block/ll_rw_blk.c, elevator.c, deadline-iosched.c, include/linux/blkdev.h "
+             "(queue_nr_requests, the 255-sector and 128-segment limits)",
+             "Jens Axboe, deadline I/O scheduler, LKML Message-ID 20020926064455.GC12862@suse.de (fifo_batch, "
+             "seek_cost); 'remove elevator_linus', 2002-09-24, first release without it 2.5.39",
+             "C. Ruemmler and J. Wilkes, 'An introduction to disk drive modeling', IEEE Computer, 1994"),
 )
 
 REPLAY = Scenario(
@@ -190,4 +205,10 @@ REPLAY = Scenario(
              Option("format", "choice", "auto", "trace format", choices=FORMATS),
              ELEVATOR_OPTION),
     figures=_figs(COMMON + (("not_replayed", "not replayed", ""),)),
+    plot=READ_LATENCY_PLOT,
+    models="a recorded block workload (its I/Os at their recorded times) through the request queue and each "
+           "elevator on the first disk",
+    sources=("fio iolog formats: fio HOWTO.rst 'Trace file format' and iolog.c (github.com/axboe/fio)",
+             "blkparse default output: blktrace's doc/blkparse.1 and blkparse_fmt.c",
+             "Linux 2.5.49 drivers/block/ll_rw_blk.c, elevator.c, deadline-iosched.c"),
 )

@@ -16,10 +16,9 @@ import resource
 import time
 from typing import Any, Mapping
 
-import attrs
-
 from mmframe.options import Option
-from mmframe.scenario import Figure, Scenario, ScenarioContext
+from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Scenario, ScenarioContext
+from mmframe.units import format_size
 from mmframe.usr import IPC_CREAT, IPC_PRIVATE, IPC_RMID, exit, fork, shmat, shmctl, shmget, sleep, touch, wait
 
 FOREVER = 10**15  # ns: children sleep until the parent has counted them all
@@ -54,14 +53,19 @@ def _child(ctx: Any, base: int, size: int) -> Any:
 FAILURES = ("oom", "oops")
 
 
-def measure(ctx: ScenarioContext, highpte: bool) -> dict[str, float]:
+def measure(ctx: ScenarioContext, highpte: bool, phase: int) -> dict[str, Any]:
     p = ctx.params
-    cfg = ctx.config
-    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=p["memory"], pae=True, highpte=highpte,
-                                                 shmmax=max(cfg.machine.shmmax, p["size"])))
-    m = ScenarioContext(cfg, p).machine()
-    out: dict[str, float] = {"fitted": 0}
+    cfg = ctx.config.machine
+    m = ctx.machine(memory=p["memory"], pae=True, highpte=highpte, shmmax=max(cfg.shmmax, p["size"]))
+    out: dict[str, Any] = {"fitted": 0, "lowmem": {}}
     events = m.pagealloc.events
+    pa = m.pagealloc
+    every = max(1, p["children"] // 64)  # lowmem against tasks: about 64 points
+
+    def lowmem_mib() -> float:
+        chains = pa.kernel_objects.get("pte_chain")
+        low_pt = pa.page_table_pages - m.mm.highmem_pte_pages()
+        return (low_pt * 4096 + (chains.bytes if chains else 0)) / 2**20
 
     def healthy(task: Any) -> int:
         return int(not any(e[0] in FAILURES for e in events)
@@ -69,6 +73,9 @@ def measure(ctx: ScenarioContext, highpte: bool) -> dict[str, float]:
 
     def fitted(task: Any, n: int) -> int:
         out["fitted"] = n
+        if n % every == 0 or n == 1:
+            out["lowmem"][n + 1] = lowmem_mib()  # tasks: the parent and n children
+        ctx.report(phase * p["children"] + n, 2 * p["children"])
         return 0
 
     def snapshot(task: Any) -> int:
@@ -76,6 +83,7 @@ def measure(ctx: ScenarioContext, highpte: bool) -> dict[str, float]:
         out["pt_mib"] = info["mmframe.PageTablesLow"] / 1024
         out["chain_mib"] = info["mmframe.PteChainBytes"] / 2**20
         out["low_free_mib"] = info["LowFree"] / 1024
+        out["lowmem"][out["fitted"] + 1] = lowmem_mib()
         return 0
 
     m.sched.handlers.update(healthy=healthy, fitted=fitted, snapshot=snapshot)
@@ -87,29 +95,39 @@ def measure(ctx: ScenarioContext, highpte: bool) -> dict[str, float]:
     return out
 
 
+TAGS = ("no HIGHPTE", "HIGHPTE")
+
+
 def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     figures: dict[str, Any] = {}
-    for highpte in (False, True):
-        tag = "HIGHPTE" if highpte else "no HIGHPTE"
-        got = measure(ctx, highpte)
+    for phase, tag in enumerate(TAGS):
+        got = measure(ctx, tag == "HIGHPTE", phase)
         figures[f"children {tag}"] = got["fitted"]
-        figures[f"page tables {tag}"] = got["pt_mib"]
-        figures[f"pte_chains {tag}"] = got["chain_mib"]
-        figures[f"LowFree {tag}"] = got["low_free_mib"]
+        for key, name in (("pt_mib", "page tables"), ("chain_mib", "pte_chains"), ("low_free_mib", "LowFree")):
+            if key in got:  # absent when the parent itself was killed before its snapshot
+                figures[f"{name} {tag}"] = got[key]
+        figures[f"lowmem {tag}"] = got["lowmem"]
         figures[f"sim wall {tag}"] = got["wall"]
         figures[f"peak host memory {tag}"] = got["peak_mib"]
     return figures
 
 
+def check(params: Mapping[str, Any], machine: Any) -> None:
+    if params["size"] >= params["memory"]:
+        raise OptionProblem("size", f"a {format_size(params['size'])} segment does not fit in the scenario's "
+                            f"memory ({format_size(params['memory'])})", "size below memory")
+
+
 def _figures() -> tuple[Figure, ...]:
     out = []
-    for tag in ("no HIGHPTE", "HIGHPTE"):
-        out += [Figure(f"children {tag}", f"children that fit, {tag}"),
-                Figure(f"page tables {tag}", f"page tables in lowmem, {tag}", "MiB"),
-                Figure(f"pte_chains {tag}", f"pte_chain lowmem, {tag}", "MiB"),
-                Figure(f"LowFree {tag}", f"LowFree at the end, {tag}", "MiB"),
-                Figure(f"sim wall {tag}", f"simulator wall time, {tag}", "s"),
-                Figure(f"peak host memory {tag}", f"host peak RSS so far (process-wide), {tag}", "MiB")]
+    for tag in TAGS:
+        out += [Figure(f"children {tag}", f"children that fit, {tag}", "", "count"),
+                Figure(f"page tables {tag}", f"page tables in lowmem, {tag}", "MiB", "memory"),
+                Figure(f"pte_chains {tag}", f"pte_chain lowmem, {tag}", "MiB", "memory"),
+                Figure(f"LowFree {tag}", f"LowFree at the end, {tag}", "MiB", "memory"),
+                Figure(f"lowmem {tag}", f"lowmem in page tables and pte_chains, {tag}", "MiB", "memory", "tasks"),
+                Figure(f"sim wall {tag}", f"simulator wall time, {tag}", "s", "host"),
+                Figure(f"peak host memory {tag}", f"host peak RSS so far (process-wide), {tag}", "MiB", "host")]
     return tuple(out)
 
 
@@ -119,9 +137,19 @@ SCENARIO = Scenario(
          "(HIGHPTE off and on)",
     run=run,
     options=(
-        Option("memory", "size", "16GiB", "machine memory (PAE)"),
-        Option("size", "size", "1GiB", "the shared segment"),
+        Option("memory", "size", "16GiB", "machine memory (PAE)", minimum=16 << 20, maximum=64 << 30),
+        Option("size", "size", "1GiB", "the shared segment", minimum=4096, maximum=4 << 30),
         Option("children", "int", 1000, "children to fork at most", minimum=1, maximum=100_000),
     ),
     figures=_figures(),
+    axes=(Axis("tasks", "tasks"),),
+    plot=Plot(("lowmem no HIGHPTE", "lowmem HIGHPTE")),
+    check=check,
+    models="lowmem (ZONE_NORMAL) consumed by page tables and rmap pte_chains when many processes map a "
+           "big shared segment on a 32-bit PAE box; HIGHPTE moves only the page tables to highmem",
+    sources=("Andrea Arcangeli, pte-highmem thread, LKML 16-17 Jan 2002: 'mapping 1G per-task (shm for "
+             "example) will overflow the lowmem zone with PAE with some houndred tasks'",
+             "Martin Bligh and William Lee Irwin, objrmap thread, LKML 5 Apr 2003: '5000 tasks, 2Gb shmem "
+             "segment = 10Gb of PTE chains ... In ZONE_NORMAL'",
+             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)"),
 )

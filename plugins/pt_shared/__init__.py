@@ -5,18 +5,21 @@ per-entry work), write-protected in both unless a writable shared memory mapping
 not a file) covers the whole PTE page.  A write fault into a write-protected shared PTE page unshares it (``vm.unshare``: copy
 the table; with a count of one only the PMD is made writable); read faults fill the shared table for
 every sharer.  A whole-PTE-page munmap is a PMD operation; so is a whole-page mprotect that leaves
-the page readable but not writable; any other change to a shared PTE page (partial munmap or
-mprotect, mmap over it, copy-on-write) unshares first.  exit only dereferences a shared PTE page
+the page readable but not writable when the entries already carry that protection; any other
+change to a shared PTE page (partial munmap or mprotect, mmap over it, copy-on-write) unshares first.  exit only dereferences a shared PTE page
 (the core does that for any PTE page with more than one user).
 
 It uses only :mod:`mmframe.facade` (``vm.pmd_share``, ``vm.pmd_set_writable``, ``vm.pmd_drop``,
-``vm.unshare``, ``vm.sharers``), as every shipped plugin must.
+``vm.unshare``, ``vm.sharers``, ``vm.ptes_follow_vma``), as every shipped plugin must.
 
-Departure from the patch, for correctness: ``vm.unshare`` write-protects copy-on-write entries
-in the source table whenever it copies, not only when one sharer remains, because a sharer that
-exits later would otherwise leave the last one with writable entries to pages another copy maps.
-And a writable shared file mapping's table is shared write-protected (the patch shared it writable),
-so each mm's dirty bits stay its own (docs/pt_shared.md).
+Departures from the patch, each because the patch would change what a program observes
+(docs/pt_shared.md lists them all): ``vm.unshare`` write-protects copy-on-write entries in the
+source table whenever it copies, not only when one sharer remains (a sharer that exits later would
+leave the last one writable entries to pages another copy maps); a whole-page mprotect stays at the
+PMD level only when the entries already carry the new protection (the patch flipped the PMD bit
+alone, so PROT_NONE entries stayed unreadable after mprotect(PROT_READ)); a writable shared file
+mapping's table is shared write-protected (the patch shared it writable), so each mm's dirty bits
+stay its own.
 
 Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
 """
@@ -102,9 +105,10 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
         vm.pmd_drop(mm, idx)
         st["pmd_ops"] += 1
         return True
-    if whole and reason == "mprotect" and not pt.has_protnone():
+    if whole and reason == "mprotect":
         v = mm.vmas.find(idx << vm.pmd_shift)
-        if v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or (v.flags & VM_WRITE and not v.flags & VM_SHARED):
+        readable = v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or v.flags & VM_WRITE and not v.flags & VM_SHARED
+        if readable and vm.ptes_follow_vma(mm, idx, v):  # the patch did not test the entries
             if vm.pmd_writable(mm, idx):
                 vm.pmd_set_writable(mm, idx, False)
             st["pmd_ops"] += 1

@@ -1,0 +1,61 @@
+"""Named mutants of the results layer, sweeps and the CLI's run/compare (issues 25, 26); see tools/mutants.py.
+
+Each entry: (name, file, exact old text, new text, tests that must fail, in the fast CI subset).
+``python tools/mutants.py ux.`` runs them; two are in the fast subset CI kills.
+"""
+
+C = "tests/test_compare.py"
+S = "tests/test_sweep.py"
+MUTANTS = [
+    ("ux.host_figures_get_ratios", "mmframe/results.py",
+     'cols = [Column(f.key, "", header(f.label, f.unit), f.unit, f.kind in RATIO_KINDS) for f in afigs]',
+     'cols = [Column(f.key, "", header(f.label, f.unit), f.unit, True) for f in afigs]',
+     (f"{C}::test_default_table_fits_100_columns_with_sizes_and_no_noisy_ratios",), False),
+    ("ux.no_units_in_headers", "mmframe/results.py",
+     'def header(label: str, unit: str) -> str:\n    return f"{label} ({unit})" if unit else label',
+     'def header(label: str, unit: str) -> str:\n    return label',
+     (f"{C}::test_custom_sizes_show_only_their_rows_with_units",), True),
+    ("ux.blocked_set_is_an_error", "mmframe/config.py",
+     "        if blocked:  # blocked with no:NAME on a higher layer: the set is left out, not an error",
+     "        if False:",
+     (f"{C}::test_blocking_a_plugin_of_the_default_policy_sets_leaves_its_column_out",), False),
+    ("ux.oom_kill_not_marked", "mmframe/scenario.py",
+     'o = Outcome(t.lineage, "killed", signal=name, oom=oom and name == "SIGKILL")',
+     'o = Outcome(t.lineage, "killed", signal=name, oom=False)',
+     (f"{C}::test_a_task_killed_for_lack_of_memory_is_shown_killed",), False),
+    ("ux.identical_runs_not_merged", "mmframe/sweep.py",
+     "                if ident in seen:", "                if False:",
+     (f"{C}::test_a_column_is_named_by_every_plugin_enabled_in_it",), False),
+    ("ux.manifest_of_the_config_not_the_machine", "mmframe/scenario.py",
+     "        self.manifests.append(m.manifest())", "        self.manifests.append(Machine(self.config).manifest())",
+     (f"{C}::test_json_manifest_records_the_machine_the_scenario_ran",), False),
+    ("ux.plot_linear_axes", "mmframe/plot.py", "                if axis.log:", "                if False:",
+     (f"{C}::test_plot_fork_scaling_axes_legend_title",), False),
+    ("ux.debug_vm_any_string", "mmframe/config.py", 'Option("debug_vm", "choice", "off",',
+     'Option("debug_vm", "str", "off",', (f"{C}::test_debug_vm_bogus_is_a_config_error",), True),
+    ("ux.cost_file_stray_table", "mmframe/costs.py", '            if key not in ("meta", "entries"):',
+     "            if False:", (f"{C}::test_a_stray_table_in_a_cost_file_is_a_config_error",), False),
+    ("ux.progress_on_stdout", "mmframe/compare.py",
+     "self.stream = stream if stream is not None else sys.stderr",
+     "self.stream = stream if stream is not None else sys.stdout",
+     (f"{C}::test_each_scenario_small_table_json_csv",), False),
+    ("ux.scenario_check_skipped", "mmframe/config.py", "    if scen.check is None:\n        return\n    try:",
+     "    if True:\n        return\n    try:", (f"{C}::test_fork_scaling_size_not_below_memory_is_a_config_error",), False),
+    ("ux.wheel_misses_block", "pyproject.toml", '"mmframe", "mmframe.block", ', '"mmframe", ',
+     (f"{C}::test_wheel_built_from_the_tree_has_every_module",), False),
+    # issue 26: sweeps on any executor
+    ("ux.resume_reruns_everything", "mmframe/compare.py",
+     "    todo = [j for j in sweep.jobs if j.key() not in done]", "    todo = list(sweep.jobs)",
+     (f"{S}::test_resume_reruns_nothing_that_finished",), False),
+    ("ux.resume_key_ignores_the_config", "mmframe/sweep.py",
+     "                           [[k, jsonable(v)] for k, v in self.grid], digest], sort_keys=True)",
+     "                           [[k, jsonable(v)] for k, v in self.grid]], sort_keys=True)",
+     (f"{S}::test_resume_reruns_nothing_that_finished",), False),
+    ("ux.a_failed_job_stops_the_sweep", "mmframe/sweep.py",
+     "        code = exc.exit_code if isinstance(exc, MmframeError) else 1",
+     "        raise", (f"{S}::test_jobs_are_the_same_whatever_runs_them",), False),
+    ("ux.sweep_grid_ignored", "mmframe/compare.py", "                           grid=base.sweep.grid)",
+     "                           grid=None)", (f"{S}::test_sweep_grid_and_seeds_from_the_config",), False),
+    ("ux.missing_extra_unexplained", "mmframe/executors.py", "    if mod is None:\n        return\n    try:",
+     "    if True:\n        return\n    try:", (f"{S}::test_a_missing_extra_is_a_clear_usage_error",), False),
+]
