@@ -46,6 +46,8 @@ MACHINE_OPTIONS: tuple[Option, ...] = (
            "syscall (after every memory system call; slow)", choices=("off", "exit", "syscall")),
     Option("shmmax", "size", "32MiB", "kernel.shmmax: the largest SysV shm segment (2.5's SHMMAX is 32MiB)",
            minimum=1, maximum=4 * GiB),
+    Option("aio_dio", "bool", False, "asynchronous O_DIRECT iocbs (2.5.49-mm1's AIO-DIO patch, merged in "
+           "2.5.55); off: mainline 2.5.49 runs them synchronously inside io_submit"),
 )
 DISK_OPTIONS: tuple[Option, ...] = (
     Option("capacity", "size", "36GiB", "disk capacity", minimum=1 << 20),
@@ -59,7 +61,22 @@ DISK_OPTIONS: tuple[Option, ...] = (
     Option("bounce", "choice", "high", "bounce highmem pages (BLK_BOUNCE_HIGH, 2.5's default) or none "
            "(BLK_BOUNCE_ANY: the device reaches all memory)", choices=("high", "none")),
 )
-TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep")
+VM_OPTIONS: tuple[Option, ...] = (
+    Option("overcommit_memory", "int", 0, "vm.overcommit_memory of 2.5.49 (mm/mmap.c vm_enough_memory): "
+           "0 heuristic, 1 always, 2 strict (commit limit = swap + overcommit_ratio% of RAM)",
+           minimum=0, maximum=2),
+    Option("overcommit_ratio", "int", 50, "vm.overcommit_ratio: percent of RAM in mode 2's commit limit",
+           minimum=0, maximum=1 << 20),
+    Option("swap", "size", "0", "swap area size (0: no swap)", minimum=0, maximum=64 * GiB),
+    Option("swap_disk", "str", "", "the [block.<name>] disk holding the swap area (empty: a disk 'swap' "
+           "of its own, ata-7200 with deadline)"),
+    Option("rlimit_data", "size", "0", "RLIMIT_DATA checked by brk (0: RLIM_INFINITY)", minimum=0),
+    Option("rlimit_as", "size", "0", "RLIMIT_AS checked by mmap, brk and stack growth (0: RLIM_INFINITY)",
+           minimum=0),
+    Option("rlimit_stack", "size", "8MiB", "RLIMIT_STACK checked by stack growth (0: RLIM_INFINITY)",
+           minimum=0),
+)
+TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep", "vm")
 SWEEP_OPTIONS: tuple[Option, ...] = (  # [sweep]: what `mmframe compare` runs and where (docs/sweeps.md)
     Option("seeds", "int", 1, "seeds per combination, from [machine] seed on", minimum=1, maximum=100_000),
     Option("executor", "choice", "local", "where runs go: local processes, a Dask or a Ray cluster",
@@ -92,6 +109,20 @@ class MachineConfig:
     costs: str = ""
     debug_vm: str = "off"
     shmmax: int = 32 << 20
+    aio_dio: bool = False
+
+
+@attrs.frozen(slots=True)
+class VmConfig:
+    """The ``[vm]`` section: overcommit policy, swap, resource limits (0 limit = RLIM_INFINITY)."""
+
+    overcommit_memory: int = 0
+    overcommit_ratio: int = 50
+    swap: int = 0
+    swap_disk: str = ""
+    rlimit_data: int = 0
+    rlimit_as: int = 0
+    rlimit_stack: int = 8 << 20
 
 
 @attrs.frozen(slots=True)
@@ -139,6 +170,7 @@ class Config:
     catalog: Catalog = attrs.field(eq=False, repr=False)
     elevators: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict, eq=False, repr=False)
     sweep: SweepConfig = attrs.field(factory=SweepConfig)
+    vm: VmConfig = attrs.field(factory=VmConfig)
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -326,6 +358,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
     disk_elv: dict[str, dict[str, dict[str, Any]]] = {}
     elevators = _elevators(catalog)
     scenario: dict[str, Any] = {}
+    vmvals: dict[str, tuple[Any, Layer]] = {}
+    vm_opts = {o.name: o for o in VM_OPTIONS}
     sweep: dict[str, tuple[Any, Layer]] = {}
     machine_opts = {o.name: o for o in MACHINE_OPTIONS}
     disk_opts = {o.name: o for o in DISK_OPTIONS}
@@ -376,6 +410,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                     if ok in qopts:
                         disk_plugin.setdefault(disk, {}).setdefault(k, {})[ok] = val
             disks.setdefault(disk, {})
+        v = _table(layer, ("vm",), doc.get("vm", {}))
+        _check_keys(layer, ("vm",), v, vm_opts)
+        for k, val in v.items():
+            vmvals[k] = (_coerce(layer, ("vm", k), vm_opts[k], val), layer)
         sw = _table(layer, ("sweep",), doc.get("sweep", {}))
         _check_keys(layer, ("sweep",), sw, [*(o.name for o in SWEEP_OPTIONS), "grid"])
         for k, v in sw.items():
@@ -392,9 +430,20 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cli_plugins: Iter
                                    selection) for name, vals in sorted((disks or {DEFAULT_DISK: {}}).items()))
     filled = {name: {**{o.name: o.coerce(o.default) for o in catalog.plugins[name].options},
                      **plugin_opts.get(name, {})} for name in catalog.plugins}
+    vmc = VmConfig(**{k: val for k, (val, _) in vmvals.items()})
+    if vmc.swap_disk and vmc.swap_disk not in {d.name for d in disk_cfgs}:
+        raise _err(vmvals["swap_disk"][1], ("vm", "swap_disk"), f"no disk {vmc.swap_disk!r}",
+                   ", ".join(d.name for d in disk_cfgs))
+    if vmc.swap_disk and vmc.swap_disk == disk_cfgs[0].name:
+        raise _err(vmvals["swap_disk"][1], ("vm", "swap_disk"), f"{vmc.swap_disk!r} holds the file system",
+                   "another [block.<name>] disk")
+    cap = {d.name: d.capacity for d in disk_cfgs}.get(vmc.swap_disk, 0)
+    if vmc.swap_disk and vmc.swap > cap:
+        raise _err(vmvals["swap"][1], ("vm", "swap"), f"{vmc.swap >> 20}MiB does not fit on {vmc.swap_disk!r}",
+                   f"at most its capacity, {cap >> 20}MiB")
     sc = _scenario_config(scenario, catalog)
     cfg = Config(mc, selection, filled, disk_cfgs, sc, tuple(layer.source for layer in layers), catalog,
-                 elevators, sweep=_sweep_config(sweep))
+                 elevators, sweep=_sweep_config(sweep), vm=vmc)
     if check_scenario:
         _check_scenario(cfg, scenario)
     return cfg
@@ -522,7 +571,7 @@ def _machine_config(values: dict[str, Any], origin: dict[str, tuple[Any, Layer]]
                          highpte=values.get("highpte", False), l1_cache_bytes=l1,
                          seed=values.get("seed", 0), timeslice=values.get("timeslice", 8),
                          costs=values.get("costs", ""), debug_vm=values.get("debug_vm", "off"),
-                         shmmax=values.get("shmmax", 32 << 20))
+                         shmmax=values.get("shmmax", 32 << 20), aio_dio=values.get("aio_dio", False))
 
 
 def _scenario_config(values: dict[str, tuple[Any, Layer]], catalog: Catalog) -> ScenarioConfig:

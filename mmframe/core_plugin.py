@@ -9,13 +9,14 @@ from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
 from mmframe.block.elevators import core_elevators
-from mmframe.workloads import fork_scaling, io_depth_sweep, io_scenarios, program, sga, shell, spawn
+from mmframe.workloads import aio_dio, fork_scaling, io_depth_sweep, io_scenarios, pressure, program, sga, shell, spawn
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, io_scenarios.DEPTH,
-            io_scenarios.REPLAY, io_depth_sweep.SCENARIO, program.SCENARIO]
+            io_scenarios.REPLAY, io_depth_sweep.SCENARIO, program.SCENARIO, aio_dio.SCENARIO,
+            pressure.SCENARIO]
 
 
 @hookimpl
@@ -42,3 +43,8 @@ def mmframe_copy_pte_page(vm, src, dst, idx: int) -> bool:
 @hookimpl(trylast=True)
 def mmframe_handle_mm_fault(vm, mm, vma, address: int, write_access: bool) -> int:
     return vm.handle_mm_fault(mm, vma, address, write_access)
+
+
+@hookimpl(trylast=True)
+def mmframe_get_user_pages(vm, mm, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int:
+    return vm.get_user_pages(mm, start, nr_pages, write, force)

@@ -46,3 +46,15 @@ class PluginError(MmframeError):
     def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
         self.plugin, self.hook = plugin, hook
         super().__init__(message)
+
+
+class SimOops(MmframeError):
+    """The simulated kernel oopsed (a failed allocation the kernel of the time treated as fatal,
+    such as an atomic pte_chain allocation under the page-table lock in 2.5.49): the run ends,
+    and the message is the oops report."""
+
+    exit_code = 4
+
+    def __init__(self, report: str) -> None:
+        self.report = report
+        super().__init__(report)

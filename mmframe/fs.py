@@ -8,8 +8,9 @@ whole by a page-aligned copy moves as its compact content, a partial page as byt
 allocated when a page is first written (as ext2's ``get_block`` does in ``prepare_write``);
 unwritten pages are holes and read as zero.  The device is the machine's first disk
 (:mod:`mmframe.block`): page-cache misses and write-back go through its request queue and the
-caller sleeps until they complete.  The file system has no ``direct_IO`` method, so an ``O_DIRECT``
-open is -EINVAL, as 2.5's ``dentry_open`` answered for such file systems.  Limits are ext2's with
+caller sleeps until they complete.  ``O_DIRECT`` descriptors' ``pread``/``pwrite`` go to
+:mod:`mmframe.direct_io` (zero-copy, sector-aligned); an ``O_DIRECT`` open of anything but a regular
+file is -EINVAL (no ``direct_IO`` method there, as 2.5's ``dentry_open`` answered).  Limits are ext2's with
 4 KiB blocks (``s_maxbytes``) and the LFS rule (2 GiB - 1 without ``O_LARGEFILE``), as 2.5.49's
 ``generic_file_write`` applied them.  See docs/files.md.
 """
@@ -24,13 +25,14 @@ import attrs
 
 from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
 from mmframe.block.content import content_sectors, sectors_to_page
+from mmframe.direct_io import DirectIO
 from mmframe.mm import content, filemap
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
                          ENOSPC, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPIPE, ESPIPE, O_APPEND, O_CREAT, O_DIRECT, O_EXCL,
                          O_LARGEFILE, O_NONBLOCK, O_RDWR, O_TRUNC, O_WRONLY, PIPE_BUF, S_IFCHR, S_IFDIR, S_IFIFO,
-                         S_IFREG, SIG_IGN, SIGPIPE, SIGXFSZ, SimSignal)
+                         S_IFREG, SIG_IGN, SIGPIPE, SIGXFSZ, SharedLib, SimSignal)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -48,13 +50,16 @@ BOOT_DIRS = ("/", "/bin", "/dev", "/etc", "/tmp")
 @attrs.frozen(slots=True)
 class Image:
     """An executable's layout: ``text`` and ``data`` pages in the file, then ``bss`` and stack
-    pages of anonymous memory; ``program`` is what runs."""
+    pages of anonymous memory, and the shared objects the dynamic linker maps (``libs``:
+    :data:`mmframe.usr.GLIBC_2002` for the period's dynamically linked programs; the default is
+    the bare image, none); ``program`` is what runs."""
 
     program: Callable[..., Any]
     text_pages: int = 4
     data_pages: int = 1
     bss_pages: int = 1
     stack_pages: int = 32
+    libs: tuple[SharedLib, ...] = ()
 
 
 @attrs.frozen(slots=True)
@@ -270,6 +275,7 @@ class FileSystem:
     def live_inodes(self) -> list[Inode]:
         """Every regular file with data: those with a name and the unlinked ones still open."""
         return list(self.inodes.values()) + list(self.orphans)
+        self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
@@ -311,6 +317,15 @@ class FileSystem:
         inode = self.populate(path, [zlib.crc32(f"{path}:{i}".encode()) for i in range(npages)], writable=False)
         inode.image = image
         self.images[image.program] = inode
+        return inode
+
+    def shared_lib(self, lib: SharedLib) -> Inode:
+        """The file of a shared object (installed on first use, as if before boot)."""
+        inode = self.inodes.get(lib.path)
+        if inode is None:
+            npages = lib.text_pages + lib.data_pages
+            inode = self.populate(lib.path, [zlib.crc32(f"{lib.path}:{i}".encode()) for i in range(npages)],
+                                  writable=False)
         return inode
 
     def populate(self, path: str, tags: list[int], *, writable: bool = True) -> Inode:
@@ -428,6 +443,23 @@ class FileSystem:
         self.blk.wait_async(bios)
         return err
 
+    def writepage(self, inode: Inode, index: int, pfn: int) -> int:
+        """``writepage`` of one dirty cache page (reclaim's pageout; write-back can share it): the
+        block allocated if the page has none, the page written through the queue and waited for
+        (held until written, clean after).  0, or -ENOSPC when no block could be had."""
+        b = inode.blocks.get(index)
+        if b is None:
+            b = self._alloc_block()
+            if b < 0:
+                return -ENOSPC
+            inode.blocks[index] = b
+        bio = bio_pages(WRITE, b * PAGE_SECTORS, [pfn])
+        self.blk.pin_pages(bio)
+        self.blk.submit_bio(self.dev, bio)
+        filemap.clear_page_dirty(self.vm, pfn)
+        self.blk.wait_sync(self.dev, bio)
+        return 0
+
     def truncate(self, inode: Inode, size: int) -> None:
         """``vmtruncate``: unmap and drop the pages past the new size, free their blocks, zero the
         new last page's tail (``block_truncate_page`` reads it in if it has a block).  2.5 walks the
@@ -537,8 +569,8 @@ class FileSystem:
                 return -EISDIR
         elif (mode & FMODE_WRITE or flags & O_TRUNC) and not node.writable:
             return -EACCES  # O_TRUNC needs write permission whatever the access mode
-        if flags & O_DIRECT:
-            return -EINVAL  # no a_ops->direct_IO on this file system
+        if flags & O_DIRECT and not isinstance(node, Inode):
+            return -EINVAL  # no a_ops->direct_IO here (a directory, a device node)
         if len(self.files(task).fds) >= NR_OPEN:
             return -EMFILE
         if flags & O_TRUNC and isinstance(node, Inode):  # Linux truncates even for O_RDONLY
@@ -804,10 +836,16 @@ class FileSystem:
         return io_args(addr, length, offset) or f  # (a directory reads -EISDIR, /dev/zero zeroes)
 
     def sys_pread(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_READ)
+        if f is not None and f.flags & O_DIRECT and isinstance(f.inode, Inode):
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, READ, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_READ)
         return f if isinstance(f, int) else self._read(task, f, addr, length, offset)
 
     def sys_pwrite(self, task: Task, fd: Any, addr: int, length: int, offset: int) -> int:
+        f = self.fget(task, fd, FMODE_WRITE)
+        if f is not None and f.flags & O_DIRECT and isinstance(f.inode, Inode):
+            return self.dio.check(addr, length, offset) or self.dio.direct_io(task, f.inode, WRITE, addr, length, offset)
         f = self._check_io(task, fd, addr, length, offset, FMODE_WRITE)
         return f if isinstance(f, int) else self._write(task, f, addr, length, offset)
 

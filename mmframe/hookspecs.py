@@ -31,8 +31,19 @@ elevator operations: :mod:`mmframe.block.elevator`, docs/block.md); 1.6 facade n
 elevator builds on (``Deadline``, ``rq_mergeable``, ``READ``/``WRITE``, the queue's ``name`` and
 ``set_depth_cap``); 1.7 ``VM.ptes_follow_vma`` (whether a PTE page's entries already carry a VMA's
 protection, so a whole-table mprotect may stay at the PMD); 1.8 the facade's names for a scenario's
-results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md);
-1.9 ``mmframe_pte_change`` reason ``mremap`` (mremap moving entries).
+results (``Figure``, ``Axis``, ``Plot``, ``Reference``, ``OptionProblem``: docs/scenarios.md); 1.9
+``mmframe_get_user_pages`` (the user-page mapping step of direct I/O, docs/direct_io.md) and the
+facade's ``VM.get_user_pages``, ``follow_page``, ``put_user_pages``, ``find_extend_vma``, ``fault_in``,
+``pin_user_page``, ``VM_IO``; 1.10
+``mmframe_pte_change`` reasons ``referenced`` and ``swap_in``, and ``swap_out`` now really called
+(reclaim, docs/reclaim.md); 1.11
+read-only views for page-table walkers (the walker plugin's per-level walker, maps and smaps):
+``PteTable.ptes``, ``MM.pmd``, ``VM.pgdir_shift``, ``VM.page_count``, ``VM.page_reserved``,
+``pte_none``/``pte_present``/``pte_pfn``/``pte_write``/``pte_dirty`` and ``show_map`` (a line of
+2.5's /proc/PID/maps); all free; 1.12
+``mmframe_pte_change`` reason ``mremap`` (mremap moving entries: ``move_page_tables`` clearing an
+entry in the old range and setting it in the new), the byte-granular content model, file positions
+and the file, directory, pipe, mlock, madvise, mincore and uid/gid system calls (docs/files.md).
 """
 
 from __future__ import annotations
@@ -190,10 +201,15 @@ def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access
 def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: int) -> bool | None:
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
-    exit, fork, mmap, swap_out, walker, unshare, since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits, and since 1.9 mremap: ``move_page_tables`` clearing an entry in the old range and
-    setting it in the new, each its own call).  A policy must treat a reason it does not know as a
-    write to the entries.
+    exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
+    dirty bits; since 1.10 referenced and swap_in; since 1.12 mremap: ``move_page_tables`` clearing
+    an entry in the old range and setting it in the new, each its own call).  Reclaim (since 1.10) calls it with ``swap_out``
+    when ``try_to_unmap`` clears one entry (``start + 1 == end``; a swap entry is left for an
+    anonymous page) -- the core then flushes the TLB of every mm using the PTE page and has checked
+    ``VM_LOCKED`` in each; with ``referenced`` when ``page_referenced`` clears an accessed bit; with
+    ``swap_in`` when ``do_swap_page`` maps a page read back from swap (a fault).  A sharing policy
+    may leave the page shared for these three.  A policy must treat a reason it does not know as
+    a write to the entries.
 
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the
@@ -220,4 +236,21 @@ def mmframe_elevators() -> list[Any]:
     point ``merge`` returned), ``next_req``, ``remove_req``, ``queue_empty``, ``get_sort_head``,
     ``init``, ``exit`` -- as documented in :mod:`mmframe.block.elevator` and docs/block.md.  The core
     registers ``deadline`` (2.5.49's default), ``noop`` and ``linus`` (2.5.38's, labelled).
+    """
+
+
+# --- policy: direct I/O (issue 17) ------------------------------------------------------------
+
+@_spec("policy", "1.9", "once per direct I/O request (not per page): return None to defer", firstresult=True)
+def mmframe_get_user_pages(vm: VM, mm: MM, start: int, nr_pages: int, write: bool, force: bool) -> list[int] | int | None:
+    """Map the user pages direct I/O will build its bios on: ``nr_pages`` pages of ``mm`` from the
+    page-aligned ``start``, looked up for writing when ``write`` (a read into memory: copy-on-write
+    is broken first), faulting them in as an access would (through ``mmframe_handle_mm_fault``).
+
+    Return the page array (pfns, in address order), each page holding one reference the caller
+    releases when its I/O completes (none on a reserved page such as the ZERO_PAGE), or a negative
+    errno (-EFAULT for a hole, a ``VM_IO`` area or a missing right, -ENOMEM), or ``None`` to defer.
+    The core's (``trylast``) is 2.5.49's ``get_user_pages`` (:func:`mmframe.mm.gup.get_user_pages`,
+    ``vm.get_user_pages``); the page-walk plugin answers with ``walk_user_pages``.  Whatever answers
+    must return what the core would: the same pages, references and faults.
     """

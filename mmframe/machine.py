@@ -10,10 +10,12 @@ import attrs
 
 from mmframe import HOOK_CONTRACT_VERSION, __version__, syscalls
 from mmframe.config import Config, load_config
-from mmframe.block.genhd import BlockLayer
+from mmframe.aio import Aio
+from mmframe.block.genhd import BlockLayer, make_device
 from mmframe.costs import Account, CostEntry, CostTable
 from mmframe.cpu import CPU, TLB
-from mmframe.errors import PluginError
+from mmframe.config import DiskConfig
+from mmframe.errors import PluginError, SimOops
 from mmframe.fs import FileSystem
 from mmframe.mm.memory import Memory
 from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
@@ -79,8 +81,10 @@ class Machine:
         self._free_hook = self.policy("mmframe_free_pages")
         self.mm = Memory(self)
         self.block = BlockLayer(self)
+        self._attach_swap()
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
+        self.aio = Aio(self)
         self.sched.handlers.update(syscalls.bind(self))
         self.pagealloc.drain_pages()  # boot's allocations (the radix-tree mempool) leave no per-CPU pages
         if self.config.debug_vm == "syscall":
@@ -88,6 +92,22 @@ class Machine:
         for info in self._infos():  # each plugin sees only its own options
             call_one(info, "mmframe_configure", machine=self,
                      options=dict(self.cfg.plugin_options.get(info.name, {})))
+
+    def _attach_swap(self) -> None:
+        """``swapon`` of the ``[vm] swap`` area: on the ``swap_disk`` disk, or on a disk of its own
+        named ``swap`` (ata-7200, deadline) after the file system's; none when the size is 0."""
+        vc = self.cfg.vm
+        pages = vc.swap >> 12
+        if not pages:
+            return
+        if vc.swap_disk:
+            dev = self.block.device(vc.swap_disk)
+        else:
+            dev = make_device(self.block, DiskConfig("swap", vc.swap + 4096, "deadline"))
+            self.block.disks["swap"] = dev
+        self.mm.swap.dev, self.mm.swap.pages, self.mm.swap.blk = dev, pages, self.block
+        self.mm.swap.swap_map = type(self.mm.swap.swap_map)("H", bytes(2 * pages))
+        self.mm.swap.swap_map[0] = 0x7FFF  # the swap header
 
     def _check_every_syscall(self) -> None:
         """debug_vm = "syscall": run the memory invariant checker after every system call."""
@@ -152,12 +172,18 @@ class Machine:
         free = pa.nr_free_pages()
         high_free = high.free_pages if high else 0
         chains = pa.kernel_objects.get("pte_chain")
+        vm, swap = self.mm, self.mm.swap
         return {
             "MemTotal": kb(total), "MemFree": kb(free),
             "HighTotal": kb(high_total), "HighFree": kb(high_free),
             "LowTotal": kb(total - high_total), "LowFree": kb(free - high_free),
             "Cached": kb(len(self.mm.page_cache)),
             "Dirty": kb(sum(len(i.mapping.dirty) for i in self.fs.live_inodes())),
+            "Active": kb(vm.vmscan.nr_active()), "Inactive": kb(vm.vmscan.nr_inactive()),
+            "SwapCached": kb(len(swap.cache.page_tree.values()) if swap.pages else 0),
+            "SwapTotal": kb(max(swap.pages - 1, 0)), "SwapFree": kb(swap.nr_swap_pages()),
+            "Writeback": kb(len(vm.pins)),
+            "Committed_AS": kb(vm.committed),
             "PageTables": kb(pa.page_table_pages),
             "mmframe.PageTablesLow": kb(pa.page_table_pages - self.mm.highmem_pte_pages()),
             "ReverseMaps": self.reverse_maps(),
@@ -228,7 +254,7 @@ class Machine:
             sched.run()
             if self.config.debug_vm != "off":
                 self.mm.check()
-        except (ProgramError, PluginError):
+        except (ProgramError, PluginError, SimOops):
             raise
         except Exception as exc:
             hit = self.hooks.attribute(exc)
@@ -244,11 +270,13 @@ class Machine:
         tasks = {}
         for t in sched.tasks.values():
             calls = tuple((name, _normalize(name, value, raised, lin)) for name, value, raised in t.log)
+            if t.kthread:
+                continue
             tasks[t.lineage] = TaskResult(t.lineage, calls, t.status, t.signal)
         disk = self.fs.disk_state()
         return RunResult(
             tasks=tasks,
-            blocked=tuple(t.lineage for t in sched.tasks.values() if t.state == BLOCKED),
+            blocked=tuple(t.lineage for t in sched.tasks.values() if t.state == BLOCKED and not t.kthread),
             sim_ns=max(c.clock for c in self.cpus),
             syscalls=sum(t.nsys for t in sched.tasks.values()),
             counts=self.acct.totals(),

@@ -214,8 +214,10 @@ class ScenarioContext:
             return
         self._open.remove(m)
         self.counters.update(m.acct.totals())
-        oom = any(e[0] == "oom" for e in m.pagealloc.events)
+        oom = any(e[0] in ("oom", "oom_kill") for e in m.pagealloc.events)
         for t in m.sched.tasks.values():
+            if t.kthread:  # kswapd: the kernel's, not the program's
+                continue
             if t.signal is not None:
                 name = _signal_name(t.signal.signo)
                 o = Outcome(t.lineage, "killed", signal=name, oom=oom and name == "SIGKILL")

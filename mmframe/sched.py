@@ -63,12 +63,14 @@ class EventEngine:
 
 
 class UserContext:
-    """What a program sees besides syscalls: a deterministic random generator."""
+    """What a program sees besides syscalls: a deterministic random generator, and where its image
+    lies (``image``, as a program's symbols would say)."""
 
-    __slots__ = ("rng",)
+    __slots__ = ("rng", "image")
 
-    def __init__(self, seed: str) -> None:
+    def __init__(self, seed: str, image: Any = None) -> None:
         self.rng = random.Random(seed)
+        self.image = image  # the exec'd image's addresses (mmframe.usr.Layout), None without one
 
 
 class Task:
@@ -77,7 +79,7 @@ class Task:
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
                  "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files",
-                 "io_wait", "io_pending", "io_result", "uid", "gid", "sigign", "sp")
+                 "io_wait", "io_pending", "io_result", "uid", "gid", "sigign", "sp", "kthread")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -109,6 +111,7 @@ class Task:
         self.uid = self.gid = 0  # (real = effective) ids; inherited at fork; 0 has every capability
         self.sigign: frozenset[int] = frozenset()  # signals set to SIG_IGN (inherited, kept over exec)
         self.sp: int | None = None  # %esp as the program last set it (None: no rule below the stack)
+        self.kthread = False  # a kernel thread (kswapd): no mm, not in a run's results
 
     def __repr__(self) -> str:
         return f"<Task pid={self.pid} {self.lineage} {self.state}>"
@@ -159,9 +162,37 @@ class Scheduler:
         self._make_runnable(task)
         return task
 
+    def spawn_kthread(self, name: str, program: Callable[..., Any]) -> Task:
+        """A kernel thread (``kernel_thread``): no mm, no parent, lineage ``name``, left out of
+        a run's results.  Made on first use, so runs that never need one are unchanged."""
+        pid = self.next_pid
+        self.next_pid += 1
+        cpu = self._place()
+        cpu.nr_tasks += 1
+        task = Task(pid, name, None, program, (), cpu, None)
+        task.kthread = True
+        task.row = self.m.acct.row_for(name, "core")
+        cur = self.current
+        task.ready_at = cur.cpu.clock + self.m.acct.ns if cur is not None else self.engine.now
+        self.tasks[pid] = task
+        self.m.pid_lineage[pid] = name
+        self._make_runnable(task)
+        return task
+
+    def sys_kswapd(self, task: Task) -> Any:
+        """The kswapd thread's round (:meth:`mmframe.mm.vmscan.VmScan.kswapd_round`): it sleeps
+        until woken once the zones are balanced and its I/O is done.  -ENOSYS for a user task."""
+        if not task.kthread:
+            return -ENOSYS
+        if self.m.mm.vmscan.kswapd_round(task):
+            task.state = BLOCKED
+            return BLOCK
+        return 0
+
     def _start(self, task: Task) -> None:
         """Create the program's generator and, for a forked child, replay the parent's calls."""
-        ctx = UserContext(f"{self.m.config.seed}:{task.seed_key}:{task.nexec}")
+        ctx = UserContext(f"{self.m.config.seed}:{task.seed_key}:{task.nexec}",
+                          getattr(task.mm, "layout", None))
         gen = task.program(ctx, *task.args)
         if not hasattr(gen, "send"):
             raise ProgramError(f"task {task.lineage}: program {_pname(task.program)} is not a generator function")

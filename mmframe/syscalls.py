@@ -15,8 +15,9 @@ from __future__ import annotations
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from mmframe.aio import Aio
 from mmframe.fs import FileSystem
-from mmframe.mm import madvise, mlock, mmap, mremap
+from mmframe.mm import madvise, mlock, mmap, mremap, task_mmu
 from mmframe.mm.memory import Memory
 from mmframe.mm.shm import ShmIds
 from mmframe.sched import Scheduler
@@ -39,6 +40,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "getuid": ("sched", Scheduler.sys_getuid),
     "setuid": ("sched", Scheduler.sys_setuid),
     "setgid": ("sched", Scheduler.sys_setgid),
+    "kswapd": ("sched", Scheduler.sys_kswapd),  # the kswapd kernel thread's body (mm/vmscan.c), not a user call
     # user memory accesses (a load, a store, an access to every page of a range)
     "read": ("mm", Memory.sys_read),
     "write": ("mm", Memory.sys_write),
@@ -60,6 +62,8 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "munlockall": ("mm", mlock.sys_munlockall),
     "madvise": ("mm", madvise.sys_madvise),
     "mincore": ("mm", madvise.sys_mincore),
+    # /proc/PID/maps (fs/proc): mmframe's call for reading /proc/self/maps
+    "proc_maps": ("mm", task_mmu.sys_proc_maps),
     # files (fs/open.c, fs/read_write.c, fs/buffer.c)
     "open": ("fs", FileSystem.sys_open),
     "close": ("fs", FileSystem.sys_close),
@@ -80,6 +84,12 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "stat": ("fs", FileSystem.sys_stat),
     "fstat": ("fs", FileSystem.sys_fstat),
     "pipe": ("fs", FileSystem.sys_pipe),
+    # asynchronous I/O (fs/aio.c)
+    "io_setup": ("aio", Aio.sys_io_setup),
+    "io_submit": ("aio", Aio.sys_io_submit),
+    "io_getevents": ("aio", Aio.sys_io_getevents),
+    "io_destroy": ("aio", Aio.sys_io_destroy),
+    "io_cancel": ("aio", Aio.sys_io_cancel),
     # SysV shared memory (ipc/shm.c)
     "shmget": ("shm", ShmIds.sys_shmget),
     "shmat": ("shm", ShmIds.sys_shmat),

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from mmframe.config import load_config
-from tests.support import active_policies, hypothesis_profile
+from tests.support import active_elevator, active_policies, check_factors, hypothesis_profile
+
+check_factors()  # a tox factor naming a plugin that is not installed stops the run here, naming it
 
 _counter = itertools.count()
 
@@ -55,7 +57,8 @@ def config(isolated: Path):
 
 def pytest_report_header(config) -> str:
     pols = ", ".join(active_policies()) or "mainline (no plugin)"
-    return f"mmframe policy set for policy-agnostic tests: {pols}; hypothesis profile: {hypothesis_profile()}"
+    return (f"mmframe policy set for policy-agnostic tests: {pols}; elevator: {active_elevator() or 'default'}; "
+            f"hypothesis profile: {hypothesis_profile()}")
 
 
 @pytest.fixture

@@ -236,7 +236,7 @@ def test_file_errno_cases():
 
     r = machine().run(prog)
     calls = r.tasks["1"].calls
-    assert [v for _, v in calls[:4]] == [-ENOENT, 0, -EINVAL, -EINVAL]
+    assert [v for _, v in calls[:4]] == [-ENOENT, 0, -EINVAL, 1]  # O_DIRECT opens (direct I/O)
     tail = [v for _, v in calls[7:18]]
     assert tail == [-EACCES, -EACCES, -EBADF, -EINVAL, -EBADF, -EBADF, 0, -EFAULT, -EBADF, -EINVAL, -EBADF]  # byte 1: fine
     assert calls[-2:] == (("mprotect", -EACCES), ("mprotect", 0))
@@ -341,7 +341,7 @@ def test_removed_segment_lives_while_attached_and_exit_and_exec_detach():
 
 
 def test_exec_tears_the_old_address_space_down_and_maps_the_image():
-    @usr.program(text_pages=6, data_pages=2, bss_pages=1)
+    @usr.program(text_pages=6, data_pages=2, bss_pages=1, libs=usr.BARE)
     def image(ctx):
         m = state["m"]
         mm = m.sched.current.mm
@@ -678,7 +678,12 @@ def test_shell_scenario_runs_every_command_and_shares_the_binaries(isolated):
     assert main["failed"] == shared["failed"] == 0
     # sh (151 pages) and five commands, each cached once however often it ran
     assert main["binary_pages"] == shared["binary_pages"] == (140 + 5) + sum(t + d for _, t, d, _, _ in COMMANDS_)
-    assert main["faults"] == shared["faults"] and main["per_command_us"] > shared["per_command_us"]
+    assert main["faults"] == shared["faults"]
+    # McCracken's common worst case (LKML, 20 Dec 2002): after fork the child stores to its stack,
+    # libc's data and the shell's data, each in its own PTE page, so every command unshares three
+    # (the parent's stores then find a count of one) and sharing saves a small shell nothing
+    assert shared["pt_shared.unshares"] >= 3 * 12
+    assert shared["per_command_us"] > 0.95 * main["per_command_us"]
 
 
 @pytest.mark.parametrize("how", ["munmap", "munmap_each_page", "exit", "msync"])
@@ -786,7 +791,9 @@ def test_errno_of_each_call():
         ("mmap with no room", anon(0x8000_1000), -ENOMEM),
         ("mmap of length -1 (PAGE_ALIGN wraps to 0)", anon(-1), -EINVAL),
         ("mmap of a negative length", anon(-P), -EINVAL),
-        ("mmap of length -3 GiB is a 1 GiB size_t", anon(-(3 << 30)), 0x4000_0000),
+        # a valid 1 GiB size_t, refused by vm_enough_memory's heuristic (overcommit mode 0) on this
+        # machine; tests/test_reclaim.py maps it under mode 1
+        ("mmap of length -3 GiB is a 1 GiB size_t", anon(-(3 << 30)), -ENOMEM),
         ("mmap fixed, wrapping past TASK_SIZE", anon(P, addr=0xBFFF_F000 + P, fixed=True), -EINVAL),
         ("mmap fixed at a negative address", anon(P, addr=-P, fixed=True), -EINVAL),
         ("mmap of a bad fd", mmap(0, P, PROT_READ, MAP_PRIVATE, -1, 0), -EBADF),
@@ -1003,14 +1010,22 @@ def test_the_differential_compares_what_is_on_disk():
     assert [d.what for d in diffs] == ["on disk: /c"]
 
 
-def test_the_exec_fit_still_holds():
-    """exec_process is fitted through the model (docs/files.md): if exec's modelled work changes,
-    this says the entry needs refitting, rather than letting the figure drift silently."""
+def test_the_fork_and_exec_fits_still_hold():
+    """copy_process, exit_process and exec_process are fitted through the model (docs/files.md) to
+    lmbench's fork proc and exec proc, whose programs were dynamically linked: run as the period's
+    images (mmframe.usr.GLIBC_2002, with the stores after fork).  If the modelled work changes,
+    this says the entries need refitting, rather than letting the figures drift silently."""
+    @usr.program(text_pages=1, data_pages=1, bss_pages=0)
+    def hello(ctx):
+        yield exit(0)
+
     def quit_(ctx):
+        yield from usr.after_fork(ctx, 0)
         yield exit(0)
 
     def execq(ctx):
-        yield execve(quit_)
+        yield from usr.after_fork(ctx, 0)
+        yield execve(hello)
 
     m = machine(debug="off")
     ns, marks = m.costs.ns, {}
@@ -1021,17 +1036,17 @@ def test_the_exec_fit_still_holds():
 
     m.sched.handlers["mark"] = mark
 
-    def prog(ctx):
-        pid = yield fork(execq)  # the binary read in once
-        yield wait(pid)
-        yield ("mark", "a")
-        pid = yield fork(quit_)
-        yield wait(pid)
-        yield ("mark", "b")
-        pid = yield fork(execq)
-        yield wait(pid)
-        yield ("mark", "c")
+    @usr.program(text_pages=4, data_pages=1, bss_pages=1)
+    def lat_proc(ctx):
+        for name, child in (("a", execq), ("b", quit_), ("c", execq)):  # the binary read in once first
+            pid = yield fork(child)
+            yield from usr.after_fork(ctx, pid)
+            yield wait(pid)
+            yield ("mark", name)
 
-    m.run(prog)
+    def root(ctx):
+        yield execve(lat_proc)
+
+    m.run(root)
     fork_proc, exec_proc = (marks["b"] - marks["a"]) / 1e3, (marks["c"] - marks["b"]) / 1e3
     assert 274 <= fork_proc <= 337 and 1211 <= exec_proc <= 1232  # lmbench, 2.5.54-mm2, P-III 790 MHz

@@ -34,7 +34,8 @@ BASE = ("mmframe", "mmframe.usr", "mmframe.units", "mmframe.errors", "mmframe.op
 RUN = ("mmframe.scenario", "mmframe.core_plugin", "mmframe.workloads", "mmframe.differential", "mmframe.results",
        "mmframe.sweep", "mmframe.executors", "mmframe.plot",
        "mmframe.host", "mmframe.calibrate", "mmframe.validate")  # the last three: validation against the host
-CLI = ("mmframe.cli", "mmframe.compare")  # the command line and the subcommands in their own modules
+CLI = ("mmframe.cli", "mmframe.compare",  # the command line and the subcommands in their own modules
+       "mmframe.testing")  # the plugin author's kit: a client of everything, like the command line
 LAYERS = {"base": 0, "model": 1, "run": 2, "facade": 3, "cli": 4}  # the facade re-exports the run layer's Scenario
 
 # Known exceptions, each with its reason (keep this short).
@@ -50,7 +51,7 @@ ALLOWED_UPWARD = {
 def layer(mod: str) -> str:
     if mod in BASE:
         return "base"
-    if mod in CLI:
+    if mod in CLI or any(mod.startswith(c + ".") for c in CLI):
         return "cli"
     if mod == "mmframe.facade" or mod.startswith("mmframe.facade."):
         return "facade"
@@ -328,6 +329,7 @@ HOOK_TYPES = {
     "mmframe_configure": (fmm.MachineView, None),
     "mmframe_report": (fmm.MachineView, None),
     "mmframe_unconfigure": (fmm.MachineView,),
+    "mmframe_get_user_pages": (fmm.VM, fmm.MM, None, None, None, None),
 }
 
 

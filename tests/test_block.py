@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.support import active_policies, examples
+from tests.support import active_policies, elevator_layers, examples
 
 from mmframe.block.bio import BIO_RW_AHEAD, READ, WRITE, Bio, bio_pages
 from mmframe.block.elevator import ELEVATOR_NO_MERGE, Elevator
@@ -27,6 +27,8 @@ MiB = 1 << 20
 def machine(tmp_path, block: str = "", memory: str = "256MiB", **kw) -> Machine:
     path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.toml"
     path.write_text(f'[machine]\nmemory = "{memory}"\n[scenario]\nname = "spawn"\n' + block)
+    if "cli_plugins" not in kw and "elevator" not in block:  # the run's elevator where the test names none
+        kw.setdefault("extra_layers", elevator_layers())
     kw.setdefault("cli_plugins", list(active_policies()))
     return Machine(load_config(str(path), use_pyproject=False, env={}, **kw))
 

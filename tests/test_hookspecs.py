@@ -337,3 +337,37 @@ def test_mmframe_pte_change(isolated, install_plugin):
     assert got[:3] == ["mmap", "mremap", "mremap"]  # the new VMA's range, then the entry: cleared, set
     mainline = Machine(load_config(env={}))
     assert mainline.mm._pte_hook is None  # nobody implements it: never called
+
+
+def test_mmframe_get_user_pages(isolated, install_plugin):
+    """Contract 1.9: the user-page mapping step of direct I/O; the plugin's answer is used (an
+    error it returns is the system call's), ``None`` defers to the core's get_user_pages."""
+    from mmframe import usr
+    install_plugin("gup", """
+        from mmframe.facade import hookimpl
+        CALLS = []
+
+        @hookimpl
+        def mmframe_get_user_pages(vm, mm, start, nr_pages, write, force):
+            CALLS.append((nr_pages, write))
+            if nr_pages == 3:
+                return -14  # -EFAULT: the plugin refuses
+            if nr_pages == 2:
+                return None  # defer to the core
+            return vm.get_user_pages(mm, start, nr_pages, write, force)
+    """)
+    m = Machine(load_config(use_pyproject=False, env={}, cli_plugins=["gup"]))
+    plugin = next(v for k, v in sys.modules.items() if k.startswith("mmtest_gup_"))
+
+    def prog(ctx):
+        fd = yield usr.open("/f", usr.O_CREAT | usr.O_RDWR | usr.O_DIRECT)
+        buf = yield _anon(4 * 4096)
+        yield usr.write(buf, 6)
+        yield usr.pwrite(fd, buf, 2 * 4096, 0)
+        yield usr.pwrite(fd, buf, 3 * 4096, 0)
+        yield usr.pread(fd, buf + 3 * 4096, 4096, 0)
+        yield usr.read(buf + 3 * 4096)
+
+    r = m.run(prog)
+    assert [v for _, v in r.tasks["1"].calls[-4:]] == [2 * 4096, -usr.EFAULT, 4096, 6]
+    assert plugin.CALLS == [(2, False), (3, False), (1, True)]

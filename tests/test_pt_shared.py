@@ -194,11 +194,13 @@ def _quiet(ctx):
 def test_sga_scenario_sharing_fits_more_children(isolated):
     from mmframe.scenario import run_scenario
     (isolated / "run.toml").write_text('[scenario]\nname = "sga"\npolicies = [[], ["pt_shared"]]\n'
-                                       'memory = "128MiB"\nsize = "64MiB"\nchildren = 300\n')
+                                       'memory = "128MiB"\nsize = "64MiB"\nchildren = 300\nforms = ["fork"]\n')
     scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
     for tag in ("no HIGHPTE", "HIGHPTE"):
         assert plain.figures[f"children {tag}"] < 300 == shared.figures[f"children {tag}"]
-        assert plain.figures[f"pte_chains {tag}"] > 0 == shared.figures[f"pte_chains {tag}"]
+        # sharing leaves chains only where a child's stores after fork unshared a PTE page: libc's,
+        # which also maps the segment's first pages (shmat placed it right after libc)
+        assert 0 < shared.figures[f"pte_chains {tag}"] < plain.figures[f"pte_chains {tag}"] / 10
     # with PAE+HIGHPTE a pte_addr_t is 8 bytes: 3 slots per 32-byte chain instead of 7
     per_child = {t: plain.figures[f"pte_chains {t}"] / plain.figures[f"children {t}"] for t in ("no HIGHPTE", "HIGHPTE")}
     assert per_child["HIGHPTE"] > 1.5 * per_child["no HIGHPTE"]

@@ -65,8 +65,8 @@ def bounce_end_io(layer: Any, bio: Bio) -> None:
     vm, acct, P = m.mm, m.acct, m.P
     for i, orig, new in bio.bounced:
         _, off, ln = bio.vecs[i]
-        if bio.rw == READ:
-            copy_page_content(vm, new, orig)
+        if bio.rw == READ:  # only the segment: the rest of the original page is not the I/O's
+            sectors_to_page(vm, orig, page_to_sectors(vm, new, off, ln >> 9), off)
             acct.charge(P.copy_page)
             acct.charge(P.kmap_atomic)
         bio.vecs[i] = (orig, off, ln)

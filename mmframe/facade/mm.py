@@ -17,16 +17,19 @@ from typing import Any, Iterator, Protocol, Sequence
 from mmframe.mm.fault import VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.page import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER, PAGE_SHIFT,
                              PAGE_SIZE, __GFP_HIGHMEM)
+from mmframe.mm.pgtable import _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK
 from mmframe.mm.pte_change import REASONS
-from mmframe.mm.vma import (VM_DONTCOPY, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
+from mmframe.mm.task_mmu import show_map
+from mmframe.mm.vma import (VM_DONTCOPY, VM_IO, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                             VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE)
 
 __all__ = [
     "VM_FAULT_OOM", "VM_FAULT_SIGBUS", "VM_FAULT_MINOR", "VM_FAULT_MAJOR", "REASONS",
     "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
-    "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY",
+    "VM_GROWSDOWN", "VM_LOCKED", "VM_DONTCOPY", "VM_IO",
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
     "PAGE_SHIFT", "PAGE_SIZE",
+    "pte_none", "pte_present", "pte_pfn", "pte_write", "pte_dirty", "show_map",
     "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
 ]
 
@@ -37,8 +40,39 @@ __all__ = [
 #   VM_FAULT_MINOR  =  1  handled without I/O
 #   VM_FAULT_MAJOR  =  2  handled, and the page was read from the device
 # ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
-# fork, mmap, swap_out, walker, unshare, msync, and since 1.9 mremap); treat one you do not know as a
-# write to the entries.
+# fork, mmap, swap_out, walker, unshare, msync; since contract 1.10 referenced and swap_in: reclaim's
+# accessed-bit aging and a swap-in fault, and swap_out is try_to_unmap clearing one entry, after which
+# the core flushes every sharer's TLB; since 1.12 mremap: move_page_tables moving entries); treat one
+# you do not know as a write to the entries.
+
+
+
+# --- reading entries (since 1.11, for page-table walkers; free: a walker's reads are its own) ------
+def pte_none(pte: int) -> bool:
+    """No entry at all (``pte_none``)."""
+    return not pte
+
+
+def pte_present(pte: int) -> bool:
+    """``pte_present``: present, PROT_NONE entries included (i386 tests both bits)."""
+    return bool(pte & PTE_PRESENT_MASK)
+
+
+def pte_pfn(pte: int) -> int:
+    """The page frame a present entry maps."""
+    return pte >> PAGE_SHIFT
+
+
+def pte_write(pte: int) -> bool:
+    """The entry's write bit (a clear PMD write bit overrides it on x86: :meth:`VM.pmd_writable`)."""
+    return bool(pte & _PAGE_RW)
+
+
+def pte_dirty(pte: int) -> bool:
+    return bool(pte & _PAGE_DIRTY)
+
+
+# ``show_map(vma)``: the VMA's line of 2.5's /proc/PID/maps (mmframe/mm/task_mmu.py).  O(1).
 
 
 class PteTable(Protocol):
@@ -48,6 +82,7 @@ class PteTable(Protocol):
     rss: int  #: present entries mapping pages that are not reserved
     high: bool  #: in highmem (CONFIG_HIGHPTE): every write costs a kmap_atomic
     idx: int  #: the PMD slot it was made for
+    ptes: Sequence[int]  #: (since 1.11) its entries, to read (``pte_present`` and friends); free
 
 
 
@@ -84,6 +119,7 @@ class MM(Protocol):
     id: int
     users: int  #: tasks using it (threads share one)
     ptp: Sequence[PteTable | None]  #: the PTE page in each user PMD slot, or None
+    pmd: Sequence[int]  #: (since 1.11) the PMD entries themselves (x86 values: pfn and bits), to read
     vmas: VMAs
 
     def rss(self) -> int:
@@ -96,6 +132,7 @@ class VM(Protocol):
 
     pmd_shift: int  #: log2 of the bytes one PTE page maps: 22, or 21 with PAE (slot = address >> pmd_shift)
     ptrs_per_pte: int  #: entries in a PTE page: 1024, or 512 with PAE
+    pgdir_shift: int  #: (since 1.11) log2 of what one PGD entry maps: 30 with PAE, else 22 (the PMD folded)
     plugin_state: dict[str, Any]  #: per-machine plugin state (``plugin_state[<plugin name>]``)
 
     # --- the sharing mechanism (the 2002 shared-page-table patch's primitives) ---------------------
@@ -148,8 +185,40 @@ class VM(Protocol):
         """A zeroed GFP_HIGHUSER page: the allocation, ``clear_page`` (and ``kmap_atomic`` in
         highmem).  The pfn, or -1."""
 
+    def page_count(self, pfn: int) -> int:
+        """(since 1.11) The page's reference count (``page_count``).  Free."""
+
+    def page_reserved(self, pfn: int) -> bool:
+        """(since 1.11) ``PageReserved`` (the ZERO_PAGE): not counted in rss.  Free."""
+
     def put_page(self, pfn: int) -> None:
         """Drop a reference on a page (``page_ref``); the last one frees it."""
+
+    # --- user pages for I/O (since 1.9: the user-page mapping hook, ``mmframe_get_user_pages``) ----
+    def get_user_pages(self, mm: MM, start: int, nr_pages: int, write: bool, force: bool = False) -> list[int] | int:
+        """The core's 2.5.49 ``get_user_pages``: the pfns of ``nr_pages`` pages from ``start``,
+        each faulted in through the fault hook as an access would (``page_fault`` and what the
+        fault costs) and holding a reference (``page_ref``; none on the ZERO_PAGE); -EFAULT or
+        -ENOMEM when none could be had.  What the mapping hook must return."""
+
+    def follow_page(self, mm: MM, addr: int, write: bool) -> int:
+        """``follow_page``: the pfn mapped at ``addr`` if present (for ``write``: writable through
+        PTE and PMD; the PTE is marked dirty), else -1.  Free."""
+
+    def put_user_pages(self, pages: list[int]) -> None:
+        """Release what ``get_user_pages`` took (``page_ref`` each; the ZERO_PAGE is skipped)."""
+
+    def find_extend_vma(self, mm: MM, addr: int) -> VMA | None:
+        """``find_extend_vma``: the VMA holding ``addr``, growing a stack down to it.  O(log V)."""
+
+    def fault_in(self, mm: MM, vma: VMA, addr: int, write: bool) -> int:
+        """A fault at ``addr`` through the fault policy chain (``mmframe_handle_mm_fault``: what a
+        hardware fault would run, so a write unshares under pt_shared); ``page_fault`` plus what the
+        fault does.  A ``VM_FAULT_*`` code."""
+
+    def pin_user_page(self, pfn: int) -> bool:
+        """Take a reference on a page found for I/O (``page_ref``), unless it is reserved (the
+        ZERO_PAGE): whether one was taken.  ``put_user_pages`` releases it."""
 
 
 class Allocator(Protocol):

@@ -149,6 +149,15 @@ def forget(vm: Memory, pfn: int) -> None:
 
 
 # --- compact content values (a block of the device holds these: mmframe.block.content) ---------
+def page_to_block(vm: Memory, pfn: int) -> Content:
+    """What a block written from page ``pfn`` holds (a tag, ``(tag, tail)``, or bytes)."""
+    fine = vm.fine.get(pfn) if vm.fine else None
+    if fine is not None:
+        return bytes(fine)
+    tail = vm.zero_tail.get(pfn) if vm.zero_tail else None
+    return int(vm.tag[pfn]) if tail is None else (int(vm.tag[pfn]), tail)
+
+
 def block_to_page(vm: Memory, pfn: int, c: Content) -> None:
     """Page ``pfn`` holds the content value ``c`` (a tag, ``(tag, tail)``, or bytes)."""
     if type(c) is int:

@@ -10,6 +10,11 @@
   may be PageDirect or (after losing its other mappings) on one chain; one mapped twice or more is
   on ``ceil(k / NRPTE)`` chains; an unmapped page on none.  mm_chain nodes what the owner lists imply;
 * the allocator's conservation checker holds;
+* swap: each slot's count equals the PTEs holding its entry, plus one if its page is in the swap
+  cache, plus the shmem objects recording it; a swap-cache page is never mapped writable; a shmem
+  index is either cached or recorded as swapped, not both;
+* LRU: the pages flagged PG_lru are exactly those on the lists, each on the list PG_active names
+  and in its own zone's; every page mapped or in a page cache is on the LRU, no free page is;
 * with no live mm, nothing is left: no PTE page, rmap entry, object page or pin.
 """
 
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmframe.mm.filemap import _CACHE, _DIRTY
-from mmframe.mm.page import PG_reserved
+from mmframe.mm.page import PG_active, PG_lru, PG_reserved
 from mmframe.mm.pgtable import _PAGE_RW, PTE_PRESENT_MASK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +41,9 @@ def check(vm: Memory) -> None:
     rmap = vm.rmap
     e_page = np.frombuffer(rmap.page, dtype=np.int32)
     e_ptep = np.frombuffer(rmap.ptep, dtype=np.int64)
+    swap = vm.swap
+    swap_refs = np.zeros(max(swap.pages, 1), dtype=np.int64)
+    writable_pfns: list[np.ndarray] = []
     for mm in vm.mms.values():
         for idx, pt in enumerate(mm.ptp):
             e = mm.pmd[idx]
@@ -58,6 +66,13 @@ def check(vm: Memory) -> None:
         assert all(o in live for o in pt.owners), f"PTE page {pfn}: a dead mm among its owners"
         v = pt.np().astype(np.int64)
         pres = np.flatnonzero(v & PTE_PRESENT_MASK)
+        if np.count_nonzero(v) != len(pres):  # entries that are neither empty nor present: swap entries
+            sw = v[(v != 0) & ((v & PTE_PRESENT_MASK) == 0)]
+            assert ((sw & 0x81) == 0).all() and (sw >> 8 < swap.pages).all(), \
+                f"PTE page {pfn}: a bad swap entry {[hex(x) for x in sw[:4]]}"
+            np.add.at(swap_refs, sw >> 8, 1)
+        if swap.inuse:
+            writable_pfns.append(v[pres][(v[pres] & _PAGE_RW) != 0] >> 12)
         pfns = v[pres] >> 12
         real = (flags[pfns] >> PG_reserved) & 1 == 0
         assert pt.rss == int(real.sum()), f"PTE page {pfn}: rss {pt.rss} but {int(real.sum())} mapped pages"
@@ -82,9 +97,13 @@ def check(vm: Memory) -> None:
     bad = np.flatnonzero(user & (count != mapped + other))
     assert not len(bad), f"page {bad[0]}: count {count[bad[0]]} != mappings {mapped[bad[0]]} + holders {other[bad[0]]}"
     _check_pte_chains(vm, mapped)
+    _check_swap(vm, swap_refs, np.concatenate(writable_pfns) if writable_pfns else np.zeros(0, np.int64))
+    _check_lru(vm, user)
     vm.pa.check()
     if not vm.mms:
-        assert not vm.ptpages and rmap.entries() == 0 and not vm.pins, "memory left behind after every mm went"
+        assert not vm.ptpages and rmap.entries() == 0, "memory left behind after every mm went"
+        # pins may outlive every mm only while the direct I/O holding them is in flight (exit with I/O)
+        assert not vm.pins or vm.m.fs.dio.stats["in_flight"], "pinned pages left with no I/O in flight"
         assert all(obj.shm is not None for obj in vm.objects), "a shmem object outlived every mm"
 
 
@@ -111,7 +130,7 @@ def _check_pte_chains(vm: Memory, mapped: np.ndarray) -> None:
 def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     """Page-cache pages: each cached once, in the tree it claims, holding one reference; PG_cache
     and PG_dirty agree with the mapping; radix-tree nodes add up to the pool's count."""
-    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.live_inodes()]
+    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.live_inodes()] + [vm.swap.cache]
     nodes, seen = 0, 0
     for mapping in mappings:
         nodes += mapping.page_tree.nodes()
@@ -129,3 +148,52 @@ def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
         assert obj.refs > 0, "a shmem object with no reference is still live"
     assert all(vm.count_np[p] > 0 for p in vm.zero_tail), "a zeroed tail on a free page"
     assert all(vm.count_np[p] > 0 for p in vm.fine), "bytes kept for a free page"
+
+
+def _check_swap(vm: Memory, slots: np.ndarray, writable: np.ndarray) -> None:
+    swap = vm.swap
+    cache = swap.cache
+    for offset, pfn in cache.page_tree.items():  # swapper_space is indexed by slot offset
+        slots[offset] += 1
+        assert vm.page_cache.get(pfn) == (cache, offset), f"swap-cache page {pfn} not recorded"
+    for obj in vm.objects:
+        for index, entry in obj.swap.items():
+            slots[entry >> 8] += 1
+            assert obj.mapping.page_tree.lookup(index) is None, f"shmem index {index} both cached and swapped"
+    if swap.pages:
+        sm = np.frombuffer(swap.swap_map, dtype=np.uint16).astype(np.int64)[:swap.pages]
+        bad = np.flatnonzero(sm[1:] != slots[1:swap.pages]) + 1
+        assert not len(bad), f"swap slot {bad[0]}: count {sm[bad[0]]} but {slots[bad[0]]} references"
+        assert swap.inuse == int((sm[1:] != 0).sum()), f"swap inuse {swap.inuse} != slots used"
+    else:
+        assert not slots.any(), "swap entries with no swap area"
+    cached = set(cache.page_tree.values())
+    if cached and len(writable):
+        hit = cached.intersection(writable.tolist())
+        assert not hit, f"swap-cache page {min(hit)} mapped writable"
+
+
+def _check_lru(vm: Memory, user: np.ndarray) -> None:
+    vs = vm.vmscan
+    flags = vm.flags_np
+    on_lru = (flags >> PG_lru) & 1
+    active = (flags >> PG_active) & 1
+    listed = np.zeros(len(flags), dtype=np.int64)
+    for lists, want_active in ((vs.active, 1), (vs.inactive, 0)):
+        for z, lst in lists.items():
+            zone = vm.pa.zone_by_idx[z]
+            pf = np.fromiter(lst, dtype=np.int64, count=len(lst))
+            if not len(pf):
+                continue
+            assert ((pf >= zone.start_pfn) & (pf < zone.end_pfn)).all(), f"a page on {zone.name}'s LRU is in another zone"
+            assert (active[pf] == want_active).all(), f"PG_active disagrees with the list a page is on ({zone.name})"
+            np.add.at(listed, pf, 1)
+    assert listed.max(initial=0) <= 1, f"page {int(np.argmax(listed))} on the LRU twice"
+    assert (listed == on_lru).all(), f"PG_lru disagrees with the lists at page {int(np.flatnonzero(listed != on_lru)[0])}"
+    cached = np.zeros(len(flags), dtype=bool)
+    cached[list(vm.page_cache)] = True
+    need = (user | cached) & ((flags >> PG_reserved) & 1 == 0)
+    missing = np.flatnonzero(need & (on_lru == 0))
+    assert not len(missing), f"page {missing[0]} is in use (mapped or cached) but on no LRU list"
+    stale = np.flatnonzero((on_lru == 1) & (vm.count_np == 0))
+    assert not len(stale), f"free page {stale[0]} is on an LRU list"

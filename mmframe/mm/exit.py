@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mmframe.mm.overcommit import VM_ACCOUNT, vm_unacct_memory
+from mmframe.mm.page import PAGE_SHIFT
 from mmframe.mm.pte_change import EXIT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,8 @@ def exit_mmap(vm: Memory, mm: MMStruct, cpu: Any) -> None:
             vm.pmd_drop(mm, idx)
     vm.m.tlb.flush_tlb_mm(mm, cpu)
     for v in list(mm.vmas):
+        if v.flags & VM_ACCOUNT:
+            vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
         mm.vmas.remove(v)
         vm.vma_free(v)
     vm._free_mm(mm)

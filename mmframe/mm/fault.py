@@ -11,7 +11,8 @@ from mmframe.mm import content
 from mmframe.mm.filemap import NOPAGE_SIGBUS
 from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE
-from mmframe.mm.pte_change import COW, FAULT
+from mmframe.mm.overcommit import VM_ACCOUNT, over_rlimit_as, vm_enough_memory, vm_unacct_memory
+from mmframe.mm.pte_change import COW, FAULT, SWAP_IN
 from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, VMA
 from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
@@ -24,7 +25,6 @@ VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
 
 _RESERVED = 1 << PG_reserved
 ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
-RLIMIT_STACK = 8 << 20  # the default stack limit (ulimit -s 8192)
 
 
 class Killed(Exception):
@@ -63,11 +63,21 @@ class Faults:
 
     def expand_stack(self, mm: MMStruct, vma: VMA, addr: int) -> bool:
         """``expand_stack``: a fault below a VM_GROWSDOWN VMA (nothing lies between, find_vma saw
-        to that) grows it down to the page, within RLIMIT_STACK.  i386 2.5 also refused an access
+        to that) grows it down to the page, within RLIMIT_STACK and RLIMIT_AS ([vm] rlimit_*), charged
+        to the committed total (vm_enough_memory).  i386 2.5 also refused an access
         more than 32 bytes below %esp (checked by ``do_page_fault``)."""
         start = addr & ~(PAGE_SIZE - 1)
-        if not vma.flags & VM_GROWSDOWN or vma.end - start > RLIMIT_STACK:
+        if not vma.flags & VM_GROWSDOWN:
             return False
+        grow = (vma.start - start) >> PAGE_SHIFT
+        if not vm_enough_memory(self, grow):  # overcommit accounting first, as 2.5.49
+            return False
+        stack = self.m.cfg.vm.rlimit_stack
+        if stack and vma.end - start > stack or over_rlimit_as(self, mm, grow << PAGE_SHIFT):
+            vm_unacct_memory(self, grow)
+            return False
+        if not vma.flags & VM_ACCOUNT:  # only an accounted VMA gives the charge back when it goes
+            vm_unacct_memory(self, grow)
         old = vma.start
         mm.vmas.remove(vma)
         vma.start = start
@@ -89,6 +99,8 @@ class Faults:
         i = (addr >> PAGE_SHIFT) & self.mask
         pte = pt.ptes[i]
         if not pte & PTE_PRESENT_MASK:
+            if pte:
+                return self.do_swap_page(mm, vma, idx, i, pte, write)
             if vma.obj is not None:
                 return self.do_no_page(mm, vma, addr, idx, i, write)
             return self.do_anonymous_page(mm, vma, addr, idx, i, write)
@@ -111,6 +123,28 @@ class Faults:
         self._map_page(mm, idx, i, pfn, vma.page_prot | _PAGE_RW | _PAGE_DIRTY)
         return VM_FAULT_MINOR
 
+    def do_swap_page(self, mm: MMStruct, vma: VMA, idx: int, i: int, entry: int, write: bool) -> int:
+        """2.5.49 ``do_swap_page``: the page of the swap entry in the PTE (from the swap cache, or
+        read from the swap device: VM_FAULT_MAJOR), mapped in its place, the PTE's slot reference
+        dropped; a write gets it writable when this mapping alone uses it
+        (``remove_exclusive_swap_page``), otherwise it stays in the swap cache read-only."""
+        swap = self.swap
+        reads = swap.counts["swap_in"]
+        pfn = swap.read_swap_cache(entry)
+        if pfn < 0:
+            return VM_FAULT_OOM
+        pt = self.pte_change(mm, idx, SWAP_IN, i, i + 1)
+        swap.swap_free(entry)
+        prot = vma.page_prot
+        if write and swap.remove_exclusive_swap_page(pfn):
+            prot |= _PAGE_RW | _PAGE_DIRTY
+        pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
+        self.acct.charge(self.P_pte_set)
+        pt.rss += 1
+        self.rss_walk(pt)
+        self.rmap.page_add_rmap(pfn, pt, i)
+        return VM_FAULT_MAJOR if swap.counts["swap_in"] > reads else VM_FAULT_MINOR
+
     def _map_page(self, mm: MMStruct, idx: int, i: int, pfn: int, prot: int) -> None:
         """A fault's new mapping of a page that is not reserved: the entry, rss, the rmap entry."""
         pt = self.pte_change(mm, idx, FAULT, i, i + 1)
@@ -132,6 +166,7 @@ class Faults:
             new = self.m.alloc_pages(GFP_HIGHUSER, 0)
             if new < 0:
                 return VM_FAULT_OOM
+            self.lru_cache_add(new)
             self._copy_user_highpage(pfn, new)
             pfn = new
             prot |= _PAGE_RW | _PAGE_DIRTY
@@ -154,6 +189,8 @@ class Faults:
         acct = self.acct
         old = pte >> PAGE_SHIFT
         reserved = self.flags[old] & _RESERVED
+        if not reserved and self.count[old] == 2 and self.swap.inuse and self.swap.in_swap_cache(old):
+            self.swap.remove_exclusive_swap_page(old)  # can_share_swap_page: reuse it if ours alone
         if vma.flags & VM_SHARED or (not reserved and self.count[old] == 1):
             pt = self.pte_change(mm, idx, COW, i, i + 1)
             pt.ptes[i] = pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED
@@ -163,6 +200,7 @@ class Faults:
         new = self.m.alloc_pages(GFP_HIGHUSER, 0)
         if new < 0:
             return VM_FAULT_OOM
+        self.lru_cache_add(new)
         # copy_cow_page: the ZERO_PAGE is cleared, not copied; highmem pages are kmapped
         if reserved:
             acct.charge(self.P_clear)

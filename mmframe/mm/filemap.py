@@ -68,6 +68,8 @@ def new_cache_page(vm: Memory, mapping: AddressSpace, index: int, zeroed: bool =
     if add_to_page_cache(vm, mapping, pfn, index):
         vm.put_page(pfn)
         return NOPAGE_OOM
+    if not zeroed:  # (alloc_user_page put a zeroed page on the LRU already)
+        vm.lru_cache_add(pfn)
     return pfn
 
 
@@ -99,9 +101,30 @@ def clear_page_dirty(vm: Memory, pfn: int) -> None:
 
 
 def shmem_getpage(vm: Memory, mapping: AddressSpace, index: int) -> int:
-    """A shmem page, allocated zeroed on first use: pfn, or NOPAGE_OOM."""
+    """A shmem page, allocated zeroed on first use or read back from swap: pfn, or NOPAGE_OOM."""
     pfn = find_get_page(vm, mapping, index)
-    return pfn if pfn >= 0 else new_cache_page(vm, mapping, index, zeroed=True)
+    if pfn >= 0:
+        return pfn
+    if index in mapping.host.swap:
+        return shmem_swapin(vm, mapping, index)
+    return new_cache_page(vm, mapping, index, zeroed=True)
+
+
+def shmem_swapin(vm: Memory, mapping: AddressSpace, index: int) -> int:
+    """A shmem page swapped out by reclaim (the object records its slot, as 2.5's
+    ``shmem_swp_entry``): read it back into the object's cache, freeing the slot.  pfn or NOPAGE_OOM."""
+    entry = mapping.host.swap[index]
+    pfn = vm.m.alloc_pages(vm.gfp_cache, 0)
+    if pfn < 0:
+        return NOPAGE_OOM
+    if add_to_page_cache(vm, mapping, pfn, index):
+        vm.put_page(pfn)
+        return NOPAGE_OOM
+    vm.lru_cache_add(pfn)
+    vm.swap.swap_readpage(pfn, entry)
+    del mapping.host.swap[index]
+    vm.swap.swap_free(entry)
+    return pfn
 
 
 def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages: int) -> tuple[list[int], int]:
@@ -117,7 +140,8 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
             leaf, leaf_base = tree.leaf(index), index & ~63
         pfn = leaf[(index & 63) + 1] if leaf is not None else None
         if pfn is None:
-            pfn = new_cache_page(vm, mapping, index, zeroed=True)
+            swapped = index in mapping.host.swap
+            pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
             if pfn < 0:
                 err = NOPAGE_OOM
                 break
@@ -134,6 +158,7 @@ def read_cache_page(vm: Memory, inode: Any, index: int) -> int:
     mapping = inode.mapping
     pfn = find_get_page(vm, mapping, index)
     if pfn >= 0:
+        vm.vmscan.mark_page_accessed(pfn)
         return pfn
     pfn = new_cache_page(vm, mapping, index)
     if pfn >= 0:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmframe.mm import pgtable
 from mmframe.mm.exit import exit_mmap
+from mmframe.mm.overcommit import VM_ACCOUNT, vm_enough_memory, vm_unacct_memory
 from mmframe.mm.page import PAGE_SHIFT, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK, PtePage
 from mmframe.mm.pte_change import FORK
@@ -36,7 +37,12 @@ def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
     for v in old.vmas:
         if v.flags & VM_DONTCOPY:
             continue
+        if v.flags & VM_ACCOUNT and not vm_enough_memory(vm, (v.end - v.start) >> PAGE_SHIFT):
+            _abort(vm, new)
+            return -ENOMEM
         if not vm.vma_alloc():
+            if v.flags & VM_ACCOUNT:
+                vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
             _abort(vm, new)
             return -ENOMEM
         c = v.clone(v.start, v.end)
@@ -87,6 +93,13 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
             spt = _copy_slow(vm, spt, dpt, i0, i1, cow, clean, wrprotect_src, src_owner, idx, reason)
             continue
         s = spt.np()[i0:i1]
+        if vm.swap.inuse:  # swap entries are copied, each slot gaining a reference (swap_duplicate)
+            sw = np.flatnonzero((s != 0) & ((s & PTE_PRESENT_MASK) == 0))
+            if len(sw):
+                dpt.np()[i0:i1][sw] = s[sw]
+                acct.charge(vm.P_pte_copy, len(sw))
+                for e in s[sw].astype(np.int64).tolist():
+                    vm.swap.swap_duplicate(e)
         pres = np.flatnonzero(s & PTE_PRESENT_MASK)
         if not len(pres):
             continue
@@ -138,6 +151,10 @@ def _copy_slow(vm: Memory, spt: PtePage, dpt: PtePage, i0: int, i1: int, cow: bo
     for i in range(i0, i1):
         pte = sp[i]
         if not pte & PTE_PRESENT_MASK:
+            if pte:  # a swap entry
+                dp[i] = pte
+                acct.charge(vm.P_pte_copy)
+                vm.swap.swap_duplicate(pte)
             continue
         if cow and pte & _PAGE_RW:
             if write_src and not changed:  # ask first; write the table the policy returns, if any

@@ -10,7 +10,10 @@
 * :mod:`~mmframe.mm.touch` -- ``touch`` over a range, bulk where it can be;
 * :mod:`~mmframe.mm.zap` -- ``zap_page_range``; :mod:`~mmframe.mm.mprotect` -- ``change_protection``;
 * :mod:`~mmframe.mm.objects` -- shmem objects, references to mappings' objects, VMA structs;
-* :mod:`~mmframe.mm.fork` / :mod:`~mmframe.mm.exit` -- ``dup_mmap``/``copy_page_range`` and ``exit_mmap``.
+* :mod:`~mmframe.mm.fork` / :mod:`~mmframe.mm.exit` -- ``dup_mmap``/``copy_page_range`` and ``exit_mmap``;
+* :mod:`~mmframe.mm.vmscan` -- LRU lists, ``page_referenced``, ``try_to_unmap``, direct reclaim and kswapd;
+  :mod:`~mmframe.mm.swapfile` -- the swap area and the swap cache; :mod:`~mmframe.mm.oom_kill`;
+  :mod:`~mmframe.mm.overcommit` -- ``vm_enough_memory`` and the rlimits.
 
 Accesses are checked through the page tables first; VMAs are consulted only on a fault.  Single
 paths work an entry at a time; bulk paths (fork copy, zap, mprotect, touch) work a PTE page at a
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from mmframe.mm.debug_vm import check
 from mmframe.mm.fault import Faults
+from mmframe.mm.gup import Gup
 from mmframe.mm.mm_struct import MM_STRUCT_BYTES, TASK_STRUCT_BYTES, VMA_BYTES, MMLifecycle, MMStruct
 from mmframe.mm.mprotect import Mprotect
 from mmframe.mm.objects import Objects
@@ -36,9 +40,11 @@ from mmframe.mm.pmd import PmdOps
 from mmframe.mm.pte_change import REASONS, PteChoke
 from mmframe.mm.radix_tree import NodePool
 from mmframe.mm.rmap import Rmap, nrpte
+from mmframe.mm.swapfile import SwapSpace
 from mmframe.mm.touch import Touch
 from mmframe.mm.uaccess import UserAccess
 from mmframe.mm.vma import ShmemObject
+from mmframe.mm.vmscan import VmScan
 from mmframe.mm.zap import Zap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm import filemap
 
 
-class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch, Zap, Mprotect, Objects):
+class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch, Zap, Mprotect, Objects, Gup):
     """Everything behind the memory system calls of one machine: its state, set up here; its
     operations come from the concept modules above (each a class of methods on this state)."""
 
@@ -92,6 +98,11 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self._fault_hook = m.policy("mmframe_handle_mm_fault")
         self._copy_hook = m.policy("mmframe_copy_pte_page")
         self._pte_hook = m.policy("mmframe_pte_change")
+        self.committed = 0  # vm_committed_space: pages charged by vm_enough_memory (Committed_AS)
+        self.swap = SwapSpace(self, None, 0)  # attached to its device by the machine ([vm] swap)
+        self.vmscan = VmScan(self)
+        self.lru_cache_add = self.vmscan.lru_cache_add
+        pa.reclaim = self.vmscan
         self.fault_hook_is_core = not [o for o in m.hooks.resolved["mmframe_handle_mm_fault"].owners
                                        if o != "mmframe.core"]
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mmframe.fs import FMODE_READ, FMODE_WRITE, Inode, Node
 from mmframe.mm.fault import VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.filemap import set_page_dirty
+from mmframe.mm.overcommit import VM_ACCOUNT, over_rlimit_as, vm_enough_memory, vm_unacct_memory
 from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, TASK_SIZE
 from mmframe.mm.pte_change import MSYNC
 from mmframe.mm.vma import (VM_EXEC, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
@@ -148,6 +149,14 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     if do_munmap(vm, task, addr, length) < 0:
         return -ENOMEM
     vmflags |= mm.def_flags
+    if over_rlimit_as(vm, mm, length):
+        return -ENOMEM
+    charged = 0
+    if vmflags & (VM_SHARED | VM_WRITE) == VM_WRITE or file is None:  # accounted (VM_ACCOUNT)
+        charged = length >> PAGE_SHIFT
+        if not vm_enough_memory(vm, charged):
+            return -ENOMEM
+        vmflags |= VM_ACCOUNT
     end = addr + length
     if vmflags & VM_LOCKED:  # (RLIMIT_MEMLOCK is infinite: nothing refuses it)
         mm.locked_vm += length >> PAGE_SHIFT
@@ -157,12 +166,17 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
             _locked(vm, mm, vmflags, addr, end)
             return addr
     if not vm.vma_alloc():
+        vm_unacct_memory(vm, charged)
         return -ENOMEM
     obj = file
     if obj is not None:
         obj.get()
     elif vmflags & VM_SHARED:
-        obj = vm.new_object(length // PAGE_SIZE)
+        obj = vm.new_shmem_object(length // PAGE_SIZE)  # shmem_zero_setup: charged again
+        if obj is None:
+            vm.vma_free_struct()
+            vm_unacct_memory(vm, charged)
+            return -ENOMEM
     mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
     vm.mapping_changed(mm, addr, end)
     _locked(vm, mm, vmflags, addr, end)
@@ -260,6 +274,8 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
         mm.vmas.remove(v)
         if v.flags & VM_LOCKED:
             mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
+        if v.flags & VM_ACCOUNT:
+            vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
     vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
@@ -373,6 +389,9 @@ def sys_brk(vm: Memory, task: Task, brk: Any) -> int:
     if brk <= mm.brk:
         if do_munmap(vm, task, newbrk, oldbrk - newbrk) == 0:
             mm.brk = brk
+        return mm.brk
+    rlim = vm.m.cfg.vm.rlimit_data
+    if rlim and brk - mm.end_code > rlim:  # RLIMIT_DATA (brk - start_data; start_data = end_code here)
         return mm.brk
     if newbrk > TASK_SIZE or mm.vmas.overlapping(oldbrk, newbrk + PAGE_SIZE):
         return mm.brk

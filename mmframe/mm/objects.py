@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mmframe.mm.overcommit import vm_enough_memory, vm_unacct_memory
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.mm.vma import VMA, ShmemObject
 
@@ -22,6 +23,18 @@ class Objects:
         self.objects.add(obj)
         return obj
 
+    def new_shmem_object(self, npages: int) -> ShmemObject | None:
+        """``shmem_file_setup``: a new object, its size charged (``vm_enough_memory``); None if refused."""
+        if not vm_enough_memory(self, npages):
+            return None
+        obj = self.new_object(npages)
+        obj.charged = npages
+        return obj
+
+    def vma_free_struct(self) -> None:
+        """Give back a vm_area_struct that was never used."""
+        self.c_vma.free()
+
     def put_object(self, obj: Any) -> None:
         """Drop a reference to a mapping's object (a shmem object or an open file)."""
         obj.refs -= 1
@@ -34,6 +47,10 @@ class Objects:
         pfns = np.array(tree.values(), dtype=np.int64)
         tree.clear()
         obj.mapping.dirty.clear()
+        vm_unacct_memory(self, obj.charged)  # shmem_delete_inode
+        for entry in obj.swap.values():
+            self.swap.swap_free(entry)
+        obj.swap.clear()
         cache = self.page_cache
         for pfn in pfns.tolist():
             del cache[pfn]

@@ -3,8 +3,10 @@
 ``__alloc_pages`` walks the zonelist of the GFP class with an incremental min (each zone adds its
 ``pages_low``, then ``pages_min`` on the second pass: lower-zone protection); ``__GFP_HIGH`` dips to a
 quarter of min; an atomic allocation fails where a waiting one would reclaim.  There is no reclaim
-yet: a waiting allocation of order <= 3 that 2.5 would retry forever is reported as a simulated
-out-of-memory event and fails.  Failure is always a returned ``-1``, never an exception.
+in this module: an allocation whose first pass fails wakes kswapd, and one that may wait calls
+direct reclaim (:mod:`mmframe.mm.vmscan`) and tries again; one that 2.5 would retry forever is
+reported, after OOM_RETRIES rounds,
+as a simulated out-of-memory event and fails.  Failure is always a returned ``-1``, never an exception.
 
 Complexity: order-0 allocation and free through the per-CPU lists are O(1) amortised (a batch of
 ``batch`` pages moves to or from the buddy lists when a list runs low or high); buddy allocation and
@@ -26,6 +28,7 @@ from mmframe.mm.page import (DMA_END_PFN, LOWMEM_END_PFN, MAX_ORDER, PAGE_SHIFT,
 # Python mangles ``__names`` inside class bodies, so the allocator uses these aliases of the flags.
 GFP_COLD_, GFP_HIGH_, GFP_WAIT_ = __GFP_COLD, __GFP_HIGH, __GFP_WAIT
 
+OOM_RETRIES = 16  # mmframe: direct-reclaim rounds of one allocation before it fails (2.5 looped forever)
 KERNEL_IMAGE_END = (4 << 20) >> PAGE_SHIFT  # bzImage text+data+bss loaded at 1 MiB: ~3 MiB (estimate)
 
 
@@ -92,6 +95,7 @@ class PageAllocator:
         self.kernel_objects: dict[str, Any] = {}  # slab caches by name (mm/slab.py)
         self.page_table_pages = 0
         self.blocks: dict[int, int] = {}  # live allocations of order > 0: head pfn -> order
+        self.reclaim: Any = None  # mmframe.mm.vmscan.VmScan, set by the memory model
         self._boot()
 
     # --- boot -----------------------------------------------------------------------------
@@ -229,19 +233,31 @@ class PageAllocator:
         pfn = self._zonelist_pass(zonelist, gfp, order, cpu, False)  # pass 1: incremental pages_low
         if pfn >= 0:
             return pfn
-        self.events.append(("kswapd", gfp, order))  # wakeup_kswapd: no reclaim until vmscan lands
+        self.events.append(("kswapd", gfp, order))
+        rec = self.reclaim
+        if rec is not None:
+            rec.wakeup_kswapd()
         pfn = self._zonelist_pass(zonelist, gfp, order, cpu, True)  # pass 2: incremental pages_min
         if pfn >= 0:
             return pfn
-        if memalloc:  # PF_MEMALLOC / PF_MEMDIE: ignore the watermarks
+        if memalloc or rec is not None and rec.running:  # PF_MEMALLOC / PF_MEMDIE: ignore the watermarks
             for z in zonelist:
                 pfn = self._buffered_rmqueue(z, order, gfp, cpu)
                 if pfn >= 0:
                     return pfn
+            return -1  # a reclaimer never recurses into reclaim
         if not gfp & GFP_WAIT_:
             return -1
-        # try_to_free_pages() would run here; nothing can free memory yet.  2.5 loops forever for
-        # order <= 3; mmframe reports the out-of-memory event and fails instead.
+        if rec is not None:  # direct reclaim, then the zonelist once more (2.5.49's "rebalance")
+            rec.oom_current = False
+            for _ in range(OOM_RETRIES):
+                rec.try_to_free_pages(zonelist, gfp, order)
+                pfn = self._zonelist_pass(zonelist, gfp, order, cpu, True)
+                if pfn >= 0:
+                    return pfn
+                if order > 3 or rec.oom_current:
+                    break
+        # 2.5 loops forever for order <= 3; mmframe reports the out-of-memory event and fails.
         self.events.append(("oom", gfp, order))
         return -1
 

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmframe.mm import content
-from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PG_reserved
+from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PG_lru, PG_reserved
 from mmframe.mm.pgtable import PTE_PRESENT_MASK
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
 
 _RESERVED = 1 << PG_reserved
+_LRU = 1 << PG_lru
 
 
 class PageRefs:
@@ -30,7 +31,16 @@ class PageRefs:
             if pfn >= self.first_high:
                 self.acct.charge(self.P_kmap)
             self.tag[pfn] = 0
+            self.lru_cache_add(pfn)
         return pfn
+
+    def page_count(self, pfn: int) -> int:
+        """``page_count``: the page's references (mappings, page cache, pins)."""
+        return self.count[pfn]
+
+    def page_reserved(self, pfn: int) -> bool:
+        """``PageReserved`` (the ZERO_PAGE and the kernel image)."""
+        return bool(self.flags[pfn] & _RESERVED)
 
     def put_page(self, pfn: int) -> None:
         c = self.count[pfn] - 1
@@ -39,6 +49,8 @@ class PageRefs:
         if c == 0:
             if self.zero_tail or self.fine:
                 content.forget(self, pfn)
+            if self.flags[pfn] & _LRU:
+                self.vmscan.lru_del(pfn)
             self.m.free_pages(pfn, 0)
 
     def release_pages(self, pfns: np.ndarray) -> None:
@@ -48,12 +60,15 @@ class PageRefs:
         np.subtract.at(count, pfns, 1)
         gone = pfns[count[pfns] == 0]
         if len(gone):
-            free, seen, marks = self.m.free_pages, set(), bool(self.zero_tail or self.fine)
+            free, seen, flags = self.m.free_pages, set(), self.flags
+            marks = bool(self.zero_tail or self.fine)
             for pfn in gone.tolist():
                 if pfn not in seen:
                     seen.add(pfn)
                     if marks:
                         content.forget(self, pfn)
+                    if flags[pfn] & _LRU:
+                        self.vmscan.lru_del(pfn)
                     free(pfn, 0)
 
     def pin(self, mm: MMStruct, addr: int) -> int:

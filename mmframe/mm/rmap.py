@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mmframe.errors import SimOops
 from mmframe.mm.page import GFP_ATOMIC
 
 
@@ -66,10 +67,12 @@ class Rmap:
     def _chains_delta(self, delta: int) -> None:
         if delta > 0:
             if self.cache.alloc(GFP_ATOMIC, delta) < 0:
-                # 2.5.49: a failed atomic pte_chain_alloc under page_table_lock oopsed; mmframe
-                # records it and carries on with the chains unaccounted in lowmem
+                # 2.5.49: a failed atomic pte_chain_alloc under page_table_lock oopsed (the
+                # NULL chain is dereferenced): the run ends with the report
                 self.events.append(("oops", "pte_chain_alloc", delta))
                 self.cache.objects += delta
+                raise SimOops(f"Oops: pte_chain_alloc(GFP_ATOMIC) failed under page_table_lock "
+                              f"(2.5.49 mm/rmap.c page_add_rmap): {delta} chain(s) needed, lowmem exhausted")
             self.acct.charge(self.P[2], delta)
         elif delta < 0:
             self.cache.free(0, -delta)

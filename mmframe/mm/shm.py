@@ -124,7 +124,9 @@ class ShmIds:
         index = next((i for i in range(SHMMNI) if i not in self.by_index), None)
         if index is None:
             return -ENOSPC
-        obj = self.vm.new_object(npages)
+        obj = self.vm.new_shmem_object(npages)  # shmem_file_setup: charged to the committed total
+        if obj is None:
+            return -ENOMEM
         seg = Segment(SEQ_MULTIPLIER * self.seq + index, index, key, size, obj)
         seg.mode = flags & 0o777
         if task is not None:

@@ -60,8 +60,10 @@ class Touch:
             if write:
                 bad |= (seg & _PAGE_RW) == 0
                 seg[~bad] |= _PAGE_DIRTY | _PAGE_ACCESSED  # the MMU marks what is written dirty
+            else:
+                seg[~bad] |= _PAGE_ACCESSED  # and what is read young
             need = np.flatnonzero(bad) + i0
-            empty = need[(pt.np()[need] & PTE_PRESENT_MASK) == 0] if len(need) else need
+            empty = need[pt.np()[need] == 0] if len(need) else need  # (a swap entry is not empty)
         if not len(need):
             return
         private_file_write = write and vma.obj is not None and not vma.flags & VM_SHARED
@@ -70,7 +72,7 @@ class Touch:
                 self.do_page_fault(task, base + (int(empty[0]) << PAGE_SHIFT), write)
                 pt = mm.ptp[idx]
                 empty = empty[1:]
-                empty = empty[(pt.np()[empty] & PTE_PRESENT_MASK) == 0]
+                empty = empty[pt.np()[empty] == 0]
             if len(empty) and (not write or mm.ptp[idx] is None or mm.pmd[idx] & _PAGE_RW):
                 self._fill_bulk(task, mm, vma, idx, empty, write)
                 return

@@ -28,6 +28,8 @@ class UserAccess:
                 if pt is not None:
                     pte = pt.ptes[(addr >> PAGE_SHIFT) & self.mask]
                     if pte & _PAGE_PRESENT:
+                        if not pte & _PAGE_ACCESSED:  # the MMU marks the entry young
+                            pt.ptes[(addr >> PAGE_SHIFT) & self.mask] = pte | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
                         if self.zero_tail or self.fine:  # a zeroed tail past EOF, bytes written
                             return content.load_word(self, pfn, addr & 0xFFF)
@@ -47,7 +49,7 @@ class UserAccess:
                     i = (addr >> PAGE_SHIFT) & self.mask
                     pte = pt.ptes[i]
                     if pte & 3 == 3:  # present and writable; the MMU sets the dirty bit
-                        if not pte & _PAGE_DIRTY:
+                        if pte & (_PAGE_DIRTY | _PAGE_ACCESSED) != _PAGE_DIRTY | _PAGE_ACCESSED:
                             pt.ptes[i] = pte | _PAGE_DIRTY | _PAGE_ACCESSED
                         pfn = pte >> PAGE_SHIFT
                         self.tag[pfn] = tag

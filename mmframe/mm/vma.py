@@ -129,7 +129,7 @@ class ShmemObject:
     page cache of ``npages`` pages, zero-filled on first use, and a count of references (each VMA
     mapping it holds one; a SysV segment's id holds one until IPC_RMID)."""
 
-    __slots__ = ("mapping", "refs", "npages", "on_release", "shm")
+    __slots__ = ("mapping", "refs", "npages", "on_release", "shm", "swap", "charged")
 
     def __init__(self, npages: int, tree: Any) -> None:
         self.mapping = AddressSpace(self, tree, backed=False)
@@ -137,6 +137,8 @@ class ShmemObject:
         self.npages = npages
         self.on_release: Any = None
         self.shm: Any = None  # the SysV segment, if this is one
+        self.swap: dict[int, int] = {}  # index -> swap entry of a page reclaim swapped out
+        self.charged = 0  # pages charged to the committed total (overcommit accounting)
 
     def get(self) -> None:
         self.refs += 1

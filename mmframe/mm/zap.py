@@ -39,6 +39,10 @@ class Zap:
             for i in range(i0, i1):
                 pte = ptes[i]
                 if not pte & PTE_PRESENT_MASK:
+                    if pte:  # a swap entry: free_swap_and_cache
+                        ptes[i] = 0
+                        acct.charge(self.P_pte_clear)
+                        self.swap.free_swap_and_cache(pte)
                     continue
                 ptes[i] = 0
                 acct.charge(self.P_pte_clear)
@@ -52,6 +56,14 @@ class Zap:
                 self.put_page(pfn)
             return
         v = pt.np()[i0:i1]
+        if self.swap.inuse:
+            sw = np.flatnonzero((v != 0) & ((v & PTE_PRESENT_MASK) == 0))
+            if len(sw):  # swap entries: free_swap_and_cache each, in order
+                entries = v[sw].astype(np.int64).tolist()
+                v[sw] = 0
+                self.acct.charge(self.P_pte_clear, len(sw))
+                for e in entries:
+                    self.swap.free_swap_and_cache(e)
         pres = np.flatnonzero(v & PTE_PRESENT_MASK)
         if not len(pres):
             return

@@ -165,6 +165,12 @@ SCENARIO = Scenario(
     help="io-depth (random reads held at a depth) at several depths per elevator: insertion steps and their "
          "modelled CPU per request, the growth fitted to the steps, the simulator's wall time per insertion",
     run=run,
+    models="the cost of finding an insertion point in each elevator's sort structure as the queue grows: the "
+           "2.5.49 deadline's linear list scan against a red-black tree (the -mm rbtree elevator), counted "
+           "step by step; depths past 2.5.49's queue_nr_requests (128) are synthetic",
+    sources=("Linux 2.5.49 drivers/block/deadline-iosched.c (deadline_add_request's list scan)",
+             "Jens Axboe, rbtree deadline for 2.5.46-mm2, LKML Message-ID 20021110155851.GL31134@suse.de",
+             "Linux 2.5.49 lib/rbtree.c (rb_insert_color)"),
     options=(
         Option("depths", "list[str]", list(DEPTHS), "depths (whole numbers; the queue is made as deep)"),
         Option("elevators", "list[str]", list(ELEVATORS), "elevators compared, each on a fresh machine"),

@@ -1,9 +1,11 @@
 """``shell``: a shell script's life: ``/bin/sh`` runs many small commands, each a fork and an exec
 of a small binary that grows its heap, reads an input file, writes an output file and exits.
 
-Binaries are installed images (text and data in the page cache -- preloaded, as on a box that has
-run them before -- shared by every exec of them;
-data copied on write; bss, heap and stack anonymous).  The sizes are those of a 2002 distribution,
+Binaries are installed images of the period, dynamically linked against glibc 2.2.5 (ld.so and
+libc mapped from 0x40000000; text and data in the page cache -- preloaded, as on a box that has
+run them before -- shared by every exec of them; data copied on write; bss, heap and stack
+anonymous); after each fork both sides make the stores libc and the return path made
+(``mmframe.usr.after_fork``).  The sizes are those of a 2002 distribution,
 rounded: bash 2.05 about 560 KiB of text, coreutils and grep 8-80 KiB.  The shell forks with
 ``fork(fn)`` (the child runs the exec at once, as a shell's child does) and waits for each command,
 or keeps ``jobs`` commands running at once.
@@ -16,8 +18,9 @@ from typing import Any, Mapping
 from mmframe.fs import Image
 from mmframe.options import Option
 from mmframe.scenario import Figure, Plot, Scenario, ScenarioContext
-from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, PAGE_SIZE, PROT_READ,
-                         PROT_WRITE, brk, close, execve, exit, fork, mmap, open, pread, pwrite, touch, wait)
+from mmframe.usr import (GLIBC_2002, MAP_ANONYMOUS, MAP_PRIVATE, O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, PAGE_SIZE,
+                         PROT_READ, PROT_WRITE, after_fork, brk, close, execve, exit, fork, mmap, open, pread, pwrite,
+                         touch, wait)
 
 SH = ("/bin/sh", 140, 5, 6)  # path, text, data, bss pages
 COMMANDS = (("/bin/cat", 4, 1, 1, 2), ("/bin/grep", 20, 2, 2, 8), ("/bin/sed", 12, 1, 2, 4),
@@ -43,6 +46,7 @@ def command(ctx: Any, n: int, heap: int) -> Any:
 
 
 def _child(ctx: Any, path: str, n: int, heap: int) -> Any:
+    yield from after_fork(ctx, 0)  # the child's return from fork, then the exec
     yield execve(path, n, heap)
 
 
@@ -54,7 +58,8 @@ def shell(ctx: Any, commands: int, jobs: int) -> Any:
     running = 0
     for n in range(commands):
         path, *_sizes, heap = COMMANDS[n % len(COMMANDS)]
-        yield fork(_child, path, n, heap)
+        pid = yield fork(_child, path, n, heap)
+        yield from after_fork(ctx, pid)
         running += 1
         if running == jobs:
             yield wait()
@@ -71,12 +76,14 @@ def run(ctx: ScenarioContext) -> Mapping[str, Any]:
     m = ctx.machine()
     p = ctx.params
     fs = m.fs
-    fs.install(SH[0], Image(shell, *SH[1:]))
+    fs.install(SH[0], Image(shell, *SH[1:], libs=GLIBC_2002))
     for path, text, data, bss, _heap in COMMANDS:
-        fs.install(path, Image(command, text, data, bss))
+        fs.install(path, Image(command, text, data, bss, libs=GLIBC_2002))
     fs.populate(INPUT, [1000 + i for i in range(INPUT_PAGES)], writable=False)
-    for path in (SH[0], *(c[0] for c in COMMANDS), INPUT):  # hot: a script's binaries are cached
-        fs.preload(fs.inodes[path])
+    for lib in GLIBC_2002:
+        fs.shared_lib(lib)
+    for path in (SH[0], *(c[0] for c in COMMANDS), INPUT, *(lib.path for lib in GLIBC_2002)):
+        fs.preload(fs.inodes[path])  # hot: a script's binaries and libraries are cached
     r = m.run(_login, p["commands"], p["jobs"])
     n = p["commands"]
     counts = r.counts

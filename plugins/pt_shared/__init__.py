@@ -94,10 +94,17 @@ def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access
     return None
 
 
+#: reasons that leave a shared PTE page shared: faults fill it for every sharer (swap_in is one),
+#: page_referenced clears accessed bits, and try_to_unmap (swap_out) clears an entry for every
+#: sharer at once -- the core flushes each sharer's TLB and checks VM_LOCKED in each sharer's VMA,
+#: as the 2002 patch's try_to_unmap_one walked the PTE page's mm chain.
+_PASS = frozenset({"fault", "fork", "unshare", "exit", "swap_in", "referenced", "swap_out"})
+
+
 @hookimpl
 def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: int) -> bool | None:
     pt = mm.ptp[idx]
-    if pt is None or vm.sharers(pt) == 1 or reason in ("fault", "fork", "unshare", "exit"):
+    if pt is None or vm.sharers(pt) == 1 or reason in _PASS:
         return None
     st = vm.plugin_state[NAME]
     whole = start == 0 and end == vm.ptrs_per_pte

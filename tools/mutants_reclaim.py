@@ -1,0 +1,33 @@
+"""Named mutants of reclaim (issue 20): vmscan, swap, OOM, overcommit; see tools/mutants.py."""
+
+T = ("tests/test_reclaim.py",)
+MUTANTS = [
+    ("reclaim.overcommit_strict_le", "mmframe/mm/overcommit.py",
+     "if vm.committed < allowed:", "if vm.committed <= allowed:",
+     ("tests/test_reclaim.py::test_overcommit_strict_limits_the_committed_total_to_ratio_of_ram_plus_swap",), True),
+    ("reclaim.overcommit_guess_grants_all", "mmframe/mm/overcommit.py",
+     "if free > pages:", "if True:",
+     ("tests/test_reclaim.py::test_overcommit_heuristic_refuses_an_obvious_overcommit_and_grants_the_rest",), True),
+    ("reclaim.unmap_ignores_vm_locked", "mmframe/mm/vmscan.py",
+     "if v is not None and v.flags & VM_LOCKED:", "if False:",
+     ("tests/test_reclaim.py::test_no_page_is_reclaimed_while_pinned_or_in_a_locked_vma",), False),
+    ("reclaim.pinned_page_scanned", "mmframe/mm/vmscan.py",
+     "if pins.get(pfn):  # under I/O", "if False:  # under I/O",
+     ("tests/test_reclaim.py::test_no_page_is_reclaimed_while_pinned_or_in_a_locked_vma",), False),
+    ("reclaim.aging_ignores_referenced", "mmframe/mm/vmscan.py",
+     "if referenced and k[pfn]:", "if False:",
+     ("tests/test_reclaim.py::test_a_page_in_use_stays_resident_while_idle_ones_are_swapped",), False),
+    ("reclaim.dirty_file_page_dropped", "mmframe/mm/vmscan.py",
+     "                if vm.flags[pfn] & _DIRTY:\n                    if not gfp & GFP_FS_",
+     "                if False:\n                    if not gfp & GFP_FS_",
+     ("tests/test_reclaim.py::test_file_pages_written_through_a_mapping_reach_the_disk_under_pressure",), False),
+    ("reclaim.fork_forgets_swap_duplicate", "mmframe/mm/fork.py",
+     "                    vm.swap.swap_duplicate(e)", "                    pass",
+     ("tests/test_reclaim.py::test_data_survives_swap_out_and_in_including_after_fork",), False),
+    ("reclaim.oom_picks_the_smallest", "mmframe/mm/oom_kill.py",
+     "if p > best_points:", "if best is None or p < best_points:",
+     ("tests/test_reclaim.py::test_oom_kills_the_task_with_the_highest_badness_and_frees_its_memory",), False),
+    ("reclaim.swap_in_keeps_slot", "mmframe/mm/fault.py",
+     "        swap.swap_free(entry)\n        prot = vma.page_prot", "        prot = vma.page_prot",
+     ("tests/test_reclaim.py::test_data_survives_swap_out_and_in_including_after_fork",), False),
+]
