@@ -235,6 +235,7 @@ class FileSystem:
         for d in BOOT_DIRS:
             self._node(d, S_IFDIR)
         self._node("/dev/zero", S_IFCHR, "zero")
+        self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
 
     # --- names ------------------------------------------------------------------------------------
     def _node(self, path: str, mode: int, dev: str = "") -> Node:
@@ -275,7 +276,6 @@ class FileSystem:
     def live_inodes(self) -> list[Inode]:
         """Every regular file with data: those with a name and the unlinked ones still open."""
         return list(self.inodes.values()) + list(self.orphans)
-        self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
 
     # --- inodes and blocks ---------------------------------------------------------------------
     def create(self, path: str, *, writable: bool = True, image: Image | None = None) -> Inode:
