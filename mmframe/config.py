@@ -75,6 +75,15 @@ VM_OPTIONS: tuple[Option, ...] = (
            minimum=0),
     Option("rlimit_stack", "size", "8MiB", "RLIMIT_STACK checked by stack growth (0: RLIM_INFINITY)",
            minimum=0),
+    Option("dirty_background_ratio", "int", 10, "percent of memory dirty at which pdflush starts background "
+           "write-back", minimum=0, maximum=100),
+    Option("dirty_async_ratio", "int", 40, "percent of memory dirty or under write-back at which a writing task "
+           "writes back pages itself (balance_dirty_pages; 2.6 renamed it dirty_ratio)", minimum=0, maximum=100),
+    Option("dirty_writeback_centisecs", "int", 500, "interval of pdflush's periodic wb_kupdate (0: off)",
+           minimum=0, maximum=1 << 20),
+    Option("dirty_expire_centisecs", "int", 3000, "age at which wb_kupdate writes an inode's dirty pages",
+           minimum=0, maximum=1 << 20),
+    Option("readahead", "bool", True, "file readahead (mm/readahead.c); off: ra_pages = 0"),
 )
 TOP_KEYS = ("machine", "plugins", "block", "scenario", "sweep", "vm")
 SWEEP_OPTIONS: tuple[Option, ...] = (  # [sweep]: what `mmframe compare` runs and where (docs/sweeps.md)
@@ -114,7 +123,8 @@ class MachineConfig:
 
 @attrs.frozen(slots=True)
 class VmConfig:
-    """The ``[vm]`` section: overcommit policy, swap, resource limits (0 limit = RLIM_INFINITY)."""
+    """The ``[vm]`` section: overcommit policy, swap, resource limits (0 limit = RLIM_INFINITY), and the
+    write-back and readahead tunables."""
 
     overcommit_memory: int = 0
     overcommit_ratio: int = 50
@@ -123,6 +133,12 @@ class VmConfig:
     rlimit_data: int = 0
     rlimit_as: int = 0
     rlimit_stack: int = 8 << 20
+    # write-back and readahead (docs/buffered_io.md)
+    dirty_background_ratio: int = 10
+    dirty_async_ratio: int = 40
+    dirty_writeback_centisecs: int = 500
+    dirty_expire_centisecs: int = 3000
+    readahead: bool = True
 
 
 @attrs.frozen(slots=True)
@@ -169,6 +185,7 @@ class Config:
     sources: tuple[str, ...]
     catalog: Catalog = attrs.field(eq=False, repr=False)
     elevators: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict, eq=False, repr=False)
+    vm: VmConfig = attrs.field(factory=VmConfig)
     sweep: SweepConfig = attrs.field(factory=SweepConfig)
     vm: VmConfig = attrs.field(factory=VmConfig)
 

@@ -9,14 +9,15 @@ from mmframe.hookspecs import hookimpl
 from mmframe.mm.fork import copy_page_range
 from mmframe.scenario import Scenario
 from mmframe.block.elevators import core_elevators
-from mmframe.workloads import aio_dio, fork_scaling, io_depth_sweep, io_scenarios, pressure, program, sga, shell, spawn
+from mmframe.workloads import (aio_dio, fork_scaling, io_depth_sweep, io_scenarios, io_stream, pressure, program,
+                               sga, shell, spawn)
 
 
 @hookimpl
 def mmframe_scenarios() -> list[Scenario]:
     return [spawn.SCENARIO, fork_scaling.SCENARIO, shell.SCENARIO, sga.SCENARIO, io_scenarios.DEPTH,
             io_scenarios.REPLAY, io_depth_sweep.SCENARIO, program.SCENARIO, aio_dio.SCENARIO,
-            pressure.SCENARIO]
+            pressure.SCENARIO, io_stream.SCENARIO]
 
 
 @hookimpl

@@ -223,31 +223,10 @@ class DirectIO:
         dirty pages are written and the device is run until they are on it."""
         if not inode.mapping.dirty:
             return
-        bios: list[Bio] = []
         fs = self.fs
-        sync = fs.blk.wait_sync
-        mapping = inode.mapping
-        run: list[int] = []
-        start = -2
-        for index in sorted(mapping.dirty):
-            b = inode.blocks.get(index)
-            if b is None:
-                b = fs._alloc_block()
-                if b < 0:
-                    continue
-                inode.blocks[index] = b
-            pfn = mapping.page_tree.lookup(index)
-            if run and b == start + len(run):
-                run.append(pfn)
-            else:
-                if run:
-                    fs._write_run(start, run, bios)
-                run, start = [pfn], b
-            filemap.clear_page_dirty(self.vm, pfn)
-        if run:
-            fs._write_run(start, run, bios)
+        bios, _ = fs.fdatawrite(inode)
         for bio in bios:
-            sync(fs.dev, bio)
+            fs.blk.wait_sync(fs.dev, bio)
 
     def _invalidate(self, inode: Inode, offset: int, length: int) -> None:
         """``invalidate_inode_pages2`` over the written range: cached pages nothing else holds go."""

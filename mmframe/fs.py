@@ -26,7 +26,8 @@ import attrs
 from mmframe.block.bio import PAGE_SECTORS, READ, WRITE, bio_pages
 from mmframe.block.content import content_sectors, sectors_to_page
 from mmframe.direct_io import DirectIO
-from mmframe.mm import content, filemap
+from mmframe.mm import content, filemap, readahead
+from mmframe.mm.page_writeback import Writeback
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
@@ -138,7 +139,7 @@ class File:
     """``struct file``: an open file description with its position; mappings of the file hold
     references to it."""
 
-    __slots__ = ("inode", "mode", "refs", "shm", "pos", "flags")
+    __slots__ = ("inode", "mode", "refs", "shm", "pos", "flags", "f_ra")
 
     def __init__(self, inode: Any, mode: int, flags: int = 0) -> None:
         self.inode, self.mode, self.refs, self.flags = inode, mode, 1, flags
@@ -146,6 +147,7 @@ class File:
         self.pos = 0
         if isinstance(inode, Inode):
             inode.opens += 1
+        self.f_ra = readahead.FileRaState()  # file_ra_state_init (ra_pages set by the file system)
 
     @property
     def mapping(self) -> filemap.AddressSpace:
@@ -236,6 +238,10 @@ class FileSystem:
             self._node(d, S_IFDIR)
         self._node("/dev/zero", S_IFCHR, "zero")
         self.dio = DirectIO(self)  # O_DIRECT (mmframe/direct_io.py)
+        self.ra_pages = readahead.VM_MAX_READAHEAD * 1024 // PAGE_SIZE if machine.cfg.vm.readahead else 0
+        self.ra_inflight: dict[int, tuple] = {}  # pfn -> (mapping, index, bio) of a page readahead brought
+        self.ra_stats = {"pages": 0, "hits": 0, "misses": 0, "eagain": 0}
+        self.wb = Writeback(self, machine.cfg.vm)  # mmframe.mm.page_writeback
 
     # --- names ------------------------------------------------------------------------------------
     def _node(self, path: str, mode: int, dev: str = "") -> Node:
@@ -401,47 +407,22 @@ class FileSystem:
         if index == inode.size >> PAGE_SHIFT and inode.size & (PAGE_SIZE - 1):
             content.zero_from(self.vm, pfn, inode.size & (PAGE_SIZE - 1))
 
-    def _write_run(self, start: int, pfns: list[int], bios: list) -> None:
-        """Submit one write bio for a run of pages (held until written, as PG_writeback holds them)."""
-        q = self.dev.queue  # bio_add_page stops at the queue's max_sectors (255: 31 pages)
-        per = q.max_sectors // PAGE_SECTORS if q is not None else 256
-        for i in range(0, len(pfns), per):
-            bio = bio_pages(WRITE, (start + i) * PAGE_SECTORS, pfns[i:i + per])
-            self.blk.pin_pages(bio)
-            self.blk.submit_bio(self.dev, bio)
-            bios.append(bio)
+    def wait_on_page(self, inode: Inode, index: int, pfn: int) -> None:
+        """A read reached a page readahead brought: wait for its read (mmframe.mm.readahead)."""
+        readahead.wait_on_page(self, inode, index, pfn)
 
     def writeback(self, inode: Inode) -> int:
-        """``filemap_fdatawrite`` + ``filemap_fdatawait``: write the dirty pages, a bio per run of
-        consecutive blocks, through the queue; the caller sleeps, when its call returns, until they
-        are written.  0, or -ENOSPC when a block could not be had."""
-        mapping, vm = inode.mapping, self.vm
-        if not mapping.dirty:
-            return 0
-        run: list[int] = []
+        """``filemap_fdatawrite`` + ``filemap_fdatawait`` (fsync, msync MS_SYNC): see
+        :meth:`mmframe.mm.page_writeback.Writeback.fsync`.  0, or -ENOSPC."""
+        return self.wb.fsync(inode)
+
+    def fdatawrite(self, inode: Inode) -> tuple[list, int]:
+        """``filemap_fdatawrite``: the dirty pages of ``inode`` submitted as bios, one per run of
+        consecutive blocks (:meth:`mmframe.mm.page_writeback.Writeback.writepages`):
+        (bios, 0 or -ENOSPC).  The caller waits for them (direct I/O's write-and-wait)."""
         bios: list = []
-        start = -2
-        err = 0
-        for index in sorted(mapping.dirty):
-            b = inode.blocks.get(index)
-            if b is None:
-                b = self._alloc_block()
-                if b < 0:
-                    err = -ENOSPC
-                    continue
-                inode.blocks[index] = b
-            pfn = mapping.page_tree.lookup(index)
-            if run and b == start + len(run):
-                run.append(pfn)
-            else:
-                if run:
-                    self._write_run(start, run, bios)
-                run, start = [pfn], b
-            filemap.clear_page_dirty(vm, pfn)
-        if run:
-            self._write_run(start, run, bios)
-        self.blk.wait_async(bios)
-        return err
+        _, err = self.wb.writepages(inode, bios)
+        return bios, err
 
     def writepage(self, inode: Inode, index: int, pfn: int) -> int:
         """``writepage`` of one dirty cache page (reclaim's pageout; write-back can share it): the
@@ -687,11 +668,17 @@ class FileSystem:
         inode, vm = f.inode, self.vm
         n = max(0, min(count, inode.size - pos))
         done = 0
+        ra = f.f_ra
+        ra.ra_pages = self.ra_pages
         while done < n:
             p = pos + done
             off = p & (PAGE_SIZE - 1)
             k = min(n - done, PAGE_SIZE - off)
-            pfn = filemap.read_cache_page(vm, inode, p >> PAGE_SHIFT)
+            index = p >> PAGE_SHIFT
+            readahead.page_cache_readahead(self, inode, ra, index)  # do_generic_mapping_read
+            if ra.ra_pages and inode.mapping.page_tree.lookup(index) is None:
+                readahead.handle_ra_miss(self, ra, index)
+            pfn = filemap.read_cache_page(vm, inode, index)
             if pfn < 0:
                 return done or -ENOMEM
             vm.acct.charge(vm.P_copy)  # file_read_actor: __copy_to_user (a page's worth at most)
@@ -776,6 +763,7 @@ class FileSystem:
             if pos + done > inode.size:
                 inode.size = pos + done
             self._zero_tail(inode, index, pfn)
+            self.wb.balance_dirty_pages_ratelimited(inode)  # generic_file_write's throttle point
         return done
 
     def _read(self, task: Task, f: File, addr: int, count: int, pos: int | None) -> int:
@@ -958,6 +946,11 @@ class FileSystem:
         if not isinstance(f.inode, Inode):
             return -EINVAL  # no f_op->fsync
         return self.writeback(f.inode)
+
+    def sys_sync(self, task: Task) -> int:
+        """``sync``: write every file's dirty pages; the caller sleeps until they are written
+        (2.5.49's ``sys_sync`` waits, as ``wakeup_bdflush`` + ``sync_inodes(1)``)."""
+        return self.wb.sync()
 
     # --- pipes ----------------------------------------------------------------------------------------
     def sys_pipe(self, task: Task) -> Any:

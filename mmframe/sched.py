@@ -36,13 +36,28 @@ class EventEngine:
     """A heap of (time, seq, callback, args): timers, I/O completions, wake-ups.  Ties fire in the
     order they were scheduled, so the engine is deterministic."""
 
-    __slots__ = ("heap", "seq", "now", "fired")
+    __slots__ = ("heap", "seq", "now", "fired", "daemons")
 
     def __init__(self) -> None:
         self.heap: list[tuple[float, int, Callable[..., None], tuple]] = []
         self.seq = 0
         self.now = 0.0
         self.fired = 0
+        self.daemons = 0  # pending events that do not keep a run alive (kernel timers: wb_timer)
+
+    def at_daemon(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        """Like :meth:`at`, for a periodic kernel timer: a run whose only pending events are
+        such timers is over (nothing a program waits for is left)."""
+        self.daemons += 1
+        self.at(when, self._fire_daemon, fn, args)
+
+    def _fire_daemon(self, fn: Callable[..., None], args: tuple) -> None:
+        self.daemons -= 1
+        fn(*args)
+
+    def idle(self) -> bool:
+        """No event but kernel timers is pending."""
+        return len(self.heap) == self.daemons
 
     def at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
         """Schedule ``fn(*args)`` at simulated time ``when`` (ns).  O(log n)."""
@@ -262,9 +277,9 @@ class Scheduler:
         rq, engine, cpus = self.rq, self.engine, self.m.cpus
         while True:
             if not rq:
-                if not engine.heap and not self.m.block.run_queues():
+                if engine.idle() and not self.m.block.run_queues():
                     return
-                if not engine.heap:
+                if engine.idle():
                     continue
                 engine.fire_until(engine.heap[0][0])
                 continue
@@ -273,7 +288,10 @@ class Scheduler:
             self._run_slice(task)
             if engine.heap:
                 busy = [c.clock for c in cpus if c.nr_running]
-                engine.fire_until(min(busy) if busy else engine.heap[0][0])
+                if busy:
+                    engine.fire_until(min(busy))
+                elif not engine.idle():  # kernel timers alone do not move an idle machine on
+                    engine.fire_until(engine.heap[0][0])
 
     def _run_slice(self, task: Task) -> None:
         m = self.m

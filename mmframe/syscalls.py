@@ -90,6 +90,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "io_getevents": ("aio", Aio.sys_io_getevents),
     "io_destroy": ("aio", Aio.sys_io_destroy),
     "io_cancel": ("aio", Aio.sys_io_cancel),
+    "sync": ("fs", FileSystem.sys_sync),
     # SysV shared memory (ipc/shm.c)
     "shmget": ("shm", ShmIds.sys_shmget),
     "shmat": ("shm", ShmIds.sys_shmat),

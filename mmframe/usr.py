@@ -127,6 +127,7 @@ def open(path: str, flags: int = O_RDONLY) -> tuple: return ("open", path, flags
 def close(fd: int) -> tuple: return ("close", fd)
 def ftruncate(fd: int, length: int) -> tuple: return ("ftruncate", fd, length)
 def fsync(fd: int) -> tuple: return ("fsync", fd)
+def sync() -> tuple: return ("sync",)
 def pread(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pread", fd, addr, length, offset)
 def pwrite(fd: int, addr: int, length: int, offset: int) -> tuple: return ("pwrite", fd, addr, length, offset)
 def load(addr: int, n: int) -> tuple: return ("load", addr, n)  # memcpy out of memory: bytes

@@ -33,11 +33,12 @@ class AddressSpace:
     """``struct address_space``: ``page_tree`` and the dirty pages of one host (a file or a shmem
     object); ``backed`` when there is a device to write dirty pages to."""
 
-    __slots__ = ("host", "page_tree", "dirty", "backed")
+    __slots__ = ("host", "page_tree", "dirty", "backed", "dirtied_when")
 
     def __init__(self, host: Any, tree: RadixTree, backed: bool) -> None:
         self.host, self.page_tree, self.backed = host, tree, backed
         self.dirty: set[int] = set()
+        self.dirtied_when = 0.0  # inode->dirtied_when: when its first dirty page was dirtied (ns)
 
 
 def find_get_page(vm: Memory, mapping: AddressSpace, index: int) -> int:
@@ -90,6 +91,11 @@ def set_page_dirty(vm: Memory, pfn: int) -> None:
         return
     vm.flags[pfn] |= _DIRTY
     mapping, index = vm.page_cache[pfn]
+    if not mapping.dirty:  # __mark_inode_dirty: the inode joins the dirty list now
+        mapping.dirtied_when = vm.m.block.now()
+        wb = getattr(getattr(mapping.host, "fs", None), "wb", None)
+        if wb is not None:
+            wb.arm_timer()
     mapping.dirty.add(index)
 
 
@@ -159,6 +165,8 @@ def read_cache_page(vm: Memory, inode: Any, index: int) -> int:
     pfn = find_get_page(vm, mapping, index)
     if pfn >= 0:
         vm.vmscan.mark_page_accessed(pfn)
+        if inode.fs.ra_inflight and pfn in inode.fs.ra_inflight:  # brought by readahead
+            inode.fs.wait_on_page(inode, index, pfn)
         return pfn
     pfn = new_cache_page(vm, mapping, index)
     if pfn >= 0:
