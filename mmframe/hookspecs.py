@@ -44,6 +44,10 @@ read-only views for page-table walkers (the walker plugin's per-level walker, ma
 the reservation hooks ``mmframe_reserve_enter``/``mmframe_reserve_exit`` at the sites where 2.5.49
 allocated atomically under a lock (docs/reserve.md), and the facade's ``reserve_local_pages``,
 ``release_local_pages``, ``ReserveError``, ``__GFP_RESERVE`` and ``Allocator.set_reservations``.
+1.13
+``mmframe_pte_change`` reason ``mremap`` (mremap moving entries: ``move_page_tables`` clearing an
+entry in the old range and setting it in the new), the byte-granular content model, file positions
+and the file, directory, pipe, mlock, madvise, mincore and uid/gid system calls (docs/files.md).
 """
 
 from __future__ import annotations
@@ -224,7 +228,8 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     """The choke point: ``mm`` is about to write entries ``[start, end)`` of the PTE page in PMD slot
     ``idx`` for ``reason`` (one of :data:`mmframe.facade.REASONS`: fault, cow, zap, mprotect,
     exit, fork, mmap, swap_out, walker, unshare, and since 1.3 msync: ``filemap_sync`` clearing
-    dirty bits; since 1.10 referenced and swap_in).  Reclaim (since 1.10) calls it with ``swap_out``
+    dirty bits; since 1.10 referenced and swap_in; since 1.13 mremap: ``move_page_tables`` clearing
+    an entry in the old range and setting it in the new, each its own call).  Reclaim (since 1.10) calls it with ``swap_out``
     when ``try_to_unmap`` clears one entry (``start + 1 == end``; a swap entry is left for an
     anonymous page) -- the core then flushes the TLB of every mm using the PTE page and has checked
     ``VM_LOCKED`` in each; with ``referenced`` when ``page_referenced`` clears an accessed bit; with

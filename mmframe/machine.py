@@ -216,7 +216,7 @@ class Machine:
             "HighTotal": kb(high_total), "HighFree": kb(high_free),
             "LowTotal": kb(total - high_total), "LowFree": kb(free - high_free),
             "Cached": kb(len(self.mm.page_cache)),
-            "Dirty": kb(sum(len(i.mapping.dirty) for i in self.fs.inodes.values())),
+            "Dirty": kb(sum(len(i.mapping.dirty) for i in self.fs.live_inodes())),
             "Active": kb(vm.vmscan.nr_active()), "Inactive": kb(vm.vmscan.nr_inactive()),
             "SwapCached": kb(len(swap.cache.page_tree.values()) if swap.pages else 0),
             "SwapTotal": kb(max(swap.pages - 1, 0)), "SwapFree": kb(swap.nr_swap_pages()),

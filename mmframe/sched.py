@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from mmframe.fs import FMODE_READ, File
 from mmframe.mm.exec import exec_mmap
 from mmframe.mm.fault import Killed
-from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, SimSignal
+from mmframe.usr import ECHILD, EINVAL, ENOMEM, ENOSYS, EPERM, SIG_DFL, SIG_IGN, SIGKILL, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -94,7 +94,7 @@ class Task:
     __slots__ = ("pid", "lineage", "parent", "children", "nforks", "program", "args", "gen", "log",
                  "replay", "cpu", "mm", "state", "status", "zombies", "wait_pid", "resume", "throw",
                  "ready_at", "signal", "nsys", "row", "nexec", "seed_key", "blocked_in", "files",
-                 "io_wait", "io_pending", "io_result", "kthread")
+                 "io_wait", "io_pending", "io_result", "uid", "gid", "sigign", "sp", "kthread")
 
     def __init__(self, pid: int, lineage: str, parent: Task | None, program: Callable[..., Any],
                  args: tuple, cpu: Any, mm: Any) -> None:
@@ -123,6 +123,9 @@ class Task:
         self.io_wait = 0.0  # I/O this call waited for completes then (mmframe.block.genhd)
         self.io_pending = 0  # bios this call waits for, still in flight
         self.io_result: Any = None  # (result, logged) delivered when the I/O wait ends
+        self.uid = self.gid = 0  # (real = effective) ids; inherited at fork; 0 has every capability
+        self.sigign: frozenset[int] = frozenset()  # signals set to SIG_IGN (inherited, kept over exec)
+        self.sp: int | None = None  # %esp as the program last set it (None: no rule below the stack)
         self.kthread = False  # a kernel thread (kswapd): no mm, not in a run's results
 
     def __repr__(self) -> str:
@@ -168,6 +171,7 @@ class Scheduler:
         if parent is not None:
             parent.children.append(task)
             task.ready_at = parent.cpu.clock
+            task.uid, task.gid, task.sigign, task.sp = parent.uid, parent.gid, parent.sigign, parent.sp
         self.tasks[pid] = task
         self.m.pid_lineage[pid] = lineage
         self._make_runnable(task)
@@ -249,6 +253,22 @@ class Scheduler:
         task.resume = result
         if logged:
             task.log.append((task.blocked_in, result, False))
+        task.ready_at = self.engine.now
+        self._make_runnable(task)
+
+    def block(self, task: Task) -> Any:
+        """Put ``task`` to sleep in its system call: the handler returns this, and a later
+        :meth:`wake` (or :meth:`wake_signal`) gives the call its result."""
+        task.state = BLOCKED
+        return BLOCK
+
+    def wake_signal(self, task: Task, sig: SimSignal) -> None:
+        """Make a blocked task runnable with ``sig`` raised into it at its system call (a write to
+        a pipe whose last reader went: SIGPIPE)."""
+        if task.state != BLOCKED:
+            return
+        task.resume, task.throw = None, sig
+        task.log.append((task.blocked_in, sig, True))
         task.ready_at = self.engine.now
         self._make_runnable(task)
 
@@ -364,6 +384,35 @@ class Scheduler:
     # --- process system calls -------------------------------------------------------------
     def sys_getpid(self, task: Task) -> int:
         return task.pid
+
+    def sys_signal(self, task: Task, signo: Any, handler: Any) -> int:
+        """signal(2) for the dispositions the model has: SIG_IGN or SIG_DFL (the previous one is
+        returned); SIGKILL cannot be ignored (-EINVAL)."""
+        if type(signo) is not int or not 1 <= signo < 64 or signo == SIGKILL or handler not in (SIG_DFL, SIG_IGN):
+            return -EINVAL
+        old = SIG_IGN if signo in task.sigign else SIG_DFL
+        task.sigign = task.sigign | {signo} if handler == SIG_IGN else task.sigign - {signo}
+        return old
+
+    def sys_getuid(self, task: Task) -> int:
+        return task.uid
+
+    def sys_setuid(self, task: Task, uid: Any) -> int:
+        """setuid(2) without saved ids: root may become anyone; others only themselves (EPERM)."""
+        if type(uid) is not int or not 0 <= uid < 1 << 16:
+            return -EINVAL
+        if task.uid != 0 and uid != task.uid:
+            return -EPERM
+        task.uid = uid
+        return 0
+
+    def sys_setgid(self, task: Task, gid: Any) -> int:
+        if type(gid) is not int or not 0 <= gid < 1 << 16:
+            return -EINVAL
+        if task.uid != 0 and gid != task.gid:
+            return -EPERM
+        task.gid = gid
+        return 0
 
     def sys_sched_yield(self, task: Task) -> Any:
         return YIELD

@@ -140,6 +140,7 @@ def _writer(ctx, files, npages, do_fsync=True, chunk=8):
 
 
 def _disk_tags(m, path):
+    """Each block's content as the device reports it: a tag, (tag, tail) or bytes."""
     dev, inode = m.fs.dev, m.fs.inodes[path]
     return [dev.block_content(inode.blocks[i]) for i in range(len(inode.blocks))]
 
@@ -149,7 +150,7 @@ def test_after_fsync_the_disk_holds_exactly_what_was_written(tmp_path):
     r = m.run(_writer, 3, 40)
     assert r.tasks["1"].status == 0
     for f in range(3):
-        assert _disk_tags(m, f"/w{f}") == [(100_000 * (f + 1) + i, None) for i in range(40)]
+        assert _disk_tags(m, f"/w{f}") == [100_000 * (f + 1) + i for i in range(40)]
         assert not m.fs.inodes[f"/w{f}"].mapping.dirty
     assert m.fs.wb.nr_writeback == 0
 
@@ -162,7 +163,7 @@ def test_sync_writes_every_file_and_waits(tmp_path):
     m = machine(tmp_path)
     r = m.run(prog)
     assert r.tasks["1"].status == 0 and m.fs.wb.nr_dirty == 0
-    assert _disk_tags(m, "/w1") == [(200_000 + i, None) for i in range(16)]
+    assert _disk_tags(m, "/w1") == [200_000 + i for i in range(16)]
 
 
 def _dirty_trace(m):
@@ -208,7 +209,7 @@ def test_pdflush_writes_pages_older_than_the_expiry_without_fsync(tmp_path):
     m = machine(tmp_path)
     r = m.run(prog)
     assert r.tasks["1"].status == 0 and m.fs.wb.stats["kupdate"] >= 1
-    assert m.fs.wb.nr_dirty == 0 and _disk_tags(m, "/w0") == [(100_000 + i, None) for i in range(8)]
+    assert m.fs.wb.nr_dirty == 0 and _disk_tags(m, "/w0") == [100_000 + i for i in range(8)]
     m2 = machine(tmp_path)
     m2.run(_writer, 1, 8, False)  # a run whose program ends does not wait for the timer
     assert m2.fs.wb.nr_dirty == 8 and m2.fs.wb.stats["kupdate"] == 0
@@ -232,7 +233,7 @@ def test_write_one_page_writes_that_page_for_reclaim(tmp_path):
     m.block.run_queues()
     while not m.engine.idle():
         m.engine.fire_until(m.engine.heap[0][0])
-    assert m.fs.dev.block_content(inode.blocks[2]) == (100_002, None)
+    assert m.fs.dev.block_content(inode.blocks[2]) == 100_002
     assert m.fs.wb.write_one_page(pfn) == 0  # clean: nothing to do
 
 
@@ -385,7 +386,7 @@ def test_fsync_sleeps_until_its_pages_are_on_the_disk(tmp_path):
         seen.append(_disk_tags(m, "/f"))  # as the program resumes
         return 0
     m.run(prog)
-    assert seen == [[(50 + i, None) for i in range(8)]]
+    assert seen == [[50 + i for i in range(8)]]
 
 
 def test_kupdate_writes_only_inodes_older_than_the_expiry(tmp_path):

@@ -325,6 +325,16 @@ def test_mmframe_pte_change(isolated, install_plugin):
 
     m.run(syncing)
     assert [c[0] for c in plugin.CHANGES] == ["msync", "exit"]  # the one PTE page, then exit
+
+    def remapping(ctx):  # contract 1.5: mremap moves each entry through the choke point, both ends
+        a = yield _anon(2 * 4096)
+        yield usr.write(a, 1)
+        plugin.CHANGES.clear()
+        yield usr.mremap(a, 2 * 4096, 2 * 4096, usr.MREMAP_MAYMOVE | usr.MREMAP_FIXED, 0x5000_0000)
+
+    m.run(remapping)
+    got = [c[0] for c in plugin.CHANGES]
+    assert got[:3] == ["mmap", "mremap", "mremap"]  # the new VMA's range, then the entry: cleared, set
     mainline = Machine(load_config(env={}))
     assert mainline.mm._pte_hook is None  # nobody implements it: never called
 

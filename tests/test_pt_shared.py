@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import examples
@@ -132,6 +132,10 @@ def _program(ctx, ops, shared_big):
 
 @settings(max_examples=examples(70), deadline=None)
 @given(PROGRAM, st.booleans(), st.booleans())
+@example(ops=[('read', 42), ('munmap', 12, 1), ('read', 23), ('bigmprotect', 1, 0), ('munmap', 46, 4),
+              ('fork', [('bigmprotect', 1, 1), ('read', 5), ('bigtouch', 1, False)], False), ('bigmunmap', 0),
+              ('mmap', 1, 12, 3, True), ('mmap', 25, 25, 1, False), ('bigmprotect', 1, 3)],
+         pae=False, shared_big=True)  # PROT_NONE entries made readable by a PMD-level mprotect
 def test_pt_shared_changes_cost_not_semantics(ops, pae, shared_big):
     a = machine(pae=pae).run(_program, ops, shared_big)
     b = machine(["pt_shared"], pae=pae).run(_program, ops, shared_big)

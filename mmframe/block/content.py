@@ -79,16 +79,15 @@ def sectors_to_page(vm: Any, pfn: int, values: Sequence[SectorValue], offset: in
     content.write_bytes(vm, pfn, offset, b"".join(sector_bytes(v) for v in values))
 
 
-def block_content(values: Sequence[SectorValue]) -> tuple[Any, int | None]:
-    """What a page read from these eight sectors would hold, for disk-state reports: ``(tag,
-    tail)`` when it is a tag (with a zeroed tail from ``tail``), else ``(bytes, None)``."""
+def block_content(values: Sequence[SectorValue]) -> Any:
+    """What a page read from these eight sectors would hold, for disk-state reports: a tag, a
+    ``(tag, tail)`` pair (a zeroed tail from ``tail``), or bytes."""
     first = values[0]
     if (first is None or type(first) is int) and list(values).count(first) == len(values):
-        return (first or 0, None)
-    c = content.compact(b"".join(sector_bytes(v) for v in values))
-    if c is None:
-        return (b"".join(sector_bytes(v) for v in values), None)
-    return (c, None) if type(c) is int else c
+        return first or 0
+    data = b"".join(sector_bytes(v) for v in values)
+    c = content.compact(data)
+    return data if c is None else c
 
 
 def content_sectors(tag: int, tail: int | None = None, nsect: int = PAGE_SECTORS) -> list[SectorValue]:

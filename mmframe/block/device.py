@@ -63,14 +63,16 @@ class BlockDevice:
         for k, v in enumerate(values):
             self.data[sector + k] = v
 
-    def block_content(self, block: int) -> tuple[int, int | None]:
-        """``(tag, tail)`` of the page-sized block ``block``."""
+    def block_content(self, block: int) -> Any:
+        """What a page read from the page-sized block ``block`` would hold: a tag, ``(tag, tail)``
+        or bytes (:mod:`mmframe.block.content`)."""
         get = self.data.get
         return block_content([get(block * PAGE_SECTORS + k) for k in range(PAGE_SECTORS)])
 
-    def read_block(self, block: int) -> int:
-        """The tag a page read from ``block`` would hold."""
-        return self.block_content(block)[0]
+    def read_block(self, block: int) -> Any:
+        """The tag a page read from ``block`` would hold (its bytes if written partially)."""
+        c = self.block_content(block)
+        return c[0] if type(c) is tuple else c
 
     @property
     def blocks(self) -> dict[int, int]:

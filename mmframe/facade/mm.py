@@ -43,7 +43,8 @@ __all__ = [
 # ``REASONS``: the ``reason`` strings ``mmframe_pte_change`` receives (fault, cow, zap, mprotect, exit,
 # fork, mmap, swap_out, walker, unshare, msync; since contract 1.10 referenced and swap_in: reclaim's
 # accessed-bit aging and a swap-in fault, and swap_out is try_to_unmap clearing one entry, after which
-# the core flushes every sharer's TLB); treat one you do not know as a write to the entries.
+# the core flushes every sharer's TLB; since 1.13 mremap: move_page_tables moving entries); treat one
+# you do not know as a write to the entries.
 
 
 
@@ -83,6 +84,7 @@ class PteTable(Protocol):
     high: bool  #: in highmem (CONFIG_HIGHPTE): every write costs a kmap_atomic
     idx: int  #: the PMD slot it was made for
     ptes: Sequence[int]  #: (since 1.11) its entries, to read (``pte_present`` and friends); free
+
 
 
 class VMA(Protocol):

@@ -8,9 +8,9 @@ A page written partially (a few bytes by ``write(2)``, ``pread`` into the middle
 present, is the page's content (the tag and tail are then ignored).  A 512-byte sector of either is
 ``read_bytes(vm, pfn, s * 512, 512)`` / ``write_bytes(vm, pfn, s * 512, data)``.
 
-One function pair converts a page's content to and from what a device block holds:
-:func:`page_to_block` and :func:`block_to_page`.  A block's content is a value: an ``int`` (a whole
-tag), a ``(tag, tail)`` pair, or ``bytes`` of the page's 4096 bytes.
+The device's sectors are converted to and from pages in one place, :mod:`mmframe.block.content`,
+with these primitives.  A content value is an ``int`` (a whole tag), a ``(tag, tail)`` pair, or
+``bytes`` of the page's 4096 bytes.
 
 Costs are not charged here: callers charge the copy (``copy_page``) or the clear they model.
 """
@@ -148,18 +148,18 @@ def forget(vm: Memory, pfn: int) -> None:
         vm.fine.pop(pfn, None)
 
 
-# --- the device conversion pair: page <-> block ------------------------------------------------------
+# --- compact content values (a block of the device holds these: mmframe.block.content) ---------
 def page_to_block(vm: Memory, pfn: int) -> Content:
-    """What a block written from page ``pfn`` holds."""
+    """What a block written from page ``pfn`` holds (a tag, ``(tag, tail)``, or bytes)."""
     fine = vm.fine.get(pfn) if vm.fine else None
     if fine is not None:
         return bytes(fine)
     tail = vm.zero_tail.get(pfn) if vm.zero_tail else None
-    return vm.tag[pfn] if tail is None else (vm.tag[pfn], tail)
+    return int(vm.tag[pfn]) if tail is None else (int(vm.tag[pfn]), tail)
 
 
 def block_to_page(vm: Memory, pfn: int, c: Content) -> None:
-    """Page ``pfn`` holds what block content ``c`` holds."""
+    """Page ``pfn`` holds the content value ``c`` (a tag, ``(tag, tail)``, or bytes)."""
     if type(c) is int:
         set_tag(vm, pfn, c)
     elif type(c) is tuple:

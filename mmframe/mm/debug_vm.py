@@ -130,7 +130,7 @@ def _check_pte_chains(vm: Memory, mapped: np.ndarray) -> None:
 def _check_page_cache(vm: Memory, other: np.ndarray) -> None:
     """Page-cache pages: each cached once, in the tree it claims, holding one reference; PG_cache
     and PG_dirty agree with the mapping; radix-tree nodes add up to the pool's count."""
-    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.inodes.values()] + [vm.swap.cache]
+    mappings = [o.mapping for o in vm.objects] + [i.mapping for i in vm.m.fs.live_inodes()] + [vm.swap.cache]
     nodes, seen = 0, 0
     for mapping in mappings:
         nodes += mapping.page_tree.nodes()

@@ -13,7 +13,7 @@ from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE
 from mmframe.mm.overcommit import VM_ACCOUNT, over_rlimit_as, vm_enough_memory, vm_unacct_memory
 from mmframe.mm.pte_change import COW, FAULT, SWAP_IN
-from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA
+from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, VMA
 from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,13 +36,19 @@ class Faults:
 
     __slots__ = ()
 
-    def do_page_fault(self, task: Task, addr: int, write: bool) -> int:
-        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook)."""
+    def do_page_fault(self, task: Task, addr: int, write: bool, user: bool = True) -> int:
+        """The trap: find the VMA, check the access, hand over to ``handle_mm_fault`` (the hook).
+        Below a stack VMA, a user-mode access more than 32 bytes below %esp is SIGSEGV (i386 2.5's
+        "accessing the stack below %esp is always a bug"; 2.6 later allowed 65536 + 32 * 4 bytes);
+        a task that never set its %esp (``setsp``) is not checked."""
         self.acct.charge(self.P_fault)
         mm = task.mm
         if not 0 <= addr < TASK_SIZE:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         vma = mm.vmas.find(addr)
+        if vma is not None and vma.start > addr and vma.flags & VM_GROWSDOWN and user and \
+                task.sp is not None and addr + 32 < task.sp:
+            raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if vma is None or vma.start > addr and not self.expand_stack(mm, vma, addr):
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
@@ -59,7 +65,7 @@ class Faults:
         """``expand_stack``: a fault below a VM_GROWSDOWN VMA (nothing lies between, find_vma saw
         to that) grows it down to the page, within RLIMIT_STACK and RLIMIT_AS ([vm] rlimit_*), charged
         to the committed total (vm_enough_memory).  i386 2.5 also refused an access
-        more than 32 bytes below %esp; the model has no stack pointer."""
+        more than 32 bytes below %esp (checked by ``do_page_fault``)."""
         start = addr & ~(PAGE_SIZE - 1)
         if not vma.flags & VM_GROWSDOWN:
             return False
@@ -77,6 +83,8 @@ class Faults:
         vma.start = start
         mm.vmas.insert(vma)
         self.acct.charge(self.P_vma)
+        if vma.flags & VM_LOCKED:
+            mm.locked_vm += (old - start) >> PAGE_SHIFT
         self.mapping_changed(mm, start, old)
         return True
 

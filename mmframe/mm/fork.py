@@ -20,7 +20,7 @@ from mmframe.mm.overcommit import VM_ACCOUNT, vm_enough_memory, vm_unacct_memory
 from mmframe.mm.page import PAGE_SHIFT, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK, PtePage
 from mmframe.mm.pte_change import FORK
-from mmframe.mm.vma import VM_DONTCOPY, VM_SHARED
+from mmframe.mm.vma import VM_DONTCOPY, VM_LOCKED, VM_SHARED
 from mmframe.usr import ENOMEM
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +45,11 @@ def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
                 vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
             _abort(vm, new)
             return -ENOMEM
-        new.vmas.insert(v.clone(v.start, v.end))
+        c = v.clone(v.start, v.end)
+        if c.flags & VM_LOCKED:  # locks are not inherited (dup_mmap clears VM_LOCKED)
+            c.set_flags(c.flags & ~VM_LOCKED)
+        new.vmas.insert(c)
+    new.def_flags = old.def_flags  # (copy_mm's memcpy: MCL_FUTURE is inherited)
     hook = vm._copy_hook
     for idx, pt in enumerate(old.ptp):
         if pt is not None and hook(vm, old, new, idx) is False:

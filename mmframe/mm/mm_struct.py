@@ -25,7 +25,7 @@ class MMStruct:
     """``mm_struct``: the PMD level, the PTE pages it points at, the VMAs, users and TLB mask."""
 
     __slots__ = ("id", "pmd", "ptp", "vmas", "users", "cpu_vm_mask", "pgd_pages", "dead", "end_code",
-                 "start_brk", "brk", "start_stack", "layout")
+                 "start_brk", "brk", "start_stack", "locked_vm", "def_flags", "layout")
 
     def __init__(self, mm_id: int, geo: Geometry) -> None:
         self.id = mm_id
@@ -38,6 +38,8 @@ class MMStruct:
         self.dead = False
         # an mm with no executable image (a run's first task): its "code" ends where its heap starts
         self.end_code, self.start_brk, self.brk, self.start_stack = BRK_BASE, BRK_BASE, BRK_BASE, TASK_SIZE
+        self.locked_vm = 0  # pages in VM_LOCKED VMAs
+        self.def_flags = 0  # VM_LOCKED after mlockall(MCL_FUTURE)
         self.layout = None  # the exec'd image's addresses (mmframe.usr.Layout), what ctx.image shows
 
     def rss(self) -> int:

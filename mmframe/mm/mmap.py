@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmframe.fs import FMODE_READ, FMODE_WRITE
+from mmframe.fs import FMODE_READ, FMODE_WRITE, Inode, Node
+from mmframe.mm.fault import VM_FAULT_OOM, VM_FAULT_SIGBUS
 from mmframe.mm.filemap import set_page_dirty
 from mmframe.mm.overcommit import VM_ACCOUNT, over_rlimit_as, vm_enough_memory, vm_unacct_memory
 from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, TASK_SIZE
 from mmframe.mm.pte_change import MSYNC
-
-ULONG_MASK = 0xFFFF_FFFF
-from mmframe.mm.vma import (VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
+from mmframe.mm.vma import (VM_EXEC, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED,
                             VM_WRITE, VMA)
 from mmframe.mm.page import PAGE_SHIFT
-from mmframe.usr import (EACCES, EBADF, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MS_ASYNC,
-                         MS_INVALIDATE, MS_SYNC, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE)
+from mmframe.usr import (EACCES, EBADF, EINVAL, ENODEV, ENOMEM, EPERM, MAP_ANONYMOUS, MAP_FIXED, MAP_LOCKED,
+                         MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MS_ASYNC, MS_INVALIDATE, MS_SYNC, PAGE_SIZE, PROT_EXEC,
+                         PROT_READ, PROT_WRITE, S_IFCHR)
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
     from mmframe.sched import Task
 
+ULONG_MASK = 0xFFFF_FFFF
 TASK_UNMAPPED_BASE = 0x4000_0000  # PAGE_ALIGN(TASK_SIZE / 3)
 MAX_MAP_COUNT = 65536
 _PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
@@ -73,6 +74,8 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
         file = vm.m.fs.fget(task, fd)
         if file is None:
             return -EBADF
+        if not mappable(file):
+            return -ENODEV  # no f_op->mmap: a pipe, a directory
     if prot & ~_PROT_ALL:
         return -EINVAL
     addr, length = addr & ULONG_MASK, length & ULONG_MASK  # unsigned long on i386: -1 is 0xffffffff
@@ -92,7 +95,9 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
         if found is None:
             return -ENOMEM
         addr = found
-    vmflags = prot_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    if flags & MAP_LOCKED and not capable_ipc_lock(task):
+        return -EPERM
+    vmflags = prot_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | (VM_LOCKED if flags & MAP_LOCKED else 0)
     mtype = flags & (MAP_SHARED | MAP_PRIVATE)
     if file is not None:
         if mtype == MAP_SHARED:
@@ -109,7 +114,31 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
         vmflags |= VM_SHARED | VM_MAYSHARE
     elif mtype != MAP_PRIVATE:
         return -EINVAL
-    return do_mmap(vm, task, file, addr, length, vmflags, offset >> PAGE_SHIFT)
+    if file is not None and not isinstance(file.inode, Inode):  # /dev/zero's mmap_zero
+        file = None  # private: anonymous memory; shared: a shmem object (shmem_zero_setup)
+    r = do_mmap(vm, task, file, addr, length, vmflags, offset >> PAGE_SHIFT)
+    if r >= 0 and flags & MAP_POPULATE:
+        populate(vm, task.mm, r, r + length)
+    return r
+
+
+def mappable(file: Any) -> bool:
+    """The file has an mmap method: a regular file or a character device (/dev/zero)."""
+    node = file.inode
+    return isinstance(node, Inode) or isinstance(node, Node) and node.mode == S_IFCHR
+
+
+def populate(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+    """MAP_POPULATE (2.5.46): ``sys_remap_file_pages`` over the new mapping, which only a shared
+    mapping with a populate method takes (a file, shmem); its pages are mapped as read faults
+    would map them, up to the end of the object.  A private mapping is left to fault (2.5
+    ignored remap_file_pages' -EINVAL there)."""
+    v = mm.vmas.find(start)
+    if v is None or v.obj is None or not v.flags & VM_SHARED or not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+        return
+    for addr in range(start, min(end, v.end), PAGE_SIZE):
+        if vm._fault_hook(vm, mm, v, addr, False) in (VM_FAULT_SIGBUS, VM_FAULT_OOM):
+            return
 
 
 def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: int, pgoff: int = 0) -> int:
@@ -119,6 +148,7 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     mm = task.mm
     if do_munmap(vm, task, addr, length) < 0:
         return -ENOMEM
+    vmflags |= mm.def_flags
     if over_rlimit_as(vm, mm, length):
         return -ENOMEM
     charged = 0
@@ -128,9 +158,12 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
             return -ENOMEM
         vmflags |= VM_ACCOUNT
     end = addr + length
+    if vmflags & VM_LOCKED:  # (RLIMIT_MEMLOCK is infinite: nothing refuses it)
+        mm.locked_vm += length >> PAGE_SHIFT
     if file is None and not vmflags & VM_SHARED:
         if vma_merge(vm, mm, addr, end, vmflags):
             vm.mapping_changed(mm, addr, end)
+            _locked(vm, mm, vmflags, addr, end)
             return addr
     if not vm.vma_alloc():
         vm_unacct_memory(vm, charged)
@@ -146,7 +179,38 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
             return -ENOMEM
     mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
     vm.mapping_changed(mm, addr, end)
+    _locked(vm, mm, vmflags, addr, end)
     return addr
+
+
+def _locked(vm: Memory, mm: MMStruct, vmflags: int, addr: int, end: int) -> None:
+    if vmflags & VM_LOCKED:
+        make_pages_present(vm, mm, addr, end)
+
+
+def capable_ipc_lock(task: Task) -> bool:
+    """``capable(CAP_IPC_LOCK)``: root's (the model has no capability sets)."""
+    return task.uid == 0
+
+
+def make_pages_present(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+    """``get_user_pages`` over ``[start, end)`` (2.5's make_pages_present, for mlock and
+    VM_LOCKED mappings): each page faulted in as a write where the VMA is writable, else a read;
+    it stops at the first failure (past end of file).  A PROT_NONE VMA is passed over (*departure*:
+    2.5 mapped its pages inaccessible)."""
+    addr = start
+    while addr < end:
+        v = mm.vmas.find(addr)
+        if v is None or v.start > addr:
+            return
+        if v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+            write = bool(v.flags & VM_WRITE)
+            stop = min(end, v.end)
+            while addr < stop:
+                if vm._fault_hook(vm, mm, v, addr, write) in (VM_FAULT_SIGBUS, VM_FAULT_OOM):
+                    return
+                addr += PAGE_SIZE
+        addr = v.end
 
 
 def _mergeable(v: VMA | None, flags: int) -> bool:
@@ -198,6 +262,8 @@ def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int) -> bool:
 
 
 def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
+    if length <= 0:
+        return 0  # (2.5's do_munmap: -EINVAL, which mremap ignores)
     mm, end = task.mm, start + length
     if not mm.vmas.overlapping(start, end):
         return 0
@@ -206,6 +272,8 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
     hit = mm.vmas.overlapping(start, end)
     for v in hit:
         mm.vmas.remove(v)
+        if v.flags & VM_LOCKED:
+            mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
         if v.flags & VM_ACCOUNT:
             vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
     vm.zap_page_range(mm, hit[0].start, hit[-1].end)

@@ -13,11 +13,12 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Why a PTE page is being written (the choke point's reason argument; the hook receives the name).
 #: ``swap_out`` is try_to_unmap clearing a PTE (a swap entry left for a swap-cache page);
 #: ``referenced`` (contract 1.10) is page_referenced clearing an accessed bit; ``swap_in`` (1.10) is
-#: do_swap_page mapping a page read back from swap (a fault).
+#: do_swap_page mapping a page read back from swap (a fault); ``mremap`` (1.12) is move_page_tables
+#: clearing an entry in the old range and setting it in the new.
 REASONS = ("fault", "cow", "zap", "mprotect", "exit", "fork", "mmap", "swap_out", "walker", "unshare", "msync",
-           "referenced", "swap_in")
+           "referenced", "swap_in", "mremap")
 (FAULT, COW, ZAP, MPROTECT, EXIT, FORK, MMAP, SWAP_OUT, WALKER, UNSHARE, MSYNC,
- REFERENCED, SWAP_IN) = range(len(REASONS))
+ REFERENCED, SWAP_IN, MREMAP) = range(len(REASONS))
 
 
 class PteChoke:
