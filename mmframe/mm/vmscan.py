@@ -26,7 +26,7 @@ swap-cache page, ``__GFP_FS`` to write a file or shmem page; without them dirty 
 Atomic allocations never reclaim.  kswapd is a kernel thread of the scheduler (``balance_pgdat``:
 each zone below ``pages_high`` is shrunk, priority 12 down to 0), sleeping until woken.
 
-Complexity: scanning a page costs O(its mappings) PTE visits, plus the reverse map's lookup
+Complexity: scanning a page costs O(its mappings) PTE visits, and so does the reverse map's lookup
 (:meth:`mmframe.mm.rmap.Rmap.pteps_of`).
 """
 
