@@ -304,6 +304,17 @@ class Rmap:
     def entries(self) -> int:
         return len(self.page) - len(self.free)
 
+    def ptes_of(self, pfn: int, ptpages: dict[int, Any]) -> list[tuple[Any, int]]:
+        """The ``(PTE page, slot)`` pairs mapping ``pfn``, newest first (``ptpages``: the live PTE
+        pages by pfn): reclaim's walk of the page's pte_chains, O(its mappings)."""
+        out = []
+        e, nxt, ptep = self.head[pfn], self.next, self.ptep
+        while e >= 0:
+            p = ptep[e]
+            out.append((ptpages[p >> 10], p & 1023))
+            e = nxt[e]
+        return out
+
     def pteps_of(self, pfn: int) -> list[int]:
         """The pte addresses mapping ``pfn``, newest first: a walk of its list, O(its mappings)."""
         out = []
