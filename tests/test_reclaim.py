@@ -11,6 +11,7 @@ from mmframe import usr
 from mmframe.config import load_config
 from mmframe.errors import ConfigError
 from mmframe.machine import Machine
+from mmframe.mm import content
 from mmframe.mm.vma import VM_LOCKED
 from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_RDWR, PAGE_SIZE, PROT_READ,
                          PROT_WRITE, SIGKILL, brk, exit, fork, mmap, open, read, shmat, shmget, touch, wait,
@@ -131,6 +132,34 @@ def test_file_pages_written_through_a_mapping_reach_the_disk_under_pressure():
     written = [i for i in range(n) if inode.mapping.page_tree.lookup(i) is None]
     assert written, "reclaim dropped some pages after writing them"
     assert all(on_disk.get(i) == 3 + i for i in written), "a reclaimed page's block does not hold what was written"
+
+
+def test_reclaim_writes_file_pages_through_write_back():
+    """vmscan's pageout goes through the write-back module's ``write_one_page`` (one path with
+    fsync and pdflush): the part of the last page past EOF is zeroed on disk (block_write_full_page),
+    the pages count as written and in write-back while in flight, and the write is complete before
+    reclaim drops the page (nothing left in write-back)."""
+    m = machine(swap=0)
+    n = over(m)
+    size = n * PAGE_SIZE - 100
+
+    def prog(ctx):
+        fd = yield open("/data", O_CREAT | O_RDWR)
+        yield usr.ftruncate(fd, size)
+        a = yield mmap(0, n * PAGE_SIZE, RW, MAP_SHARED, fd)
+        yield write(a + (n - 1) * PAGE_SIZE, 7)  # the last page first: the oldest on the LRU
+        for i in range(n - 1):
+            yield write(a + i * PAGE_SIZE, 3 + i)
+
+    r = m.run(prog)
+    assert r.tasks["1"].status == 0
+    pageout = m.mm.vmscan.counts["pageout"]
+    assert pageout > 0 and m.fs.wb.stats["pages_written"] >= pageout
+    assert m.fs.wb.nr_writeback == 0
+    assert m.fs.inodes["/data"].mapping.page_tree.lookup(n - 1) is None, "the oldest page was reclaimed"
+    last = dict(r.disk["/data"][1])[n - 1]
+    got = content.tag_bytes(*last) if type(last) is tuple else content.tag_bytes(last)
+    assert got == content.tag_bytes(7, size % PAGE_SIZE), "the bytes past EOF reached the disk"
 
 
 def test_no_page_is_reclaimed_while_pinned_or_in_a_locked_vma():

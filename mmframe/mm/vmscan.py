@@ -269,7 +269,7 @@ class VmScan:
                 swap.delete_from_swap_cache(pfn)
             elif mapping.backed:  # a file page: written back first if dirty
                 if vm.flags[pfn] & _DIRTY:
-                    if not gfp & GFP_FS_ or vm.m.fs.writepage(mapping.host, index, pfn) < 0:
+                    if not gfp & GFP_FS_ or vm.m.fs.wb.write_one_page(pfn) < 0:
                         self.rotate(pfn)
                         continue
                     counts["pageout"] += 1
