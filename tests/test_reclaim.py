@@ -12,6 +12,7 @@ from mmframe.config import load_config
 from mmframe.errors import ConfigError
 from mmframe.machine import Machine
 from mmframe.mm import content
+from mmframe.mm.page import GFP_KERNEL
 from mmframe.mm.vma import VM_LOCKED
 from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_RDWR, PAGE_SIZE, PROT_READ,
                          PROT_WRITE, SIGKILL, brk, exit, fork, mmap, open, read, shmat, shmget, touch, wait,
@@ -160,6 +161,39 @@ def test_reclaim_writes_file_pages_through_write_back():
     last = dict(r.disk["/data"][1])[n - 1]
     got = content.tag_bytes(*last) if type(last) is tuple else content.tag_bytes(last)
     assert got == content.tag_bytes(7, size % PAGE_SIZE), "the bytes past EOF reached the disk"
+
+
+def test_a_page_reclaim_writes_is_written_and_free_when_shrink_list_counts_it():
+    """kernel context: shrink_list writes a dirty file page (write_one_page, waiting as
+    wait_on_page_writeback does) and frees it in the same pass, so the page it counts as freed is
+    free, no longer under I/O, and its block holds the data."""
+    m = machine(swap=0)
+    seen = {}
+
+    def shrink(task):
+        inode = m.fs.inodes["/f"]
+        pfn = inode.mapping.page_tree.lookup(0)
+        seen["dirty"] = 0 in inode.mapping.dirty
+        seen["freed"] = m.mm.vmscan.shrink_list([pfn], GFP_KERNEL)
+        seen["count"] = m.mm.count[pfn]
+        seen["pinned"] = m.mm.pins.get(pfn, 0)
+        seen["writeback"] = m.fs.wb.nr_writeback
+        seen["cached"] = inode.mapping.page_tree.lookup(0)
+        return 0
+
+    m.sched.handlers["shrink"] = shrink
+
+    def prog(ctx):
+        fd = yield open("/f", O_CREAT | O_RDWR)
+        yield usr.ftruncate(fd, PAGE_SIZE)
+        a = yield mmap(0, PAGE_SIZE, RW, MAP_SHARED, fd)
+        yield write(a, 41)
+        yield usr.munmap(a, PAGE_SIZE)  # the dirty bit goes to the page; only the cache holds it
+        yield ("shrink",)
+
+    r = m.run(prog)
+    assert seen == {"dirty": True, "freed": 1, "count": 0, "pinned": 0, "writeback": 0, "cached": None}
+    assert dict(r.disk["/f"][1])[0] == 41
 
 
 def test_no_page_is_reclaimed_while_pinned_or_in_a_locked_vma():

@@ -5,6 +5,8 @@ mapping goes."""
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -13,6 +15,8 @@ from hypothesis import strategies as st
 from tests.support import examples
 from tests.test_memory import machine
 from mmframe.mm.pgtable import PtePage
+from mmframe.mm.rmap import Rmap
+from mmframe import usr
 from mmframe.usr import MAP_ANONYMOUS, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE, exit, fork, mmap, sleep, touch, wait
 
 RW = PROT_READ | PROT_WRITE
@@ -119,14 +123,20 @@ RMAP_OP = st.one_of(
 )
 
 
-def _rmap_state(m):
-    r = m.mm.rmap
+def _rmap_state(m, r, before):
+    chains0, totals0 = before
+    totals = {k: v - totals0.get(k, 0) for k, v in m.acct.totals().items()}
     return (list(r.page), list(r.ptep), list(r.next), list(r.prev), list(r.head), list(r.free), list(r.k),
-            bytes(r.chained), r.chains, _chains(m), dict(m.acct.totals()))
+            bytes(r.chained), r.chains, _chains(m) - chains0, {k: v for k, v in totals.items() if v})
+
+
+_MACHINES = {}
 
 
 def _apply(m, pts, ops, bulk):
-    r = m.mm.rmap
+    # a fresh map on a machine kept between examples (its pte_chain cache and charges: as deltas)
+    r = Rmap(m, array("i", bytes(4 * len(m.mm.rmap.k))), m.mm.nrpte, m.config.l1_cache_bytes)
+    before = (_chains(m), dict(m.acct.totals()))
     pages = [m.pagealloc.first_high_pfn - 1 - p for p in range(NPFN)]  # any pfns: the map only indexes them
     model = {p: [] for p in pages}
     for op, t, args in ops:
@@ -158,7 +168,7 @@ def _apply(m, pts, ops, bulk):
         for p in pages:
             assert r.pteps_of(p) == model[p]
             assert r.k[p] == len(model[p])
-    return _rmap_state(m)
+    return _rmap_state(m, r, before)
 
 
 @settings(max_examples=examples(150), deadline=None)
@@ -170,25 +180,70 @@ def test_bulk_forms_match_single_forms_and_the_lists(ops):
     chain mode, pte_chain objects) and equal charges; each page's list is the model's, newest first."""
     states = []
     for bulk in (False, True):
-        m = machine(policies=(), debug="off")
+        m = _MACHINES.get(bulk) or _MACHINES.setdefault(bulk, machine(policies=(), debug="off"))
         geo = m.mm.geo
         pts = [PtePage(m.pagealloc.first_high_pfn - 100 - t, geo, t, False) for t in range(NPT)]
         states.append(_apply(m, pts, ops, bulk))
     assert states[0] == states[1]
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda r, p: r.next.__setitem__(r.head[p], -1),  # the list cut short
-    lambda r, p: r.prev.__setitem__(r.next[r.head[p]], -1),  # a second head
-    lambda r, p: r.head.__setitem__(p, r.next[r.head[p]]),  # the head skips an entry
-    lambda r, p: (r.next.__setitem__(r.next[r.head[p]], r.head[p]),
-                  r.prev.__setitem__(r.head[p], r.next[r.head[p]])),  # a cycle
-], ids=["cut_short", "second_head", "head_skips", "cycle"])
-def test_the_checker_catches_broken_rmap_links(corrupt):
+@pytest.mark.parametrize("corrupt, says", [
+    (lambda r, p: r.next.__setitem__(r.head[p], -1), "prev and next links disagree"),  # the list cut short
+    (lambda r, p: r.prev.__setitem__(r.next[r.head[p]], -1), "next and prev links disagree"),  # a second head
+    (lambda r, p: r.head.__setitem__(p, r.next[r.head[p]]), "no prev that is not"),  # the head skips an entry
+    (lambda r, p: r.next.__setitem__(r.next[r.head[p]], r.head[p]), "next and prev links disagree"),  # tail loops
+    (lambda r, p: (r.next.__setitem__(r.next[r.head[p]], r.next[r.head[p]]),
+                   r.prev.__setitem__(r.next[r.head[p]], r.next[r.head[p]]),
+                   r.next.__setitem__(r.head[p], -1)), "not reachable"),  # an entry on a cycle of its own
+], ids=["cut_short", "second_head", "head_skips", "tail_loops", "detached_cycle"])
+def test_the_checker_catches_broken_rmap_links(corrupt, says):
+    """Each broken link is caught by the check after the system call that broke it (the links are
+    checked against the mappings recomputed from the page tables, not walked)."""
     def bad(m):
         r = m.mm.rmap
         corrupt(r, next(p for p, k in enumerate(r.k) if k == 2))
 
     m = machine(policies=())
-    with pytest.raises(AssertionError, match="rmap"):
+    with pytest.raises(AssertionError, match=says):
         _corrupt_after_setup(m, bad)
+
+
+def test_reclaim_reaches_every_mapping_through_the_list():
+    """page_referenced and try_to_unmap walk the page's whole list: a shm page mapped by a parent
+    and two children is referenced three times, then unmapped from all three; the children read it
+    back after the unmap (a refault from the shm object)."""
+    seen = {}
+
+    def child(ctx, base):
+        yield touch(base, PAGE_SIZE)
+        yield sleep(10**9)
+        seen.setdefault("reads", []).append((yield usr.read(base)))
+        yield exit(0)
+
+    def reclaim(task):
+        vm = m.mm
+        pfn = int(np.flatnonzero(np.frombuffer(vm.tag, dtype=np.int64) == 77)[0])
+        vs = vm.vmscan
+        seen["k"] = vm.rmap.k[pfn]
+        seen["referenced"] = vs.page_referenced(pfn)
+        seen["again"] = vs.page_referenced(pfn)
+        seen["unmap"] = vs.try_to_unmap(pfn)
+        seen["k after"] = vm.rmap.k[pfn]
+        seen["unmapped"] = vs.counts["unmapped_ptes"]
+        return 0
+
+    def prog(ctx):
+        base = yield mmap(0, PAGE_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS)
+        yield usr.write(base, 77)
+        pids = []
+        for _ in range(2):
+            pids.append((yield fork(child, base)))
+        yield sleep(10**8)
+        yield ("reclaim",)
+        for pid in pids:
+            yield wait(pid)
+
+    m = machine(policies=())
+    m.sched.handlers["reclaim"] = reclaim
+    m.run(prog)
+    assert seen == {"k": 3, "referenced": 3, "again": 0, "unmap": 0, "k after": 0, "unmapped": 3, "reads": [77, 77]}
