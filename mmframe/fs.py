@@ -854,32 +854,26 @@ class FileSystem:
 
     def sys_readv(self, task: Task, fd: Any, iov: Any) -> int:
         """readv(2): segment by segment from the file position; a short segment ends it."""
-        f = self._iov(task, fd, iov, FMODE_READ)
-        if isinstance(f, int):
-            return f
-        total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
-        for addr, n in iov:
-            if pipe is not None and total and not pipe.buf:
-                break  # (a later segment does not wait: *departure*, see docs/files.md)
-            got = self._read(task, f, addr, n, None)
-            if not isinstance(got, int):
-                return got  # blocked in the first segment
-            if got < 0:
-                return total or got
-            total += got
-            if got < n:
-                break
-        return total
+        return self._do_readv_writev(task, fd, iov, FMODE_READ)
 
     def sys_writev(self, task: Task, fd: Any, iov: Any) -> int:
-        f = self._iov(task, fd, iov, FMODE_WRITE)
+        """writev(2): segment by segment at the file position; a short segment ends it."""
+        return self._do_readv_writev(task, fd, iov, FMODE_WRITE)
+
+    def _do_readv_writev(self, task: Task, fd: Any, iov: Any, mode: int) -> int:
+        """``do_readv_writev``: the segments in turn, bytes moved in total.  On a pipe a later
+        segment that would block ends the call instead (*departure*, see docs/files.md)."""
+        f = self._iov(task, fd, iov, mode)
         if isinstance(f, int):
             return f
+        reading = mode == FMODE_READ
+        xfer = self._read if reading else self._write
         total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
         for addr, n in iov:
-            if pipe is not None and total and (pipe.wwait or PIPE_BUF - len(pipe.buf) < min(n, PIPE_BUF)):
-                break  # (a later segment does not wait: *departure*, see docs/files.md)
-            got = self._write(task, f, addr, n, None)
+            if pipe is not None and total and (
+                    not pipe.buf if reading else pipe.wwait or PIPE_BUF - len(pipe.buf) < min(n, PIPE_BUF)):
+                break
+            got = xfer(task, f, addr, n, None)
             if not isinstance(got, int):
                 return got  # blocked in the first segment
             if got < 0:
