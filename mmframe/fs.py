@@ -31,9 +31,9 @@ from mmframe.mm.page_writeback import Writeback
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
-                         ENOSPC, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPIPE, ESPIPE, O_APPEND, O_CREAT, O_DIRECT, O_EXCL,
-                         O_LARGEFILE, O_NONBLOCK, O_RDWR, O_TRUNC, O_WRONLY, PIPE_BUF, S_IFCHR, S_IFDIR, S_IFIFO,
-                         S_IFREG, SIG_IGN, SIGPIPE, SIGXFSZ, SharedLib, SimSignal)
+                         ENOSPC, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPIPE, ESPIPE, F_GETFL, F_SETFL, O_APPEND, O_CREAT,
+                         O_DIRECT, O_EXCL, O_LARGEFILE, O_NONBLOCK, O_RDWR, O_TRUNC, O_WRONLY, PIPE_BUF, S_IFCHR,
+                         S_IFDIR, S_IFIFO, S_IFREG, SIGPIPE, SIGXFSZ, SharedLib, SimSignal)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -563,6 +563,24 @@ class FileSystem:
         if f is None:
             return -EBADF
         self.vm.put_object(f)
+        return 0
+
+    def sys_fcntl(self, task: Task, fd: Any, cmd: Any, arg: Any = 0) -> int:
+        """fcntl(2) ``F_GETFL`` / ``F_SETFL`` as 2.5.49's fs/fcntl.c: GETFL gives the open flags
+        with the access mode; SETFL changes only O_APPEND, O_NONBLOCK and O_DIRECT (``SETFL_MASK``;
+        O_DIRECT -EINVAL where there is no ``direct_IO``).  Other commands: -EINVAL (*departure*:
+        not modelled)."""
+        f = self.files(task).fds.get(fd) if type(fd) is int else None
+        if f is None:
+            return -EBADF
+        if cmd == F_GETFL:
+            return (f.flags & ~(O_WRONLY | O_RDWR)) | (f.mode - 1)  # FMODE_READ/WRITE/both -> O_RDONLY/WRONLY/RDWR
+        if cmd != F_SETFL or type(arg) is not int:
+            return -EINVAL
+        if arg & O_DIRECT and not isinstance(f.inode, Inode):
+            return -EINVAL
+        mask = O_APPEND | O_NONBLOCK | O_DIRECT
+        f.flags = (f.flags & ~mask) | (arg & mask)
         return 0
 
     def sys_unlink(self, task: Task, path: Any) -> int:

@@ -16,8 +16,9 @@ from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, E
                          SIGSEGV, SIGXFSZ, SimSignal, close, execve, exit, fork, fstat, ftruncate, load, lseek, llseek,
                          madvise, mincore, mkdir, mlock, mlockall, mmap, mremap, munlock, munlockall, munmap, open,
                          pipe, pread, pwrite, read, readv, rename, setuid, shmat, shmctl, shmget, signal, stat, store,
-                         touch, unlink, wait, write, writev)
-from tests.test_memory import RW, MiB, anon, machine
+                         unlink, wait, write, writev)
+from mmframe.usr import F_GETFL, F_SETFL, O_DIRECT, fcntl
+from tests.test_memory import RW, anon, machine
 
 P = PAGE_SIZE
 
@@ -231,6 +232,40 @@ def test_pipe_blocks_readers_and_writers_between_tasks_and_epipe():
 
     r = machine().run(epipe)
     assert -EPIPE in calls(r) and r.tasks["1"].signal == SimSignal(SIGPIPE)
+
+
+def test_fcntl_setfl_makes_a_pipe_nonblocking_and_clears_append():
+    """fs/fcntl.c of 2.5.49: F_GETFL has the access mode; F_SETFL changes O_APPEND, O_NONBLOCK and
+    O_DIRECT only.  A non-blocking pipe gives -EAGAIN where a read or an atomic write would wait."""
+    def prog(ctx):
+        rfd, wfd = yield pipe()
+        buf = yield anon(2 * P)
+        fd = yield open("/ap", O_RDWR | O_CREAT | O_APPEND)
+        yield fcntl(rfd, F_GETFL)
+        yield fcntl(wfd, F_GETFL)
+        yield fcntl(fd, F_GETFL)
+        yield fcntl(rfd, F_SETFL, O_NONBLOCK | O_CREAT)  # O_CREAT is not settable: ignored
+        yield fcntl(rfd, F_GETFL)
+        yield read(rfd, buf, 10)  # empty, a writer open: would block
+        yield fcntl(wfd, F_SETFL, O_NONBLOCK)
+        yield write(wfd, buf, PIPE_BUF - 1)
+        yield write(wfd, buf, 2)  # atomic, no room for both bytes
+        yield write(wfd, buf, PIPE_BUF + 1)  # not atomic: the one byte of room
+        yield fcntl(rfd, F_SETFL, O_DIRECT)
+        yield fcntl(99, F_GETFL)
+        yield fcntl(fd, 1)  # F_GETFD: not modelled
+        yield store(buf, b"xyz")
+        yield write(fd, buf, 3)
+        yield fcntl(fd, F_SETFL, 0)  # O_APPEND off: writes go at the position again
+        yield lseek(fd, 0, SEEK_SET)
+        yield write(fd, buf + 1, 1)
+        yield pread(fd, buf + 100, 3, 0)
+        yield load(buf + 100, 3)
+        return 0
+
+    r = machine().run(prog)
+    assert calls(r)[3:] == [0, O_WRONLY, O_RDWR | O_CREAT | O_APPEND, 0, O_NONBLOCK, -EAGAIN, 0, PIPE_BUF - 1,
+                            -EAGAIN, 1, -EINVAL, -EBADF, -EINVAL, 0, 3, 0, 0, 1, 3, b"yyz"]
 
 
 def test_readv_writev_on_a_pipe_stop_at_a_segment_that_would_block():

@@ -60,9 +60,9 @@ here; none will change meaning.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, RQ_NOMERGE_FLAGS, Request, rq_mergeable
+from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, RQ_NOMERGE_FLAGS, Request
 from mmframe.options import Option
 
 if TYPE_CHECKING:  # pragma: no cover
