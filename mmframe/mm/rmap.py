@@ -5,10 +5,11 @@ arrays with a free-id stack, each PTE page's ``rid`` column pointing at the entr
 the number of entries per page in ``mem_map.rmap``, and one byte per page saying whether the page
 is on pte_chains (not PageDirect).  Each page's entries are linked as its pte_chains link its PTE
 addresses: a per-page ``head`` array and per-entry ``next``/``prev`` arrays (a doubly linked list,
-newest first, as ``page_add_rmap`` puts a new address in the head chain), so :meth:`Rmap.pteps_of`
-walks O(the page's mappings) and a removal unlinks in O(1).  2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no
-pte_chain); the second converts the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed
-pte_chains (``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the
+newest first, as ``page_add_rmap`` puts a new address in the head chain), so :meth:`Rmap.ptes_of`
+and :meth:`Rmap.pteps_of` walk O(the page's mappings) and a removal unlinks in O(1).
+
+2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no pte_chain); the second converts
+the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed pte_chains (``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the
 head chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
 page never goes back to PageDirect while mapped ("Do singleton->PageDirect here" is a comment, not
 code): a page left with one mapping keeps its chain until that mapping goes, and a page that
