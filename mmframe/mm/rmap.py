@@ -9,8 +9,9 @@ newest first, as ``page_add_rmap`` puts a new address in the head chain), so :me
 and :meth:`Rmap.pteps_of` walk O(the page's mappings) and a removal unlinks in O(1).
 
 2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no pte_chain); the second converts
-the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed pte_chains (``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the
-head chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
+the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed pte_chains
+(``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the head
+chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
 page never goes back to PageDirect while mapped ("Do singleton->PageDirect here" is a comment, not
 code): a page left with one mapping keeps its chain until that mapping goes, and a page that
 leaves chain mode at ``k == 0`` starts PageDirect again.  ZERO_PAGE and reserved pages are not
