@@ -1,5 +1,5 @@
 """The ``pressure`` scenario: a workload touching 1.5x the machine's free memory, mainline beside
-pt_shared: pages scanned, reclaimed, swapped out and in, sharers visited per unmapped PTE,
+pt_shared: pages scanned, reclaimed, swapped out and in, sharers visited per unmapped PTE and page,
 simulated time in reclaim, and the simulator's wall time.
 
 Run: python benchmarks/bench_reclaim.py [memory, default 64MiB]

@@ -230,6 +230,7 @@ def test_reclaim_reaches_every_mapping_through_the_list():
         seen["unmap"] = vs.try_to_unmap(pfn)
         seen["k after"] = vm.rmap.k[pfn]
         seen["unmapped"] = vs.counts["unmapped_ptes"]
+        seen["pages"], seen["sharers"] = vs.counts["unmapped_pages"], vs.counts["sharers_visited"]
         return 0
 
     def prog(ctx):
@@ -246,4 +247,5 @@ def test_reclaim_reaches_every_mapping_through_the_list():
     m = machine(policies=())
     m.sched.handlers["reclaim"] = reclaim
     m.run(prog)
-    assert seen == {"k": 3, "referenced": 3, "again": 0, "unmap": 0, "k after": 0, "unmapped": 3, "reads": [77, 77]}
+    assert seen == {"k": 3, "referenced": 3, "again": 0, "unmap": 0, "k after": 0, "unmapped": 3, "pages": 1,
+                    "sharers": 3, "reads": [77, 77]}

@@ -56,7 +56,7 @@ SWAP_SUCCESS, SWAP_AGAIN, SWAP_FAIL = 0, 1, 2  # include/linux/rmap-locking.h / 
 
 #: counters of :attr:`VmScan.counts` (meminfo-like figures of the run)
 COUNTERS = ("pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pgrotate", "pageout", "try_to_unmap",
-            "unmapped_ptes", "sharers_visited", "unmap_fail_locked", "kswapd_runs", "kswapd_wakeups",
+            "unmapped_ptes", "unmapped_pages", "sharers_visited", "unmap_fail_locked", "kswapd_runs", "kswapd_wakeups",
             "allocstall", "oom_kills", "skipped_pinned", "dropped_clean")
 
 
@@ -224,6 +224,8 @@ class VmScan:
             put_page(pfn)
         vm.acct.charge(vm.P_pte_clear, len(ptes))
         counts["unmapped_ptes"] += len(ptes)
+        if ptes:
+            counts["unmapped_pages"] += 1
         return SWAP_SUCCESS
 
     # --- shrinking ----------------------------------------------------------------------------------
