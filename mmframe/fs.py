@@ -519,6 +519,9 @@ class FileSystem:
         mode = open_mode(path, flags)
         if mode < 0:
             return mode
+        if flags & O_CREAT and isinstance(path, str) and path.startswith("/") and path.endswith("/"):
+            # open_namei: after the parent's lookup, "creat(2) an obvious directory" is -EISDIR
+            return self.parent_error(path) or -EISDIR
         node = self.resolve(path)
         if node == -ENOENT and flags & O_CREAT and not path.endswith("/"):
             if self.parent_error(path):

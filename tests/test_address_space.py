@@ -969,6 +969,7 @@ def _read_window():
 
 @settings(max_examples=examples(120), deadline=None)
 @given(FILE_PROGRAM)
+@example(ops=[("anon", 0, 1, 3, False), ("mremap", 0, 2, 3, 0, 0)])  # the new area merged with the next
 @example(ops=[("mremap", 0, 4, 4, 3, 20), ("mremap", 30, 2, 3, 1, 0)])  # moved pages keep their content
 @example(ops=[("mkdir", 3), ("rename", 3, 4), ("unlink", 0), ("openp", 0, O_RDWR | O_CREAT), ("rename", 1, 7),
               ("openp", 6, O_RDONLY), ("mkdir", 4), ("rename", 7, 3)])  # names; open files outlive theirs

@@ -18,6 +18,7 @@ from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, E
                          pipe, pread, pwrite, read, readv, rename, setuid, shmat, shmctl, shmget, signal, stat, store,
                          unlink, wait, write, writev)
 from mmframe.usr import F_GETFL, F_SETFL, O_DIRECT, fcntl
+from mmframe.mm.oracle import install as install_oracle
 from tests.test_memory import RW, anon, machine
 
 P = PAGE_SIZE
@@ -743,3 +744,19 @@ def test_bytes_written_partially_survive_the_device_and_sectors_convert_both_way
     assert b not in vm.fine and vm.tag[b] == -5 and vm.zero_tail[b] == 1000
     vm.put_page(a)
     vm.put_page(b)
+
+
+def test_open_creat_of_a_directory_name_as_open_namei_orders_its_checks():
+    """2.5.49 open_namei with O_CREAT: the parent's lookup, then a trailing slash (or "/") is an
+    obvious directory (-EISDIR); an existing name with O_EXCL is -EEXIST before the directory
+    check; without O_EXCL a directory is -EISDIR.  The oracle states the same independently."""
+    def prog(ctx):
+        yield mkdir("/d")
+        for path, flags in (("/d", O_CREAT | O_EXCL | O_RDWR), ("/d", O_CREAT | O_RDONLY), ("/d/", O_CREAT | O_EXCL),
+                            ("/new/", O_CREAT), ("/nope/x/", O_CREAT), ("/", O_CREAT)):
+            yield open(path, flags)
+        return 0
+
+    want = [-EEXIST, -EISDIR, -EISDIR, -EISDIR, -ENOENT, -EISDIR]
+    assert calls(machine().run(prog))[1:] == want
+    assert calls(install_oracle(machine(debug="off"), files=True).run(prog))[1:] == want

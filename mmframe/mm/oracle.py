@@ -76,18 +76,29 @@ class Area:
     one's object is keyed by page offset, a private one's is the mm's private pages by page
     number; a file mapping names its file (a private one reads it where it has no copy)."""
 
-    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff", "file", "maywrite", "locked")
+    __slots__ = ("start", "end", "prot", "shared", "obj", "pgoff", "file", "maywrite", "locked", "anon",
+                 "account", "hint")
 
     def __init__(self, start: int, end: int, prot: int, shared: bool, obj: dict[int, Any], pgoff: int,
                  file: OFile | None = None, maywrite: bool = True) -> None:
         self.start, self.end, self.prot, self.shared, self.obj, self.pgoff = start, end, prot, shared, obj, pgoff
         self.file, self.maywrite, self.locked = file, maywrite, False
+        # what decides whether two areas are one VMA (see merge_around): MAP_ANONYMOUS private,
+        # charged to the commit (VM_ACCOUNT: anonymous, or private and writable when made),
+        # madvise's read hint
+        self.anon, self.account, self.hint = False, False, 0
 
     def clone(self, start: int, end: int) -> Area:
         a = Area(start, end, self.prot, self.shared, self.obj,
                  self.pgoff + ((start - self.start) >> PAGE_SHIFT), self.file, self.maywrite)
-        a.locked = self.locked
+        a.locked, a.anon, a.account, a.hint = self.locked, self.anon, self.account, self.hint
         return a
+
+    def joins(self, b: Area) -> bool:
+        """2.5.49's ``can_vma_merge`` for ``b`` right after this area: both anonymous private, and
+        their flags equal (protection, VM_LOCKED, VM_ACCOUNT, the read hint)."""
+        return (self.end == b.start and self.anon and b.anon and self.prot == b.prot and self.locked == b.locked
+                and self.account == b.account and self.hint == b.hint)
 
 
 class SharedAnon(dict):
@@ -152,6 +163,20 @@ class OracleMM:
         a = self.areas.peekitem(i)[1]
         return a if addr < a.end else None
 
+    def merge_around(self, start: int, end: int) -> None:
+        """Where 2.5.49 merges VMAs -- a new anonymous private mapping with both neighbours
+        (``vma_merge``), the areas an ``mprotect`` changed with theirs, an anonymous area mremap
+        moved -- adjacent areas that :meth:`Area.joins` allows become one.  Only mremap's
+        one-VMA rule (-EFAULT across a boundary) can tell."""
+        run = self.overlapping(max(start - 1, 0), end + 1)
+        keep = run[0] if run else None
+        for b in run[1:]:
+            if keep.joins(b):
+                del self.areas[b.start]
+                self.areas[keep.start] = keep = keep.clone(keep.start, b.end)
+            else:
+                keep = b
+
     def overlapping(self, start: int, end: int) -> list[Area]:
         i = max(self.areas.bisect_right(start) - 1, 0)
         out = []
@@ -195,6 +220,7 @@ class OracleMemory:
         for start, a in old.areas.items():  # areas are never mutated in place, so shared ones are shared
             b = Area(a.start, a.end, a.prot, a.shared, a.obj if a.shared else new.private, a.pgoff, a.file,
                      a.maywrite)
+            b.anon, b.account, b.hint = a.anon, a.account, a.hint
             new.areas[start] = b
         return new
 
@@ -372,8 +398,13 @@ class OracleMemory:
         else:
             obj = mm.private
         a = mm.areas[addr] = Area(addr, addr + length, prot, shared, obj, offset >> PAGE_SHIFT, file, maywrite)
+        a.anon = not shared and desc is None
+        a.account = not shared and (bool(prot & PROT_WRITE) or desc is None)  # charged: anon, private writable
         if flags & MAP_LOCKED or mm.lock_future:
             a.locked = True
+        if a.anon:
+            mm.merge_around(addr, addr + length)
+        if a.locked:
             self._make_present(task, addr, addr + length)
         return addr
 
@@ -408,7 +439,7 @@ class OracleMemory:
             return 0
         if end > TASK_SIZE:
             return -ENOMEM
-        mm, at, err, downgrade = task.mm, addr, 0, False
+        mm, at, err, downgrade, changed = task.mm, addr, 0, False, False
         a = mm.find(addr)
         if a is None:
             return -ENOMEM
@@ -427,6 +458,7 @@ class OracleMemory:
                 downgrade |= bool(a.prot & ~prot)
                 mid.prot = prot
                 mm.areas[mid.start] = mid
+                changed = True
             if stop >= end:
                 break
             at = stop
@@ -436,6 +468,8 @@ class OracleMemory:
                 break
         if downgrade:
             self.m.tlb.flush_tlb_range(mm, task.cpu, addr, end)
+        if changed:
+            mm.merge_around(addr, end)
         return err
 
     def sys_msync(self, task: Task, addr: int, length: int, flags: int = MS_SYNC) -> int:
@@ -556,7 +590,14 @@ class OracleMemory:
                 if not a.shared:
                     for page in range(at >> PAGE_SHIFT, stop >> PAGE_SHIFT):
                         mm.private.pop(page, None)
-            elif advice not in (0, 1, 2, 3):
+            elif advice in (0, 1, 2):  # NORMAL, RANDOM, SEQUENTIAL: the piece becomes an area of its own
+                del mm.areas[a.start]
+                for lo, hi in ((a.start, at), (at, stop), (stop, a.end)):
+                    if lo < hi:
+                        piece = mm.areas[lo] = a.clone(lo, hi)
+                        if lo == at:
+                            piece.hint = advice
+            elif advice != 3:
                 return -EINVAL
             at = stop
         return hole
@@ -598,9 +639,8 @@ class OracleMemory:
             new_addr = self._unmapped_area(mm, 0, new_len)
             if new_addr is None:
                 return -ENOMEM
-        moved = Area(new_addr, new_addr + new_len, a.prot, a.shared, a.obj, a.pgoff + ((addr - a.start) >> PAGE_SHIFT),
-                     a.file, a.maywrite)
-        moved.locked = a.locked
+        moved = a.clone(addr, addr + old_len)
+        moved.start, moved.end = new_addr, new_addr + new_len
         pages = {}
         if not a.shared:  # private pages travel with their addresses
             for i in range(old_len >> PAGE_SHIFT):
@@ -609,6 +649,8 @@ class OracleMemory:
         self._unmap(task, addr, old_len)
         mm.areas[new_addr] = moved
         mm.private.update(pages)
+        if moved.anon:
+            mm.merge_around(new_addr, new_addr + new_len)
         if moved.locked:
             self._make_present(task, new_addr, new_addr + new_len)
         return new_addr
@@ -850,7 +892,11 @@ class OracleFS:
         name, err = self._walk(path)
         if err:
             return err
+        if flags & O_CREAT and path.endswith("/"):
+            return -EISDIR  # creating what a trailing slash says is a directory
         if name in self.dirs:
+            if flags & O_CREAT and flags & O_EXCL:
+                return -EEXIST  # it exists: O_EXCL answers before the directory check
             if mode & 2 or flags & (O_CREAT | O_TRUNC):
                 return -EISDIR
             return self._install(task, ODesc(DIRECTORY, mode, flags))
