@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import test_attach as sysv
@@ -144,6 +144,9 @@ def _frun(m, program):
 
 @settings(max_examples=examples(8), deadline=None)
 @given(FPROGRAM, st.booleans(), st.sampled_from(YEARS))
+# a mapper whose first access is a write: a file's table attached write-protected had to unshare at once
+@example(([(RW, [("write", 0, 1)])], []), False, "attach_2002")
+@example(([(RW, [("write", 1203, 1)])], []), False, "attach_2005")
 def test_file_mappers_see_the_same_with_attach_sharing(program, pae, year):
     a = _frun(machine(pae=pae), program)
     m = machine(["pt_shared"], pae=pae, **{year: True})
@@ -234,3 +237,22 @@ def test_2005_drops_instead_of_copying():
 def test_both_years_at_once_is_a_clear_error():
     with pytest.raises(PluginError, match="attach_2002 and attach_2005"):
         machine(["pt_shared"], attach_2002=True, attach_2005=True)
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_sga_attach_form_shares_with_attach_sharing(isolated, year):
+    """The sga scenario's attach form (exec'd servers attaching the SGA by key): with attach sharing
+    their page tables and pte_chains in lowmem shrink; with the 2002 patch's relatives-only sharing
+    they do not."""
+    from mmframe.scenario import run_scenario
+    got = {}
+    for on in (False, True):
+        (isolated / "run.toml").write_text(
+            '[scenario]\nname = "sga"\npolicies = [["pt_shared"]]\nmemory = "256MiB"\nsize = "32MiB"\n'
+            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n{year} = {"true" if on else "false"}\n')
+        scen, (col,) = run_scenario(load_config(isolated / "run.toml", env={}))
+        got[on] = col.figures
+    for tag in ("attach no HIGHPTE", "attach HIGHPTE"):
+        assert got[True][f"children {tag}"] == got[False][f"children {tag}"] == 6
+        assert got[True][f"page tables {tag}"] < got[False][f"page tables {tag}"] / 2
+        assert got[True][f"pte_chains {tag}"] < got[False][f"pte_chains {tag}"] / 5

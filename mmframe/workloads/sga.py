@@ -5,8 +5,11 @@ fails or the count is reached; run with HIGHPTE off and on, in two forms:
 - **fork**: children forked by the instance inherit the attachment, the sharing the 2002 patch
   could use (its PTE pages are shared from the parent);
 - **attach**: server processes forked and exec'd (unrelated address spaces, as a database's server
-  processes were), each attaching the segment by its SysV key and reading it.  Only McCracken's
-  2005 design shared page tables between such processes.
+  processes were), each attaching the segment by its SysV key and reading it.  The default
+  pt_shared (sharing at fork) shares nothing between them; its options ``attach_2002`` (the 2002
+  patch's ``pte_try_to_share``) and ``attach_2005`` (McCracken's 2005-06 rewrite) share the PTE
+  pages the segment covers whole where the servers attach it at one address (docs/pt_shared.md;
+  examples/configs/sga-attach-2005.toml).
 
 Printed per form and column: how many processes fit before the first allocation failure (an
 out-of-memory or a failed atomic pte_chain/mm_chain allocation), lowmem in page tables and in
