@@ -256,3 +256,25 @@ def test_sga_attach_form_shares_with_attach_sharing(isolated, year):
         assert got[True][f"children {tag}"] == got[False][f"children {tag}"] == 6
         assert got[True][f"page tables {tag}"] < got[False][f"page tables {tag}"] / 2
         assert got[True][f"pte_chains {tag}"] < got[False][f"pte_chains {tag}"] / 5
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_attach_sharing_touches_only_the_facade(year):
+    """The attach paths (the walk, vma_mapping, pmd_share, the drops) through the facade's guard
+    (tests/test_architecture.py): the same run as unguarded."""
+    from tests.test_architecture import guarded
+    pt_shared = __import__("mmframe_plugins.pt_shared", fromlist=["x"])
+    prog = ([(RW, [("read", 3), ("munmap", 0, 2), ("mprotect", 1024, 1024, PROT_READ), ("fork", [("read", 7)])]),
+             (RW, [("touch", 1, False), ("write", 1500, 2)])], [("write", 2000, 4)])
+    runs = []
+    for name, extra in (("pt_shared", {}), ("pt_shared_guarded", {"pt_shared_guarded": guarded(pt_shared, "g")})):
+        cfg = load_config(use_pyproject=False, env={}, cli_plugins=[name], extra_plugins=extra)
+        cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=96 << 20, debug_vm="syscall", shmmax=sysv.SEG),
+                           plugin_options={**cfg.plugin_options, name: {**cfg.plugin_options.get(name, {}), year: True}})
+        m = Machine(cfg)
+        r = _frun(m, prog)
+        s = m.run(_readers_root, 2)
+        runs.append((r, s, m.close()))
+    (a, sa, fa), (b, sb, fb) = runs
+    assert a[0].tasks == b[0].tasks and a[1:] == b[1:] and sa.tasks == sb.tasks
+    assert fa == fb and fa["pt_shared.attached"] > 0

@@ -10,7 +10,8 @@ import attrs
 
 from mmframe.config import load_config
 from mmframe.machine import Machine
-from mmframe.usr import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, exit, fork, mmap, touch, wait, write
+from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, exit, fork, mmap,
+                         touch, wait, write)
 
 MiB = 1 << 20
 BIG = 0x2000_0000  # on a PTE-page boundary
@@ -43,7 +44,8 @@ def run(policies=()):
     marks = {}
 
     def mark(task, name):
-        marks[name] = dict(m.acct.totals(task=task.lineage)), task.lineage, len([p for p in task.mm.ptp if p is not None])
+        tables = len([p for p in task.mm.ptp if p is not None])
+        marks[name] = dict(m.acct.totals(task=task.lineage)), task.lineage, tables
         return 0
 
     m.sched.handlers["mark"] = mark

@@ -102,7 +102,9 @@ class VMA(Protocol):
     end: int
     flags: int  #: VM_READ, VM_WRITE, VM_SHARED, VM_MAYWRITE... (re-exported here)
     pgoff: int  #: first page of the backing object mapped at ``start``
-    obj: object  #: (since 1.14) the backing object (shmem object, SysV segment or open file), None for anonymous memory: opaque (see ``vma_mapping``)
+    #: (since 1.14) the backing object (shmem object, SysV segment or open file), None for anonymous
+    #: memory: opaque (``vma_mapping`` gives what two mappings share)
+    obj: object
 
     @property
     def file_backed(self) -> bool:
