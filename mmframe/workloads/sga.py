@@ -211,5 +211,9 @@ SCENARIO = Scenario(
              "example) will overflow the lowmem zone with PAE with some houndred tasks'",
              "Martin Bligh and William Lee Irwin, objrmap thread, LKML 5 Apr 2003: '5000 tasks, 2Gb shmem "
              "segment = 10Gb of PTE chains ... In ZONE_NORMAL'",
-             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)"),
+             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)",
+             "the attach form's sharing (pt_shared's attach_2002 / attach_2005): McCracken, '[PATCH 2.5.41-mm3] "
+             "Proactively share page tables for shared memory', linux-mm, Message-ID "
+             "24970000.1034364696@baldur.austin.ibm.com; '[PATCH 2/2] Simple shared page tables', LKML, "
+             "15 Aug 2006, Message-ID 20060815225618.17433.84777.sendpatch@wildcat"),
 )
