@@ -48,6 +48,11 @@ allocated atomically under a lock (docs/reserve.md), and the facade's ``reserve_
 ``mmframe_pte_change`` reason ``mremap`` (mremap moving entries: ``move_page_tables`` clearing an
 entry in the old range and setting it in the new), the byte-granular content model, file positions
 and the file, directory, pipe, mlock, madvise, mincore and uid/gid system calls (docs/files.md).
+1.14
+the facade's ``VMA.obj`` and ``vma_mapping`` (the ``address_space`` a VMA maps, compared by identity), ``VM.pte_page_lock`` and
+``VM.i_mmap_visit`` (cost-only primitives for the shared-page-table patch's per-PTE-page lock and its
+walk of an object's mappings), and ``pte_page_lock`` charged by ``pmd_share``, ``unshare`` and a shared
+``pmd_drop`` (docs/pt_shared.md).
 """
 
 from __future__ import annotations

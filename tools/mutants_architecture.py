@@ -5,7 +5,7 @@ DISPATCH = ("tests/test_plugin.py::test_resolved_dispatch_matches_pluggy",)
 MUTANTS = [
     # a shipped plugin reaching past the facade into the model's internals, at run time
     ("architecture.plugin_touches_internals", "plugins/pt_shared/__init__.py",
-     "        idx = address >> vm.pmd_shift\n", "        idx = address >> vm.sh\n", ARCH, True),
+     "    idx = address >> vm.pmd_shift\n", "    idx = address >> vm.sh\n", ARCH, True),
     # a shipped plugin importing the model
     ("architecture.plugin_imports_model", "plugins/pt_shared/__init__.py",
      "from typing import Any\n", "from typing import Any\n\nimport mmframe.mm.pmd  # noqa: F401\n", ARCH, False),

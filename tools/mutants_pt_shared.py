@@ -15,6 +15,44 @@ MUTANTS = [
      'if whole and reason == "zap":', 'if reason == "zap":', (COW,), False),
     # a write fault into a write-protected shared table not unsharing it
     ("pt_shared.write_fault_no_unshare", "plugins/pt_shared/__init__.py",
-     "        if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):",
-     "        if False:", (COW,), False),
+     "    if write_access and not vm.pmd_writable(mm, idx):", "    if False:", (COW,), False),
+]
+
+# --- issue 22: the patch's per-PTE-page lock, and attach sharing (attach_2002, attach_2005) --------
+COSTS = "tests/test_pt_shared_costs.py"
+ATTACH = "tests/test_pt_shared_attach.py"
+MUTANTS += [
+    # share_page_range's pgtable_add_rmap takes the PTE page's lock: a shared fork without it
+    ("pt_shared.fork_without_pte_page_lock", "mmframe/mm/pmd.py",
+     "        self.acct.charge(self.P_pte_set)\n        self.pte_page_lock()\n", "        self.acct.charge(self.P_pte_set)\n",
+     (f"{COSTS}::test_fork_pays_per_shared_pte_page_and_nothing_per_entry",), True),
+    # pte_unshare drops and retakes the old table's lock round the allocation and locks the new one
+    ("pt_shared.unshare_one_lock", "mmframe/mm/pmd.py", "self.pte_page_lock(3)", "self.pte_page_lock(1)",
+     (f"{COSTS}::test_unshare_pays_the_copy_the_references_the_rmap_and_the_flush",)),
+    # unmap_all_pages locks every PTE page, not only the shared ones
+    ("pt_shared.exit_private_tables_unlocked", "plugins/pt_shared/__init__.py",
+     "        if reason in _LOCKED_WALKS:", "        if False:",
+     (f"{COSTS}::test_exit_locks_every_pte_page_it_drops_or_zaps",)),
+    # no attach at all: unrelated attachers keep their own tables
+    ("pt_shared.attach_never", "plugins/pt_shared/__init__.py",
+     "            _try_attach(vm, st, mm, vma, idx)", "            pass",
+     (f"{ATTACH}::test_unrelated_attachers_share_the_segments_pte_pages",), True),
+    # a PTE page shared though the mapping covers only part of it (libc's entries go with it)
+    ("pt_shared.attach_partial_cover", "plugins/pt_shared/__init__.py",
+     "    if v is None or v.obj is None or not _covers(vm, v, idx):", "    if v is None or v.obj is None:",
+     (f"{ATTACH}::test_an_unaligned_attach_shares_only_whole_pte_pages",
+      f"{ATTACH}::test_sysv_attachers_see_the_same_with_attach_sharing")),
+    # the 2005 design copying (the 2002 unshare) where it drops
+    ("pt_shared.attach_2005_copies", "plugins/pt_shared/__init__.py",
+     '    if st["attach"] == "2005" and reason in _DROP_2005:', "    if False:",
+     (f"{ATTACH}::test_2005_drops_instead_of_copying",)),
+    # a write fault attaching a file's table write-protected and leaving it so (the core's assertion)
+    ("pt_shared.attach_on_write_fault", "plugins/pt_shared/__init__.py",
+     " and (not write_access or _attach_writable(vma)):", ":",
+     (f"{ATTACH}::test_file_mappers_see_the_same_with_attach_sharing",)),
+    # the walk for a table not charged
+    ("pt_shared.attach_walk_free", "plugins/pt_shared/__init__.py",
+     "        vm.i_mmap_visit(steps)\n        vm.pmd_share(other, mm, idx, _attach_writable(v))",
+     "        vm.pmd_share(other, mm, idx, _attach_writable(v))",
+     (f"{ATTACH}::test_the_walk_for_a_table_is_charged",)),
 ]

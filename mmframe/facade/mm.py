@@ -30,7 +30,7 @@ __all__ = [
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "__GFP_HIGHMEM",
     "__GFP_RESERVE", "__GFP_WAIT", "ENOMEM", "ReserveError", "reserve_local_pages", "release_local_pages",
     "PAGE_SHIFT", "PAGE_SIZE",
-    "pte_none", "pte_present", "pte_pfn", "pte_write", "pte_dirty", "show_map",
+    "pte_none", "pte_present", "pte_pfn", "pte_write", "pte_dirty", "show_map", "vma_mapping",
     "Allocator", "MachineView", "MM", "PteTable", "VM", "VMA", "VMAs",
 ]
 
@@ -73,6 +73,14 @@ def pte_dirty(pte: int) -> bool:
     return bool(pte & _PAGE_DIRTY)
 
 
+def vma_mapping(vma: VMA) -> object | None:
+    """(since 1.14) The ``address_space`` ``vma`` maps (2.5's ``vma->vm_file->f_dentry->d_inode->
+    i_mapping``): one for every open of a file and every attach of a SysV segment; None for
+    anonymous memory.  Opaque: compare by identity.  Free."""
+    obj = vma.obj
+    return None if obj is None else obj.mapping
+
+
 # ``show_map(vma)``: the VMA's line of 2.5's /proc/PID/maps (mmframe/mm/task_mmu.py).  O(1).
 
 
@@ -94,6 +102,9 @@ class VMA(Protocol):
     end: int
     flags: int  #: VM_READ, VM_WRITE, VM_SHARED, VM_MAYWRITE... (re-exported here)
     pgoff: int  #: first page of the backing object mapped at ``start``
+    #: (since 1.14) the backing object (shmem object, SysV segment or open file), None for anonymous
+    #: memory: opaque (``vma_mapping`` gives what two mappings share)
+    obj: object
 
     @property
     def file_backed(self) -> bool:
@@ -138,9 +149,9 @@ class VM(Protocol):
 
     # --- the sharing mechanism (the 2002 shared-page-table patch's primitives) ---------------------
     def pmd_share(self, src: MM, dst: MM, idx: int, writable: bool) -> None:
-        """Point ``dst``'s empty slot ``idx`` at ``src``'s PTE page.  Charges ``page_ref`` and one
-        ``pte_set``, and ``mm_chain_alloc`` for each owner-chain node (two at the second owner,
-        one per owner after)."""
+        """Point ``dst``'s empty slot ``idx`` at ``src``'s PTE page.  Charges ``page_ref``, one
+        ``pte_set``, ``pte_page_lock`` (since 1.14), and ``mm_chain_alloc`` for each owner-chain node
+        (two at the second owner, one per owner after)."""
 
     def pmd_writable(self, mm: MM, idx: int) -> bool:
         """Whether ``mm``'s PMD entry for slot ``idx`` is writable.  Free."""
@@ -149,15 +160,25 @@ class VM(Protocol):
         """``pmd_mkwrite``/``pmd_wrprotect`` (the TLB flush is the caller's).  One ``pte_set``."""
 
     def pmd_drop(self, mm: MM, idx: int) -> None:
-        """Clear ``mm``'s slot ``idx`` and drop its reference.  ``page_ref`` and ``mm_chain_free``;
-        the last owner's drop also zaps what is left (``pte_clear``, ``page_ref`` and an rmap
+        """Clear ``mm``'s slot ``idx`` and drop its reference.  ``page_ref`` and ``mm_chain_free``
+        (and ``pte_page_lock`` when the table is shared, since 1.14); the last owner's drop also zaps what is left (``pte_clear``, ``page_ref`` and an rmap
         removal per entry) and frees the PTE page."""
 
     def unshare(self, mm: MM, idx: int) -> PteTable | None:
         """Give ``mm`` a private copy of the shared PTE page in slot ``idx`` (``pte_unshare``); with
         a single user only make its PMD writable.  Charges a PTE page (``clear_page``, a
         ``kmap_atomic`` if high), ``pte_copy``, ``page_ref`` and an rmap entry per present entry,
-        ``pte_set`` for write-protected entries, and a TLB flush of ``mm``.  None if no page."""
+        ``pte_set`` for write-protected entries, and a TLB flush of ``mm``; ``pte_page_lock`` three
+        times (once with a single user), since 1.14.  None if no page."""
+
+    def pte_page_lock(self, n: int = 1) -> None:
+        """(since 1.14) The 2002 patch's per-PTE-page lock taken and released ``n`` times, for the
+        acquisitions a policy's own paths make (around a fault, a PTE-range change): charges
+        ``pte_page_lock``.  Uncontended under the deterministic schedule: a cost, no effect."""
+
+    def i_mmap_visit(self, n: int = 1) -> None:
+        """(since 1.14) ``n`` steps of a walk of an object's mappings looking for a PTE page to
+        share (a VMA examined, or a match's PMD entry read): charges ``i_mmap_visit``."""
 
     def sharers(self, pt: PteTable) -> int:
         """How many mms use this PTE page (its page count).  Free."""

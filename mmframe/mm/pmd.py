@@ -63,6 +63,7 @@ class PmdOps:
         dst.pmd[idx] = (pt.pfn << PAGE_SHIFT) | (_PAGE_TABLE if writable else _PAGE_TABLE & ~_PAGE_RW)
         self.acct.charge(self.P_ref)
         self.acct.charge(self.P_pte_set)
+        self.pte_page_lock()
 
     def _owner_add(self, pt: PtePage, mm: MMStruct) -> None:
         """A further owner: the patch's mm_chain takes a node per owner once there are two (a
@@ -106,6 +107,8 @@ class PmdOps:
         is), so that owner's drop carries them to the pages, as its zap would have."""
         pt = mm.ptp[idx]
         assert pt is not None
+        if self.count[pt.pfn] > 1:  # dereferencing a shared table: under its lock (unmap_all_pages, zap_pmd_range)
+            self.pte_page_lock()
         if len(pt.owners) > 1 and pt.owners[0] is mm:
             self._clear_dirty(mm, idx, pt, to_pages=True)
         elif len(pt.owners) == 1 and any(pt.ptes):  # the last owner: its writes pass the choke point
@@ -143,6 +146,17 @@ class PmdOps:
             for pfn in pfns.tolist():
                 filemap.set_page_dirty(self, pfn)
 
+    def pte_page_lock(self, n: int = 1) -> None:
+        """The 2002 patch's ``pte_page_lock``/``pte_page_unlock`` (the PTE page's PG_chainlock bit
+        spinlock) taken and released ``n`` times: charges ``pte_page_lock``.  Never contended under
+        the deterministic schedule, so only its cost is modelled."""
+        self.acct.charge(self.m.P.pte_page_lock, n)
+
+    def i_mmap_visit(self, n: int = 1) -> None:
+        """``n`` steps of a walk of an object's mappings (``pte_try_to_share``'s ``i_mmap_shared``
+        list, the 2005 design's ``i_mmap`` tree): charges ``i_mmap_visit``."""
+        self.acct.charge(self.m.P.i_mmap_visit, n)
+
     def sharers(self, pt: PtePage) -> int:
         """How many mms use this PTE page (its page count)."""
         return self.count[pt.pfn]
@@ -173,9 +187,12 @@ class PmdOps:
         old = mm.ptp[idx]
         assert old is not None
         if self.count[old.pfn] == 1:
+            self.pte_page_lock()  # the caller's lock on the table
             self.pmd_set_writable(mm, idx, True)
             self.flush_tlb_mm(mm)
             return old
+        # the old table locked by the caller, dropped around pte_alloc_one and taken again, the new one locked
+        self.pte_page_lock(3)
         new = self.pte_alloc(mm, idx)  # on success it replaces the slot's PMD entry
         if new is None:
             return None

@@ -5,8 +5,11 @@ fails or the count is reached; run with HIGHPTE off and on, in two forms:
 - **fork**: children forked by the instance inherit the attachment, the sharing the 2002 patch
   could use (its PTE pages are shared from the parent);
 - **attach**: server processes forked and exec'd (unrelated address spaces, as a database's server
-  processes were), each attaching the segment by its SysV key and reading it.  Only McCracken's
-  2005 design shared page tables between such processes.
+  processes were), each attaching the segment by its SysV key and reading it.  The default
+  pt_shared (sharing at fork) shares nothing between them; its options ``attach_2002`` (the 2002
+  patch's ``pte_try_to_share``) and ``attach_2005`` (McCracken's 2005-06 rewrite) share the PTE
+  pages the segment covers whole where the servers attach it at one address (docs/pt_shared.md;
+  examples/configs/sga-attach-2005.toml).
 
 Printed per form and column: how many processes fit before the first allocation failure (an
 out-of-memory or a failed atomic pte_chain/mm_chain allocation), lowmem in page tables and in
@@ -208,5 +211,9 @@ SCENARIO = Scenario(
              "example) will overflow the lowmem zone with PAE with some houndred tasks'",
              "Martin Bligh and William Lee Irwin, objrmap thread, LKML 5 Apr 2003: '5000 tasks, 2Gb shmem "
              "segment = 10Gb of PTE chains ... In ZONE_NORMAL'",
-             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)"),
+             "i386 MAXMEM = 896 MB of ZONE_NORMAL (include/asm-i386/page.h, __VMALLOC_RESERVE, 2.5.49)",
+             "the attach form's sharing (pt_shared's attach_2002 / attach_2005): McCracken, '[PATCH 2.5.41-mm3] "
+             "Proactively share page tables for shared memory', linux-mm, Message-ID "
+             "24970000.1034364696@baldur.austin.ibm.com; '[PATCH 2/2] Simple shared page tables', LKML, "
+             "15 Aug 2006, Message-ID 20060815225618.17433.84777.sendpatch@wildcat"),
 )

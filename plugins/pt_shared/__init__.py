@@ -22,6 +22,22 @@ mapping's table is shared write-protected (the patch shared it writable), so eac
 stay its own.
 
 Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
+
+Sharing between processes that did not fork from each other (off by default, each named for its
+year; docs/pt_shared.md gives the rules and sources):
+
+- ``attach_2002``: the 2002 patch's ``pte_try_to_share`` (2.5.41-mm3, "Proactively share page
+  tables for shared memory", carried in the -mm shpte patch to 2.5.54-mm2): on a fault into an
+  empty PMD slot of a VM_SHARED mapping of an object covering the whole PTE page, another mm's PTE
+  page for the same object, address range and offset is taken (writable PMD if VM_MAYWRITE); it is
+  unshared by the 2002 rules above.
+- ``attach_2005``: McCracken's 2005-06 rewrite (pt_share_pte, "[PATCH 1/1] Implement shared page
+  tables", 2.6.13, Aug 2005, to "Simple shared page tables", 2.6.18-rc4, Aug 2006) instead of the 2002
+  patch: only PTE pages of shared (or never-writable) object mappings covering the whole PTE page
+  are shared, at fault or fork, between any mms mapping the same object at the same range and
+  offset with the same VM_READ/WRITE/EXEC/SHARED flags; nothing is ever copied: mmap over, mprotect,
+  munmap and mremap of a shared PTE page only drop this mm's reference (``pt_unshare_range``,
+  ``pt_check_unshare_pte``), and the mm faults a table of its own later.
 """
 
 from __future__ import annotations
@@ -29,7 +45,15 @@ from __future__ import annotations
 from typing import Any
 
 from mmframe.facade import (MM, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, VMA,
-                            MachineView, Option, hookimpl)
+                            MachineView, Option, hookimpl, vma_mapping)
+
+#: the 2005 design's VMFLAG_COMPARE: sharers' mappings must agree on these flags
+VMFLAG_COMPARE = VM_READ | VM_WRITE | VM_EXEC | VM_SHARED
+#: reasons whose PTE-range walk takes each PTE page's lock in the patched kernel (zap_pmd_range,
+#: unmap_all_pages, change_pte_range, filemap_sync_pte_range)
+_LOCKED_WALKS = frozenset({"zap", "exit", "mprotect", "msync"})
+#: reasons after which the 2005 design drops a shared PTE page instead of copying it
+_DROP_2005 = frozenset({"zap", "mprotect", "mmap", "mremap"})
 
 NAME = "pt_shared"
 
@@ -41,19 +65,30 @@ def mmframe_options() -> list[Option]:
         Option("min_rss", "int", 0, "mmframe experiment, not in the 2002 patch: PTE pages with fewer present "
                "pages than this are copied at fork as mainline does (0 shares every PTE page)",
                minimum=0, maximum=1024),
+        Option("attach_2002", "bool", False, "the 2002 patch's pte_try_to_share (2.5.41-mm3 onward): a fault into an "
+               "empty slot of a shared mapping covering a whole PTE page takes another mm's PTE page for the same "
+               "object, range and offset (unrelated processes attaching one segment share)"),
+        Option("attach_2005", "bool", False, "McCracken's 2005-06 rewrite instead of the 2002 patch: only shared (or "
+               "never-writable) object mappings covering whole PTE pages are shared, between any mms mapping them "
+               "at the same range and offset; a change drops the reference instead of copying"),
     ]
 
 
 @hookimpl
 def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
-    machine.plugin_state[NAME] = {**options, "shared_at_fork": 0, "unshares": 0, "pmd_ops": 0}
+    if options.get("attach_2002") and options.get("attach_2005"):
+        raise ValueError(f"{NAME}: attach_2002 and attach_2005 are two designs of sharing; enable one of them")
+    attach = "2005" if options.get("attach_2005") else "2002" if options.get("attach_2002") else None
+    machine.plugin_state[NAME] = {**options, "attach": attach, "index": {}, "shared_at_fork": 0, "unshares": 0,
+                                  "pmd_ops": 0, "attached": 0, "dropped": 0}
 
 
 @hookimpl
 def mmframe_report(machine: MachineView, figures: dict[str, Any]) -> None:
     st = machine.plugin_state[NAME]
     figures.update({f"{NAME}.shared_at_fork": st["shared_at_fork"], f"{NAME}.unshares": st["unshares"],
-                    f"{NAME}.pmd_ops": st["pmd_ops"]})
+                    f"{NAME}.pmd_ops": st["pmd_ops"], f"{NAME}.attached": st["attached"],
+                    f"{NAME}.dropped": st["dropped"]})
 
 
 def _shared_writable_whole(vm: VM, mm: MM, idx: int) -> bool:
@@ -67,11 +102,82 @@ def _shared_writable_whole(vm: VM, mm: MM, idx: int) -> bool:
             and v.flags & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE and not v.file_backed)
 
 
+def _covers(vm: VM, v: VMA, idx: int) -> bool:
+    base = idx << vm.pmd_shift
+    return v.start <= base and v.end >= base + (1 << vm.pmd_shift)
+
+
+def _attachable(vm: VM, st: dict, v: VMA | None, idx: int) -> bool:
+    """May ``v``'s PTE page in slot ``idx`` be shared with unrelated mms (by the chosen year's rules)?
+    The mapping is of an object (shmem, SysV shm or a file) and covers the whole PTE page; 2002:
+    VM_SHARED; 2005: VM_SHARED, or never writable (no VM_MAYWRITE: the patch's ``!anon_vma`` and
+    ``!VM_WRITE`` tests, which mmframe has no anon_vma to make)."""
+    if v is None or v.obj is None or not _covers(vm, v, idx):
+        return False
+    if v.flags & VM_SHARED:
+        return True
+    return st["attach"] == "2005" and not v.flags & (VM_WRITE | VM_MAYWRITE)
+
+
+def _attach_writable(v: VMA) -> bool:
+    """The PMD of an attached table: writable for a writable shared mapping of memory; a file's is
+    write-protected (each mm's dirty bits stay its own, departure 4 of docs/pt_shared.md)."""
+    return bool(v.flags & VM_MAYWRITE and v.flags & VM_SHARED) and not v.file_backed
+
+
+def _register(st: dict, mm: MM, v: VMA) -> dict:
+    """The plugin's copy of the object's ``i_mmap_shared`` list: mms mapping ``v``'s object at its
+    range and offset, oldest first."""
+    mms = st["index"].setdefault((id(vma_mapping(v)), v.start, v.end, v.pgoff), {})
+    mms.setdefault(mm.id, mm)
+    return mms
+
+
+def _try_attach(vm: VM, st: dict, mm: MM, v: VMA, idx: int) -> None:
+    """``pte_try_to_share`` / ``pt_share_pte``: walk the object's mappings for one at the same range,
+    offset (and flags) whose mm has this PTE page, and share it; charge each step of the walk."""
+    mms = _register(st, mm, v)
+    base = idx << vm.pmd_shift
+    mapping = vma_mapping(v)
+    steps = 0
+    for mid, other in list(mms.items()):
+        if mid == mm.id:
+            continue
+        steps += 1
+        ov = other.vmas.find(base) if other.users else None
+        if ov is None or vma_mapping(ov) is not mapping or (ov.start, ov.end, ov.pgoff) != (v.start, v.end, v.pgoff):
+            del mms[mid]  # gone from the list: unmapped, moved or exited
+            continue
+        if ov.flags & VMFLAG_COMPARE != v.flags & VMFLAG_COMPARE or other.ptp[idx] is None:
+            continue
+        steps += 1  # the match's PMD entry read
+        vm.i_mmap_visit(steps)
+        vm.pmd_share(other, mm, idx, _attach_writable(v))
+        st["attached"] += 1
+        return
+    if steps:
+        vm.i_mmap_visit(steps)
+
+
 @hookimpl
 def mmframe_copy_pte_page(vm: VM, src: MM, dst: MM, idx: int) -> bool | None:
     st = vm.plugin_state[NAME]
+    if st["attach"] == "2005":  # the rewrite shared no private tables at fork: only attachable ones
+        v = src.vmas.find(idx << vm.pmd_shift)
+        if not _attachable(vm, st, v, idx):
+            return None
+        _register(st, src, v)
+        _register(st, dst, v)
+        vm.pmd_share(src, dst, idx, _attach_writable(v) and vm.pmd_writable(src, idx))
+        st["shared_at_fork"] += 1
+        return True
     if not st["share"] or src.ptp[idx].rss < st["min_rss"]:
         return None
+    if st["attach"]:
+        v = src.vmas.find(idx << vm.pmd_shift)
+        if _attachable(vm, st, v, idx):
+            _register(st, src, v)
+            _register(st, dst, v)
     writable = _shared_writable_whole(vm, src, idx)
     vm.pmd_share(src, dst, idx, writable and vm.pmd_writable(src, idx))
     if not writable and vm.pmd_writable(src, idx):
@@ -85,11 +191,29 @@ def _unshare(vm: VM, mm: MM, idx: int) -> bool:
     return vm.unshare(mm, idx) is not None
 
 
+def _drop(vm: VM, st: dict, mm: MM, idx: int) -> None:
+    """The 2005 design's unshare: this mm lets go of the shared PTE page (``pmd_clear_flush``) and
+    will fault a table of its own."""
+    vm.pmd_drop(mm, idx)
+    vm.flush_tlb_mm(mm)
+    st["dropped"] += 1
+
+
 @hookimpl
 def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access: bool) -> int | None:
-    if write_access:
-        idx = address >> vm.pmd_shift
-        if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):
+    idx = address >> vm.pmd_shift
+    pt = mm.ptp[idx]
+    if pt is None:
+        st = vm.plugin_state[NAME]
+        # (a write would unshare a table attached write-protected at once: it faults its own)
+        if st["attach"] and _attachable(vm, st, vma, idx) and (not write_access or _attach_writable(vma)):
+            _try_attach(vm, st, mm, vma, idx)
+        return None
+    if write_access and not vm.pmd_writable(mm, idx):
+        st = vm.plugin_state[NAME]
+        if st["attach"] == "2005" and vm.sharers(pt) > 1:
+            _drop(vm, st, mm, idx)  # a file's table shared write-protected: write a table of its own
+        elif not _unshare(vm, mm, idx):
             return VM_FAULT_OOM
     return None
 
@@ -104,9 +228,18 @@ _PASS = frozenset({"fault", "fork", "unshare", "exit", "swap_in", "referenced", 
 @hookimpl
 def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: int) -> bool | None:
     pt = mm.ptp[idx]
-    if pt is None or vm.sharers(pt) == 1 or reason in _PASS:
+    if pt is None:
+        return None
+    if vm.sharers(pt) == 1:
+        if reason in _LOCKED_WALKS:  # the patched kernel's walk locks every PTE page it changes
+            vm.pte_page_lock()
+        return None
+    if reason in _PASS:
         return None
     st = vm.plugin_state[NAME]
+    if st["attach"] == "2005" and reason in _DROP_2005:
+        _drop(vm, st, mm, idx)
+        return True
     whole = start == 0 and end == vm.ptrs_per_pte
     if whole and reason == "zap":
         vm.pmd_drop(mm, idx)
@@ -116,6 +249,7 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
         v = mm.vmas.find(idx << vm.pmd_shift)
         readable = v.flags & (VM_READ | VM_EXEC) and not v.flags & VM_WRITE or v.flags & VM_WRITE and not v.flags & VM_SHARED
         if readable and vm.ptes_follow_vma(mm, idx, v):  # the patch did not test the entries
+            vm.pte_page_lock()  # change_pte_range's lock around the PMD flip
             if vm.pmd_writable(mm, idx):
                 vm.pmd_set_writable(mm, idx, False)
             st["pmd_ops"] += 1

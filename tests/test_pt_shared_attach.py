@@ -1,0 +1,282 @@
+"""Attach sharing (pt_shared's ``attach_2002`` and ``attach_2005``): unrelated processes mapping one
+object share its PTE pages.  The differential promise holds (generated programs with exec'd
+attachers of a SysV segment or a shared file, partial detaches, mprotect, writes, reads and forks of
+attachers: the same results as mainline, the checker on), and the sharing really happens."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tests import test_attach as sysv
+from tests.support import examples
+from mmframe import usr
+from mmframe.config import load_config
+from mmframe.differential import compare_results
+from mmframe.errors import PluginError
+from mmframe.machine import Machine
+from mmframe.usr import (MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ, SimSignal, after_fork, execve, exit,
+                         fork, mmap, mprotect, munmap, read, touch, wait, write)
+
+P = PAGE_SIZE
+MiB = 1 << 20
+RW = PROT_READ | usr.PROT_WRITE
+YEARS = ("attach_2002", "attach_2005")
+
+
+def machine(policies=(), pae=False, memory=96 << 20, **opts) -> Machine:
+    cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(policies))
+    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=memory, pae=pae, debug_vm="syscall",
+                                                 shmmax=sysv.SEG))
+    if opts:
+        cfg = attrs.evolve(cfg, plugin_options={**cfg.plugin_options, "pt_shared": {
+            **cfg.plugin_options.get("pt_shared", {}), **opts}})
+    return Machine(cfg)
+
+
+# --- the SysV form: tests/test_attach.py's programs, under each year's attach sharing --------------
+@settings(max_examples=examples(8), deadline=None)
+@given(sysv.PROGRAM, st.booleans(), st.sampled_from(YEARS))
+def test_sysv_attachers_see_the_same_with_attach_sharing(program, pae, year):
+    a = machine(pae=pae).run(sysv._root, program)
+    m = machine(["pt_shared"], pae=pae, **{year: True})
+    b = m.run(sysv._root, program)
+    assert not compare_results(a, b).differences, year
+    m.close()
+
+
+# --- the file form: unrelated processes mapping one file MAP_SHARED at one address ----------------
+FILE_LEN = 8 * MiB  # two whole PTE pages without PAE, four with PAE
+AT = 0x2000_0000
+PAGE = st.integers(0, FILE_LEN // P - 1)
+FOP = st.one_of(
+    st.tuples(st.just("write"), PAGE, st.integers(1, 99)),
+    st.tuples(st.just("read"), PAGE),
+    st.tuples(st.just("touch"), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("munmap"), PAGE, st.integers(1, 1100)),
+    st.tuples(st.just("mprotect"), PAGE, st.integers(1, 1100), st.sampled_from([PROT_NONE, PROT_READ, RW])),
+    st.tuples(st.just("msync"), st.integers(0, 1)),
+)
+FLEAF = st.lists(FOP, max_size=4)
+FMAPPER = st.tuples(st.sampled_from([RW, PROT_READ]), st.lists(st.one_of(FOP, st.tuples(st.just("fork"), FLEAF)),
+                                                               max_size=6))
+FPROGRAM = st.tuples(st.lists(FMAPPER, min_size=1, max_size=3), st.lists(FOP, max_size=4))
+
+
+def _fops(ctx, fd, ops):
+    for op in ops:
+        name, *a = op
+        if name == "fork":
+            pid = yield fork()
+            yield from after_fork(ctx, pid)
+            if pid == 0:
+                yield from _fops(ctx, fd, a[0])
+                yield from _flook()
+                yield exit(0)
+            yield wait(pid)
+            continue
+        try:
+            if name == "write":
+                yield write(AT + a[0] * P, a[1])
+            elif name == "read":
+                yield read(AT + a[0] * P)
+            elif name == "touch":
+                yield touch(AT + a[0] * FILE_LEN // 4, FILE_LEN // 4, a[1])
+            elif name == "munmap":
+                yield munmap(AT + a[0] * P, a[1] * P)
+            elif name == "mprotect":
+                yield mprotect(AT + a[0] * P, a[1] * P, a[2])
+            else:
+                yield usr.msync(AT + a[0] * FILE_LEN // 2, FILE_LEN // 2, usr.MS_SYNC)
+        except SimSignal:
+            pass
+
+
+def _flook():
+    for i in range(0, FILE_LEN // P, 89):
+        try:
+            yield read(AT + i * P)
+        except SimSignal:
+            pass
+
+
+@usr.program(text_pages=4, data_pages=1, bss_pages=1)
+def fmapper(ctx, prot, ops):
+    """A process started on its own: opens the file and maps it shared at AT (read-only or writable)."""
+    fd = yield usr.open("/f", usr.O_RDWR if prot & usr.PROT_WRITE else usr.O_RDONLY)
+    yield mmap(AT, FILE_LEN, prot, MAP_SHARED | MAP_FIXED, fd, 0)
+    yield from _fops(ctx, fd, ops)
+    yield from _flook()
+
+
+def _fspawn(ctx, prot, ops):
+    yield from after_fork(ctx, 0)
+    yield execve(fmapper, prot, ops)
+
+
+@usr.program(text_pages=4, data_pages=1, bss_pages=1)
+def finstance(ctx, mappers, own):
+    fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
+    yield usr.ftruncate(fd, FILE_LEN)
+    yield mmap(AT, FILE_LEN, RW, MAP_SHARED | MAP_FIXED, fd, 0)
+    yield touch(AT, FILE_LEN // 2, True)
+    for i in range(0, FILE_LEN // P, 67):
+        yield write(AT + i * P, 500 + i)
+    for prot, ops in mappers:
+        pid = yield fork(_fspawn, prot, ops)
+        yield from after_fork(ctx, pid)
+        yield wait(pid)
+    yield from _fops(ctx, fd, own)
+    yield from _flook()
+    yield usr.fsync(fd)
+
+
+def _froot(ctx, program):
+    yield execve(finstance, *program)
+
+
+def _frun(m, program):
+    r = m.run(_froot, program)
+    return r, m.fs.dev.blocks, sorted(m.fs.inodes["/f"].mapping.dirty)
+
+
+@settings(max_examples=examples(8), deadline=None)
+@given(FPROGRAM, st.booleans(), st.sampled_from(YEARS))
+# a mapper whose first access is a write: a file's table attached write-protected had to unshare at once
+@example(([(RW, [("write", 0, 1)])], []), False, "attach_2002")
+@example(([(RW, [("write", 1203, 1)])], []), False, "attach_2005")
+def test_file_mappers_see_the_same_with_attach_sharing(program, pae, year):
+    a = _frun(machine(pae=pae), program)
+    m = machine(["pt_shared"], pae=pae, **{year: True})
+    b = _frun(m, program)
+    assert not compare_results(a[0], b[0]).differences, year
+    assert a[1:] == b[1:]  # the same blocks written back, the same pages left dirty
+    m.close()
+
+
+# --- the sharing happens, and only when asked for --------------------------------------------------
+@usr.program(text_pages=4, data_pages=1, bss_pages=1)
+def reader(ctx, aligned):
+    sid = yield usr.shmget(sysv.KEY, sysv.SEG, 0)
+    base = yield usr.shmat(sid, sysv.ALIGNED if aligned else 0)
+    yield touch(base, sysv.SEG, False)
+    yield usr.sleep(10**9)  # alive while the instance counts
+
+
+def _spawn_reader(ctx, aligned):
+    yield from after_fork(ctx, 0)
+    yield execve(reader, aligned)
+
+
+@usr.program(text_pages=4, data_pages=1, bss_pages=1)
+def readers_instance(ctx, n, aligned):
+    sid = yield usr.shmget(sysv.KEY, sysv.SEG, usr.IPC_CREAT | 0o600)
+    base = yield usr.shmat(sid, sysv.ALIGNED)
+    yield touch(base, sysv.SEG, True)
+    pids = []
+    for _ in range(n):
+        pid = yield fork(_spawn_reader, aligned)
+        yield from after_fork(ctx, pid)
+        pids.append(pid)
+    yield usr.sleep(10**8)
+    yield ("count",)
+    for pid in pids:
+        yield wait(pid)
+
+
+def _readers_root(ctx, n, aligned=True):
+    yield execve(readers_instance, n, aligned)
+
+
+def _count(m, n, aligned=True):
+    tables = []
+    m.sched.handlers["count"] = lambda task: tables.append(m.meminfo()["PageTables"]) or 0
+    r = m.run(_readers_root, n, aligned)
+    return r, m.close(), tables[0]
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_unrelated_attachers_share_the_segments_pte_pages(year):
+    plain, fp, tp = _count(machine(["pt_shared"]), 3)
+    shared, fs, ts = _count(machine(["pt_shared"], **{year: True}), 3)
+    assert not compare_results(plain, shared).differences
+    assert fp["pt_shared.attached"] == 0  # the default shares between relatives only
+    assert fs["pt_shared.attached"] == 3 * 2  # three servers, two whole PTE pages of the segment each
+    assert ts == tp - 3 * 2 * 4  # while all run: six fewer 4 KiB PTE pages
+
+
+def test_the_walk_for_a_table_is_charged():
+    m = machine(["pt_shared"], attach_2005=True)
+    m.run(_readers_root, 2)
+    totals = m.acct.totals()
+    m.close()
+    assert totals["i_mmap_visit"] >= 2 * 2 * 2  # each attach: the instance's VMA examined, its PMD read
+
+
+def test_an_unaligned_attach_shares_only_whole_pte_pages():
+    """shmat without an address places the segment after libc, not on a PTE-page boundary: of its
+    8 MiB only the PTE pages it covers whole can be shared, and only with mms mapping it at the same
+    address (the instance attached it elsewhere; the servers at one place).  (The 2005 patch also
+    shared a page holding only that VMA; mmframe does not: docs/pt_shared.md.)"""
+    r, figures, tables = _count(machine(["pt_shared"], attach_2005=True), 3, aligned=False)
+    # 8 MiB after libc spans three slots: libc's (not empty), one whole, a partial last one
+    assert figures["pt_shared.attached"] == 2  # the whole one, for the second and third server
+
+
+def test_2005_drops_instead_of_copying():
+    """A partial detach of a shared PTE page under the 2005 design drops this mm's reference (it
+    faults a table of its own later) and copies nothing."""
+    program = ([(True, [("touch", 0, False), ("munmap", 3, 10), ("read", 1), ("read", 5)])], [], True)
+    m = machine(["pt_shared"], attach_2005=True)
+    r = m.run(sysv._root, program)
+    figures = m.close()
+    assert figures["pt_shared.dropped"] >= 1 and figures["pt_shared.unshares"] == 0
+    assert not compare_results(machine().run(sysv._root, program), r).differences
+
+
+def test_both_years_at_once_is_a_clear_error():
+    with pytest.raises(PluginError, match="attach_2002 and attach_2005"):
+        machine(["pt_shared"], attach_2002=True, attach_2005=True)
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_sga_attach_form_shares_with_attach_sharing(isolated, year):
+    """The sga scenario's attach form (exec'd servers attaching the SGA by key): with attach sharing
+    their page tables and pte_chains in lowmem shrink; with the 2002 patch's relatives-only sharing
+    they do not."""
+    from mmframe.scenario import run_scenario
+    got = {}
+    for on in (False, True):
+        (isolated / "run.toml").write_text(
+            '[scenario]\nname = "sga"\npolicies = [["pt_shared"]]\nmemory = "256MiB"\nsize = "32MiB"\n'
+            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n{year} = {"true" if on else "false"}\n')
+        scen, (col,) = run_scenario(load_config(isolated / "run.toml", env={}))
+        got[on] = col.figures
+    for tag in ("attach no HIGHPTE", "attach HIGHPTE"):
+        assert got[True][f"children {tag}"] == got[False][f"children {tag}"] == 6
+        assert got[True][f"page tables {tag}"] < got[False][f"page tables {tag}"] / 2
+        assert got[True][f"pte_chains {tag}"] < got[False][f"pte_chains {tag}"] / 5
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_attach_sharing_touches_only_the_facade(year):
+    """The attach paths (the walk, vma_mapping, pmd_share, the drops) through the facade's guard
+    (tests/test_architecture.py): the same run as unguarded."""
+    from tests.test_architecture import guarded
+    pt_shared = __import__("mmframe_plugins.pt_shared", fromlist=["x"])
+    prog = ([(RW, [("read", 3), ("munmap", 0, 2), ("mprotect", 1024, 1024, PROT_READ), ("fork", [("read", 7)])]),
+             (RW, [("touch", 1, False), ("write", 1500, 2)])], [("write", 2000, 4)])
+    runs = []
+    for name, extra in (("pt_shared", {}), ("pt_shared_guarded", {"pt_shared_guarded": guarded(pt_shared, "g")})):
+        cfg = load_config(use_pyproject=False, env={}, cli_plugins=[name], extra_plugins=extra)
+        cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=96 << 20, debug_vm="syscall", shmmax=sysv.SEG),
+                           plugin_options={**cfg.plugin_options, name: {**cfg.plugin_options.get(name, {}), year: True}})
+        m = Machine(cfg)
+        r = _frun(m, prog)
+        s = m.run(_readers_root, 2)
+        runs.append((r, s, m.close()))
+    (a, sa, fa), (b, sb, fb) = runs
+    assert a[0].tasks == b[0].tasks and a[1:] == b[1:] and sa.tasks == sb.tasks
+    assert fa == fb and fa["pt_shared.attached"] > 0
