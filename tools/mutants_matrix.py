@@ -41,9 +41,6 @@ MUTANTS = [
     ("matrix.pt_shared_write_fault_no_unshare", PT,
      "        if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):",
      "        if False:", (T_SHARING,), False),
-    # pt_shared: a partial mprotect of a shared table done at the PMD level
-    ("matrix.pt_shared_partial_mprotect_at_pmd", PT, 'if whole and reason == "mprotect":',
-     'if reason == "mprotect":', (T_SHARING,), False),
     # elevator_rbtree: a request dispatched is lost (its I/O never completes)
     ("matrix.elevator_rbtree_drop_on_dispatch", "plugins/elevator_rbtree/iosched.py",
      "        self._fifo_del(drq)\n        self.dispatch.append(drq.rq)", "        self._fifo_del(drq)",
