@@ -266,12 +266,16 @@ def _reopen(a, fds, shmids, b0):
 
 def _pipe(a, fds, shmids, b0):
     """A pipe within the task or from a child (written, waited for, then read): never blocks for
-    ever; ``broken``: the read end closed first, so the write is EPIPE with SIGPIPE."""
-    nw, nr, pg, child, broken = a
+    ever; ``broken``: the read end closed first, so the write is EPIPE with SIGPIPE; ``nonblock``:
+    the read end O_NONBLOCK (fcntl) and read while empty."""
+    nw, nr, pg, child, broken, nonblock = a
     p = yield usr.pipe()
     if not isinstance(p, tuple):
         return
     r, w = p
+    if nonblock:  # fcntl(F_SETFL, O_NONBLOCK): a read of the empty pipe is EAGAIN, not a wait
+        yield usr.fcntl(r, usr.F_SETFL, usr.O_NONBLOCK)
+        yield read(r, _buf(pg), 1)
     if broken:
         yield usr.close(r)
         try:
@@ -397,7 +401,8 @@ def _balloon(a, *_):
 
 
 FILE_CALLS = ("f_write", "f_read", "f_lseek", "f_pwrite", "f_pread", "f_writev", "f_readv", "f_sync", "f_stat",
-              "f_fstat", "f_unlink", "f_rename", "f_reopen", "f_zero_read", "f_zero_map", "f_pipe", "f_ftruncate")
+              "f_fstat", "f_unlink", "f_rename", "f_reopen", "f_zero_read", "f_zero_map", "f_pipe", "f_ftruncate",
+              "f_fcntl")
 register("f_write", st.tuples(st.just("f_write"), _F, _PG, _BOFF, _COUNT),
          lambda a, fds, *_: write(fds[a[0]], _buf(a[1], a[2]), a[3]))
 register("f_read", st.tuples(st.just("f_read"), _F, _PG, _BOFF, _COUNT),
@@ -427,7 +432,10 @@ register("f_zero_map", st.tuples(st.just("f_zero_map"), _PG, _N, st.booleans()),
          lambda a, fds, *_: mmap(_buf(a[0]), a[1] * P, RW, (MAP_SHARED if a[2] else MAP_PRIVATE) | MAP_FIXED, fds[3], 0))
 register("f_pipe", st.tuples(st.just("f_pipe"), st.one_of(st.sampled_from([0, 1, usr.PIPE_BUF]),
                                                            st.integers(0, usr.PIPE_BUF)),
-                             st.integers(0, usr.PIPE_BUF), _PG, st.booleans(), st.booleans()), _pipe)
+                             st.integers(0, usr.PIPE_BUF), _PG, st.booleans(), st.booleans(), st.booleans()), _pipe)
+register("f_fcntl", st.tuples(st.just("f_fcntl"), st.integers(0, 3), st.sampled_from([usr.F_GETFL, usr.F_SETFL]),
+                              st.sampled_from([0, usr.O_APPEND, usr.O_NONBLOCK, usr.O_APPEND | usr.O_NONBLOCK])),
+         lambda a, fds, *_: usr.fcntl(fds[a[0]], a[1], a[2]))
 
 MM_CALLS = ("mremap", "mlock", "munlock", "mlockall", "madvise", "mincore", "populate", "ptp_mremap", "ptp_madvise")
 _MREMAP_FLAGS = st.sampled_from([0, usr.MREMAP_MAYMOVE, usr.MREMAP_MAYMOVE | usr.MREMAP_FIXED])
