@@ -200,4 +200,7 @@ def report(stats: dict[str, list[int]] | None = None) -> str:
     w = max(len(k) for k in stats)
     lines = [f"{'combination':{w}}  programs  operations  syscalls  (each compared with {baseline().label})"]
     lines += [f"{k:{w}}  {p:8}  {o:10}  {s:8}" for k, (p, o, s) in sorted(stats.items()) if p]
+    checked = [v for v in stats.values() if v[0]]
+    lines.append(f"{len(checked)} combinations; {sum(v[0] for v in checked)} program runs, "
+                 f"{sum(v[1] for v in checked)} operations, {sum(v[2] for v in checked)} system calls compared")
     return "\n".join(lines)
