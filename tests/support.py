@@ -117,20 +117,26 @@ def agnostic_only() -> bool:
 def uses_the_policy_set(item) -> bool:
     """Whether a collected test builds its machines with the run's policy set: it takes the
     ``policies`` fixture, or its module calls :func:`active_policies`, :func:`active_elevator` or
-    :func:`elevator_layers` (read from the module's source: a new such test is never left out)."""
+    :func:`elevator_layers` (found in the module's syntax tree, so a new such test is never left
+    out and a mere mention in a string or comment does not count)."""
     if "policies" in getattr(item, "fixturenames", ()):
         return True
     mod = getattr(item, "module", None)
-    if mod is None:
-        return False
-    src = _module_source(getattr(mod, "__file__", None) or "")
-    return any(name in src for name in _USES_FACTORS)
+    return mod is not None and _calls_a_factor(getattr(mod, "__file__", None) or "")
 
 
 @functools.lru_cache(maxsize=None)
-def _module_source(path: str) -> str:
+def _calls_a_factor(path: str) -> bool:
+    import ast
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return ""
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            if name in _USES_FACTORS:
+                return True
+    return False
