@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mmframe.config import load_config
-from tests.support import active_elevator, active_policies, check_factors, hypothesis_profile
+from tests.support import (active_elevator, active_policies, agnostic_only, check_factors, hypothesis_profile,
+                           uses_the_policy_set)
 
 check_factors()  # a tox factor naming a plugin that is not installed stops the run here, naming it
 
@@ -65,3 +66,14 @@ def pytest_report_header(config) -> str:
 def policies() -> tuple[str, ...]:
     """The policy set of this run (``MMFRAME_PLUGINS``), for policy-agnostic tests."""
     return active_policies()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """MMFRAME_AGNOSTIC_ONLY=1 (tox.ini): only the tests the policy set can change; the rest are
+    deselected, counted in pytest's summary."""
+    if not agnostic_only():
+        return
+    keep = [i for i in items if uses_the_policy_set(i)]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if not uses_the_policy_set(i)])
+        items[:] = keep

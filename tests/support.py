@@ -100,3 +100,43 @@ def check_factors() -> None:
         if elv not in owners:
             raise SystemExit(f"tests/support.py: {ENV_ELEVATOR}={elv!r} is no installed elevator "
                              f"(allowed: {', '.join(sorted(owners))})")
+
+
+# --- the tox matrix's economy --------------------------------------------------------------------
+ENV_AGNOSTIC_ONLY = "MMFRAME_AGNOSTIC_ONLY"
+_USES_FACTORS = ("active_policies", "active_elevator", "elevator_layers")
+
+
+def agnostic_only() -> bool:
+    """``MMFRAME_AGNOSTIC_ONLY=1`` (the tox matrix's environments but the mainline default's): run
+    only the tests whose result the policy set can change -- those the others run identically in
+    every environment (the mainline default's environment and CI run them once)."""
+    return os.environ.get(ENV_AGNOSTIC_ONLY, "").strip() in ("1", "yes", "on")
+
+
+def uses_the_policy_set(item) -> bool:
+    """Whether a collected test builds its machines with the run's policy set: it takes the
+    ``policies`` fixture, or its module calls :func:`active_policies`, :func:`active_elevator` or
+    :func:`elevator_layers` (found in the module's syntax tree, so a new such test is never left
+    out and a mere mention in a string or comment does not count)."""
+    if "policies" in getattr(item, "fixturenames", ()):
+        return True
+    mod = getattr(item, "module", None)
+    return mod is not None and _calls_a_factor(getattr(mod, "__file__", None) or "")
+
+
+@functools.lru_cache(maxsize=None)
+def _calls_a_factor(path: str) -> bool:
+    import ast
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            if name in _USES_FACTORS:
+                return True
+    return False

@@ -13,20 +13,47 @@ from hypothesis import strategies as st
 
 from mmframe.testing import harness
 from mmframe.testing.harness import Combination, Divergence, check_program, combinations
-from mmframe.testing.programs import program_strategy
+from mmframe.testing.programs import (SWAP_MACHINE, program_strategy, sharing_program_strategy,
+                                      swap_program_strategy)
 from tests.support import examples
 
 COMBOS = combinations()  # the baseline first, then every other combination of what is installed
-# CI budget: ~300 runs of a generated program in all (~80 ms of CPU each: ~25 s), whatever the number
-# of combinations (12 with the shipped plugins: pt_shared on/off x 6 elevators; 48 with reserve and
-# walker; more with third-party plugins installed); the long profile runs ten times as many.
-PROGRAMS = max(4, 300 // len(COMBOS))
+# The CI budget, in runs of a generated program (each with the checker after every system call:
+# ~0.2 s of CPU), whatever the number of combinations -- 56 with the shipped plugins and the example
+# (pt_shared, reserve, walker on/off x deadline, noop, linus, three rbtree elevators, sstf); more
+# with third-party plugins installed.  Every program runs on every combination; the long profile
+# (MMFRAME_HYPOTHESIS_PROFILE=long) runs ten times as many programs.
+RUNS = {"calls": 560, "sharing": 280, "swap": 112}
 
 
-@settings(max_examples=examples(PROGRAMS), deadline=None)
+def programs_for(kind: str) -> int:
+    return examples(max(2, RUNS[kind] // len(COMBOS)))
+
+
+@settings(max_examples=programs_for("calls"), deadline=None)
 @given(program_strategy(min_size=6), st.booleans(), st.booleans())
 def test_every_combination_keeps_the_mainline_defaults_program_visible_results(ops, highpte, pae):
+    """Every call: memory, files, pipes, /dev/zero, mremap, mlock, madvise, mincore, direct and
+    async I/O, shm, fork, clone, exec; PTE-page edges."""
     check_program(ops, COMBOS, highpte=highpte, pae=pae)
+
+
+@settings(max_examples=programs_for("sharing"), deadline=None)
+@given(sharing_program_strategy(), st.booleans())
+def test_changes_to_ranges_a_fork_shares_keep_the_mainline_defaults_results(ops, pae):
+    """Biased to pt_shared's hard cases: fork after populating, the child held alive while the
+    parent munmaps, mprotects, writes, maps into, mremaps or drops part or all of a PTE page of
+    the range they share, then both sides read it (writes on both sides of the fork)."""
+    check_program(ops, COMBOS, pae=pae)
+
+
+@settings(max_examples=programs_for("swap"), deadline=None)
+@given(swap_program_strategy())
+def test_swap_under_sharing_keeps_the_mainline_defaults_results(ops):
+    """A 16 MiB machine with 64 MiB of swap: balloons push the program's pages (some in tables a
+    fork shares) out to swap and later accesses bring them back; nothing is exhausted (no OOM
+    kill), and every result matches (the set of I/O completions is reclaim's choice: not compared)."""
+    check_program(ops, COMBOS, **SWAP_MACHINE)
 
 
 def test_the_combinations_are_every_policy_subset_times_every_elevator(install_plugin):
@@ -106,3 +133,49 @@ def test_the_kit_runs_the_mutation_script_on_a_third_party_tree():
     p = subprocess.run([sys.executable, "-m", "mmframe.testing.mutants", "--tree", str(ex), "--list-from",
                         str(ex / "mutants.py"), "--fast", "-j", "2"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0 and " 0 survived" in p.stdout, p.stdout + p.stderr[-2000:]
+
+
+def test_tox_generates_sixteen_environments_each_setting_its_factors_variables():
+    """The tox matrix as tox itself reads it: pt_shared, reserve, walker on/off x deadline/rbtree,
+    each factor's variable set exactly in its environments, and only the mainline default's
+    environment running the whole suite (the others: MMFRAME_AGNOSTIC_ONLY=1)."""
+    import itertools
+    import subprocess
+    import sys
+    from pathlib import Path
+    pytest.importorskip("tox", reason="tox reads the matrix: installed with mmframe's test extra, not in tox's own envs")
+    root = Path(__file__).resolve().parent.parent
+    names = ["-".join(f) for f in itertools.product(("no_pt_shared", "pt_shared"), ("no_reserve", "reserve"),
+                                                      ("no_walker", "walker"), ("deadline", "rbtree"))]
+    p = subprocess.run([sys.executable, "-m", "tox", "config", "-e", ",".join(names), "-k", "set_env"],
+                       capture_output=True, text=True, cwd=root, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    envs = {}
+    for block in p.stdout.split("[testenv:")[1:]:
+        name, _, body = block.partition("]")
+        envs[name] = {ln.strip().split("=", 1)[0]: ln.strip().split("=", 1)[1]
+                      for ln in body.splitlines() if "=" in ln and not ln.strip().startswith("set_env")}
+    assert sorted(envs) == sorted(names) and len(envs) == 16
+    for name, env in envs.items():
+        f = name.split("-")
+        assert (env.get("MMFRAME_PT_SHARED") == "1") == ("pt_shared" in f), name
+        assert (env.get("MMFRAME_RESERVE") == "1") == ("reserve" in f), name
+        assert (env.get("MMFRAME_WALKER") == "1") == ("walker" in f), name
+        assert env.get("MMFRAME_ELEVATOR") == f[3] and env.get("MMFRAME_PLUGINS") == "", name
+        baseline = name == "no_pt_shared-no_reserve-no_walker-deadline"
+        assert (env.get("MMFRAME_AGNOSTIC_ONLY") == "1") == (not baseline), name
+
+
+def test_an_agnostic_only_run_keeps_exactly_the_tests_that_use_the_policy_set(tmp_path):
+    from types import SimpleNamespace
+
+    from tests.support import uses_the_policy_set
+    uses = tmp_path / "test_uses.py"
+    uses.write_text("from tests import support\n\ndef machine():\n    return support.elevator_layers()\n")
+    other = tmp_path / "test_other.py"
+    other.write_text("# active_policies() in a comment\nX = 'active_elevator()'\ndef test_x(): pass\n")
+    item = lambda path, fixtures=(): SimpleNamespace(fixturenames=fixtures, module=SimpleNamespace(__file__=str(path)))
+    assert uses_the_policy_set(item(uses))
+    assert uses_the_policy_set(item(other, ("tmp_path", "policies")))
+    assert not uses_the_policy_set(item(other, ("tmp_path",)))
+    assert not uses_the_policy_set(SimpleNamespace(fixturenames=()))  # a doctest or other non-module item

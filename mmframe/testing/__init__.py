@@ -13,10 +13,12 @@ Fixtures (override ``mmframe_plugin`` in your conftest.py, or set ``mmframe_plug
 * ``mmframe_combinations`` -- the combinations of installed plugins and elevators that include
   yours (:func:`mmframe.testing.harness.combinations`);
 * ``mmframe_differential(ops, program=..., **machine_keys)`` -- run a program on the mainline
-  default and on each of those combinations, raising with a reproducer on a difference.
+  default and on each of those combinations (a 16 MiB machine; ``vm={"swap": N}`` for swap),
+  raising with a reproducer on a difference.
 
-Program helpers: :mod:`mmframe.testing.programs` (``program_strategy()`` for hypothesis,
-``run_program``, ``anon``; ``register`` adds operations).  Docs: docs/plugins.md.
+Program helpers: :mod:`mmframe.testing.programs` (``program_strategy()``,
+``sharing_program_strategy()`` and ``swap_program_strategy()`` for hypothesis, ``run_program``,
+``anon``; ``register`` adds operations).  Docs: docs/plugins.md.
 """
 
 from __future__ import annotations
