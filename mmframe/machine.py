@@ -82,6 +82,9 @@ class Machine:
         self.pagealloc.plugin_state = self.plugin_state  # the allocation hooks' ``alloc.plugin_state``
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
+        # the core's allocation policy alone: bulk paths may take runs from the allocator directly
+        self.core_alloc = self.hooks.resolved["mmframe_alloc_pages"].owners == (CORE,)
+        self.core_free = self.hooks.resolved["mmframe_free_pages"].owners == (CORE,)
         # reservation sites (docs/reserve.md): None unless a plugin implements the hooks
         self._reserve_enter = self.policy("mmframe_reserve_enter")
         self._reserve_exit = self.policy("mmframe_reserve_exit")
