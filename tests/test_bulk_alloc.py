@@ -168,6 +168,9 @@ def _program(ctx):
     a = yield usr.mmap(0, 9 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS)
     s = yield usr.mmap(0, 3 * MiB, RW, MAP_SHARED | MAP_ANONYMOUS)
     yield usr.touch(a, 9 * MiB, True)
+    for page in (3, 4, 70, 200, 700):  # cached slots between missing ones (shmem_getpages' runs)
+        yield usr.write(s + page * 4096, page)
+    yield usr.touch(s + 64 * 4096, 3 * MiB - 64 * 4096, False)  # the first leaf exists: runs
     yield usr.touch(s, 3 * MiB, True)
     fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
     yield usr.ftruncate(fd, 6 * MiB)

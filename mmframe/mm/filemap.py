@@ -151,7 +151,10 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
     ShmemObject.nopage_bulk); charges what one shmem_getpage an index would."""
     tree, out = mapping.page_tree, []
     leaf, leaf_base, err = None, -1, 0
-    for index in indices:
+    swap = mapping.host.swap
+    bulk = not vm.m.reserving  # no reservation site around the inserts: runs may be allocated at once
+    pool: list[int] = []  # pages of a per-CPU run for the missing slots ahead in this leaf
+    for pos, index in enumerate(indices):
         if index >= npages:
             err = NOPAGE_SIGBUS
             break
@@ -159,7 +162,21 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
             leaf, leaf_base = tree.leaf(index), index & ~63
         pfn = leaf[(index & 63) + 1] if leaf is not None else None
         if pfn is None:
-            swapped = index in mapping.host.swap
+            swapped = index in swap
+            if not swapped and leaf is not None and bulk:
+                if not pool:  # the slots this leaf still misses, up to a swapped one
+                    want = 0
+                    for ix in indices[pos:pos + 64]:
+                        if ix & ~63 != leaf_base or ix >= npages or ix in swap:
+                            break
+                        want += leaf[(ix & 63) + 1] is None
+                    pool = vm.alloc_user_run(want)
+                    pool.reverse()
+                if pool:  # what new_cache_page does with the page: the leaf exists, the insert
+                    pfn = pool.pop()  # needs no node
+                    add_to_page_cache(vm, mapping, pfn, index)
+                    out.append(pfn)
+                    continue
             pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
             if pfn < 0:
                 err = NOPAGE_OOM

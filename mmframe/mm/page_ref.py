@@ -34,6 +34,30 @@ class PageRefs:
             self.lru_cache_add(pfn)
         return pfn
 
+    def alloc_user_run(self, n: int) -> list[int]:
+        """Up to ``n`` pages as :meth:`alloc_user_page` would give them, only while they come off
+        a per-CPU list (no watermark, kswapd or reclaim on the way), so a caller may set each up
+        after the whole run and still leave what one call at a time would; [] when the next page
+        takes another path (the caller makes that call itself) or the allocation hook is a plugin's."""
+        if not self.m.core_alloc:
+            return []
+        run = self.pa.take_pcp(GFP_HIGHUSER, n, self.m.current_cpu())
+        if run:
+            self._user_run(run)
+        return run
+
+    def _user_run(self, run: list[int]) -> None:
+        """clear_user_highpage and lru_cache_add of each page of a per-CPU run."""
+        k = len(run)
+        acct = self.acct
+        acct.charge(self.P_clear, k)
+        if run[0] >= self.first_high:  # one zone's list: all high or none
+            acct.charge(self.P_kmap, k)
+        tag = self.tag
+        for pfn in run:
+            tag[pfn] = 0
+        self.lru_cache_add_run(run)
+
     def alloc_user_pages(self, n: int) -> list[int]:
         """``n`` calls of :meth:`alloc_user_page` in one: the same pages in the same order, the
         same state and counts; stops at the first failure (fewer pages returned).  Runs the
@@ -58,16 +82,7 @@ class PageRefs:
                     break
                 out.append(pfn)
                 continue
-            k = len(run)
-            acct = self.acct
-            acct.charge(self.P_clear, k)
-            high = k if run[0] >= self.first_high else 0  # one zone's list: all high or none
-            if high:
-                acct.charge(self.P_kmap, high)
-            tag = self.tag
-            for pfn in run:
-                tag[pfn] = 0
-            self.lru_cache_add_run(run)
+            self._user_run(run)
             out += run
         return out
 
