@@ -27,9 +27,14 @@ class PageRefs:
         """A zeroed GFP_HIGHUSER page (clear_user_highpage), or -1."""
         pfn = self.m.alloc_pages(GFP_HIGHUSER, 0)
         if pfn >= 0:
-            self.acct.charge(self.P_clear)
+            acct = self.acct
+            row = acct.row
+            row[self.P_clear] += 1
             if pfn >= self.first_high:
-                self.acct.charge(self.P_kmap)
+                row[self.P_kmap] += 1
+                acct.ns += self.ns_clear_kmap
+            else:
+                acct.ns += self.ns_clear
             self.tag[pfn] = 0
             self.lru_cache_add(pfn)
         return pfn
