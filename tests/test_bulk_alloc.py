@@ -177,6 +177,11 @@ def _program(ctx):
     f = yield usr.mmap(0, 6 * MiB, RW, MAP_SHARED, fd, 0)
     yield usr.touch(f, 4 * MiB, False)
     yield usr.touch(f + MiB, MiB, True)
+    r = yield usr.open("/r", usr.O_RDWR | usr.O_CREAT)  # a sparse file read in order: readahead
+    yield usr.ftruncate(r, 3 * MiB)
+    yield usr.pwrite(r, a, 64 * 1024, MiB)
+    for _ in range(3):
+        yield usr.read(r, a + 5 * MiB, MiB)
     pid = yield usr.fork()
     if pid == 0:
         yield usr.touch(a, 3 * MiB, True)

@@ -1,5 +1,5 @@
 """Named mutants of the speed work (issue 24): the bulk allocation and freeing paths, the bulk
-LRU moves, shmem_getpages' runs and the bisect VMA list; see tools/mutants.py."""
+LRU moves, shmem_getpages' and readahead's runs and the bisect VMA list; see tools/mutants.py."""
 
 T = "tests/test_bulk_alloc.py"
 ALLOC = (f"{T}::test_take_pcp_and_free_pages_bulk_equal_the_single_calls",)
@@ -54,6 +54,14 @@ MUTANTS = [
     ("speed.shmem_run_counts_hits", "mmframe/mm/filemap.py",
      "                        want += leaf[(ix & 63) + 1] is None", "                        want += 1",
      PROGRAMS, False),
+    # readahead: a run's pages skip the lookup charge the single path makes for each
+    ("speed.readahead_run_lookup", "mmframe/mm/readahead.py",
+     "            vm.acct.charge(vm.P_pcl)  # the lookup that missed", "            pass  # the lookup that missed",
+     PROGRAMS, True),
+    # readahead: a run past the leaf (an insert would allocate a node between the pages)
+    ("speed.readahead_run_any_leaf", "mmframe/mm/filemap.py",
+     "    if leaf is None or indices[-1] & ~63 != indices[0] & ~63:\n        return []",
+     "    if False:\n        return []", PROGRAMS, False),
     # the VMA list: overlapping misses the VMA that starts below the range
     ("speed.vma_overlapping_skips_first", "mmframe/mm/vma.py",
      "        for j in range(i if i > 0 else 0, len(vmas)):\n            v = vmas[j]\n            if v.start >= end:",

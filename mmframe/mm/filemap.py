@@ -87,6 +87,24 @@ def new_cache_page(vm: Memory, mapping: AddressSpace, index: int, zeroed: bool =
     return pfn
 
 
+def new_cache_page_run(vm: Memory, mapping: AddressSpace, indices: list[int]) -> list[int]:
+    """:func:`new_cache_page` (not zeroed) for the leading ``indices`` whose pages a per-CPU run
+    gives (``PageAllocator.take_pcp``), when the radix-tree leaf holding them all exists already
+    (so no insert allocates) and no reservation site is open: the same pages, state and counts as
+    one call each.  Returns the pages taken (possibly none: the caller goes on one at a time)."""
+    m = vm.m
+    if not indices or not m.core_alloc or m.reserving:
+        return []
+    leaf = mapping.page_tree.leaf(indices[0])
+    if leaf is None or indices[-1] & ~63 != indices[0] & ~63:
+        return []
+    run = vm.pa.take_pcp(vm.gfp_cache, len(indices), m.current_cpu())
+    for pfn, index in zip(run, indices):
+        add_to_page_cache(vm, mapping, pfn, index)
+        vm.lru_cache_add(pfn)
+    return run
+
+
 def remove_from_page_cache(vm: Memory, mapping: AddressSpace, index: int) -> None:
     """Drop the page at ``index`` from the cache and the cache's reference to it."""
     pfn = mapping.page_tree.delete(index)
