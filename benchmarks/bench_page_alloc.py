@@ -7,7 +7,6 @@ Targets (issue 4): at least 1,000,000 alloc+free per second; under 1 GiB of host
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time

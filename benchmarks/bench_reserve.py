@@ -54,7 +54,7 @@ def main() -> None:
                          f["injected"], f"{f.get('reserve_ms', 0.0):.3f}", f.get("reserve_failed", "-"),
                          f"{f['pool_mean']:.2f}" if "pool_mean" in f else "-", f.get("pool_peak", "-"),
                          f["syscalls"], f"{f['throughput']:.0f}"])
-    print("pressure-atomic (64 MiB, 2 hogs at 85% of free memory, 6 workers; no page reclaim in mmframe yet)")
+    print("pressure-atomic (64 MiB, 2 hogs at 85% of free memory, 6 workers; reclaim on, no swap)")
     print(table(["injection", "policy", "oopses", "-ENOMEM", "OOM kills", "injected", "reserve ms", "resv failed",
                  "pool mean", "pool peak", "syscalls", "syscalls/busy s"], rows))
     print(f"host time {time.perf_counter() - t0:.1f} s")

@@ -31,9 +31,9 @@ from mmframe.mm.page_writeback import Writeback
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE
 from mmframe.mm.radix_tree import RadixTree
 from mmframe.usr import (EACCES, EAGAIN, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EISDIR, EMFILE, ENOENT, ENOMEM,
-                         ENOSPC, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPIPE, ESPIPE, O_APPEND, O_CREAT, O_DIRECT, O_EXCL,
-                         O_LARGEFILE, O_NONBLOCK, O_RDWR, O_TRUNC, O_WRONLY, PIPE_BUF, S_IFCHR, S_IFDIR, S_IFIFO,
-                         S_IFREG, SIG_IGN, SIGPIPE, SIGXFSZ, SharedLib, SimSignal)
+                         ENOSPC, ENOTDIR, ENOTEMPTY, EOVERFLOW, EPIPE, ESPIPE, F_GETFL, F_SETFL, O_APPEND, O_CREAT,
+                         O_DIRECT, O_EXCL, O_LARGEFILE, O_NONBLOCK, O_RDWR, O_TRUNC, O_WRONLY, PIPE_BUF, S_IFCHR,
+                         S_IFDIR, S_IFIFO, S_IFREG, SIGPIPE, SIGXFSZ, SharedLib, SimSignal)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.machine import Machine
@@ -565,6 +565,24 @@ class FileSystem:
         self.vm.put_object(f)
         return 0
 
+    def sys_fcntl(self, task: Task, fd: Any, cmd: Any, arg: Any = 0) -> int:
+        """fcntl(2) ``F_GETFL`` / ``F_SETFL`` as 2.5.49's fs/fcntl.c: GETFL gives the open flags
+        with the access mode; SETFL changes only O_APPEND, O_NONBLOCK and O_DIRECT (``SETFL_MASK``;
+        O_DIRECT -EINVAL where there is no ``direct_IO``).  Other commands: -EINVAL (*departure*:
+        not modelled)."""
+        f = self.files(task).fds.get(fd) if type(fd) is int else None
+        if f is None:
+            return -EBADF
+        if cmd == F_GETFL:
+            return (f.flags & ~(O_WRONLY | O_RDWR)) | (f.mode - 1)  # FMODE_READ/WRITE/both -> O_RDONLY/WRONLY/RDWR
+        if cmd != F_SETFL or type(arg) is not int:
+            return -EINVAL
+        if arg & O_DIRECT and not isinstance(f.inode, Inode):
+            return -EINVAL
+        mask = O_APPEND | O_NONBLOCK | O_DIRECT
+        f.flags = (f.flags & ~mask) | (arg & mask)
+        return 0
+
     def sys_unlink(self, task: Task, path: Any) -> int:
         """``vfs_unlink``: the name goes; an open or mapped file lives until its last reference."""
         node = self.resolve(path)
@@ -854,32 +872,26 @@ class FileSystem:
 
     def sys_readv(self, task: Task, fd: Any, iov: Any) -> int:
         """readv(2): segment by segment from the file position; a short segment ends it."""
-        f = self._iov(task, fd, iov, FMODE_READ)
-        if isinstance(f, int):
-            return f
-        total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
-        for addr, n in iov:
-            if pipe is not None and total and not pipe.buf:
-                break  # (a later segment does not wait: *departure*, see docs/files.md)
-            got = self._read(task, f, addr, n, None)
-            if not isinstance(got, int):
-                return got  # blocked in the first segment
-            if got < 0:
-                return total or got
-            total += got
-            if got < n:
-                break
-        return total
+        return self._do_readv_writev(task, fd, iov, FMODE_READ)
 
     def sys_writev(self, task: Task, fd: Any, iov: Any) -> int:
-        f = self._iov(task, fd, iov, FMODE_WRITE)
+        """writev(2): segment by segment at the file position; a short segment ends it."""
+        return self._do_readv_writev(task, fd, iov, FMODE_WRITE)
+
+    def _do_readv_writev(self, task: Task, fd: Any, iov: Any, mode: int) -> int:
+        """``do_readv_writev``: the segments in turn, bytes moved in total.  On a pipe a later
+        segment that would block ends the call instead (*departure*, see docs/files.md)."""
+        f = self._iov(task, fd, iov, mode)
         if isinstance(f, int):
             return f
+        reading = mode == FMODE_READ
+        xfer = self._read if reading else self._write
         total, pipe = 0, f.inode if isinstance(f.inode, Pipe) else None
         for addr, n in iov:
-            if pipe is not None and total and (pipe.wwait or PIPE_BUF - len(pipe.buf) < min(n, PIPE_BUF)):
-                break  # (a later segment does not wait: *departure*, see docs/files.md)
-            got = self._write(task, f, addr, n, None)
+            if pipe is not None and total and (
+                    not pipe.buf if reading else pipe.wwait or PIPE_BUF - len(pipe.buf) < min(n, PIPE_BUF)):
+                break
+            got = xfer(task, f, addr, n, None)
             if not isinstance(got, int):
                 return got  # blocked in the first segment
             if got < 0:

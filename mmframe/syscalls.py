@@ -84,6 +84,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "stat": ("fs", FileSystem.sys_stat),
     "fstat": ("fs", FileSystem.sys_fstat),
     "pipe": ("fs", FileSystem.sys_pipe),
+    "fcntl": ("fs", FileSystem.sys_fcntl),
     # asynchronous I/O (fs/aio.c)
     "io_setup": ("aio", Aio.sys_io_setup),
     "io_submit": ("aio", Aio.sys_io_submit),

@@ -50,6 +50,7 @@ MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 # open (asm-i386/fcntl.h)
 O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NONBLOCK = 0, 1, 2, 0o100, 0o200, 0o1000, 0o2000, 0o4000
+F_GETFL, F_SETFL = 3, 4  # fcntl (asm-i386/fcntl.h); the only commands modelled
 O_DIRECT, O_LARGEFILE = 0o40000, 0o100000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 PIPE_BUF = 4096
@@ -156,6 +157,7 @@ def mkdir(path: str, mode: int = 0o755) -> tuple: return ("mkdir", path, mode)
 def stat(path: str) -> tuple: return ("stat", path)
 def fstat(fd: int) -> tuple: return ("fstat", fd)
 def pipe() -> tuple: return ("pipe",)
+def fcntl(fd: int, cmd: int, arg: int = 0) -> tuple: return ("fcntl", fd, cmd, arg)  # F_GETFL, F_SETFL
 def signal(signo: int, handler: int) -> tuple: return ("signal", signo, handler)  # SIG_IGN or SIG_DFL
 def getuid() -> tuple: return ("getuid",)
 def setuid(uid: int) -> tuple: return ("setuid", uid)

@@ -427,7 +427,7 @@ def test_the_base_class_requires_the_core_operations():
 
 def _files_prog(ctx):
     from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, O_CREAT, O_RDWR, PROT_READ, PROT_WRITE, close, fork,
-                             fsync, mmap, open, pread, pwrite, wait, write)
+                             fsync, mmap, open, pwrite, wait, write)
     buf = yield mmap(0, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
     for i in range(64):
         yield write(buf + i * 4096, 5000 + i)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from mmframe.cli import main
 from mmframe.config import load_config, user_layers
 from mmframe.results import SCHEMA, percentile, render_text, to_csv, to_json
-from mmframe.scenario import Figure, all_scenarios, run_one
+from mmframe.scenario import all_scenarios, run_one
 from mmframe.sweep import build_sweep, matrix_sets, run_job
 from tests.support import examples
 
@@ -60,8 +60,7 @@ def lines_fit(text: str, width: int = 100) -> bool:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_each_scenario_small_table_json_csv(isolated, capsys, name):
-    if name not in all_scenarios(load_config(use_pyproject=False, env={}).catalog):
-        pytest.skip(f"{name} is not on this branch yet")
+    assert name in all_scenarios(load_config(use_pyproject=False, env={}).catalog)
     path = scen_config(isolated, name)
     rc, out, err = run_cli(capsys, "run", str(path), "--workers", "1")
     assert rc == 0, err
@@ -453,8 +452,6 @@ def test_plot_distribution_is_a_cdf_per_combination(isolated, install_plugin, tm
 
 def test_plot_io_read_latency_cdf_per_elevator_in_one_panel(isolated):
     pytest.importorskip("matplotlib")
-    if "io-depth" not in all_scenarios(load_config(use_pyproject=False, env={}).catalog):
-        pytest.skip("io-depth is not on this branch yet")
     from mmframe.plot import make_figure
     recs, scen = _records(isolated, "io-depth", "[[]]")
     fig = make_figure(scen, recs)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.support import active_policies, examples
 from tests.test_address_space import CALL, WINDOW, PAGES, _ops
-from tests.test_memory import RW, MiB, anon, results
+from tests.test_memory import RW, MiB, anon
 
 from mmframe import usr
 from mmframe.config import load_config
@@ -25,7 +25,7 @@ from mmframe.mm.fault import ZERO_PFN
 from mmframe.mm.vma import VM_IO
 from mmframe.mm.gup import get_user_pages, make_pages_present, put_user_pages
 from mmframe.usr import (EAGAIN, EBADF, EFAULT, EINVAL, O_CREAT, O_DIRECT, O_RDONLY, O_RDWR, PAGE_SIZE, PROT_READ,
-                         MAP_PRIVATE, MAP_SHARED, SimSignal, close, exit, fork, io_cancel, io_destroy, io_getevents,
+                         MAP_PRIVATE, MAP_SHARED, SimSignal, exit, fork, io_cancel, io_destroy, io_getevents,
                          io_setup, io_submit, iocb_pread, iocb_pwrite, Iocb, mmap, munmap, open, pread, pwrite, read,
                          wait, write)
 
@@ -96,7 +96,7 @@ def test_sector_alignment_falls_back_from_the_fs_block_as_2_5_45():
         BOX['r'] = n, got, words
 
     m = dmachine()
-    r = m.run(prog)
+    m.run(prog)
     n, got, words = BOX['r']
     assert (n, got) == (S, P)
     assert words == [7, 7, 9, 9, 7, 7]  # exactly that sector; the rest of the page unchanged
@@ -116,7 +116,7 @@ def test_a_one_sector_read_into_the_middle_of_a_page_leaves_the_rest():
             out.append((yield read(buf + P + off)))
         BOX['r'] = out
 
-    r = dmachine().run(prog)
+    dmachine().run(prog)
     assert BOX['r'] == [3, 3, 5, 3]
 
 
@@ -218,9 +218,8 @@ def test_bios_are_built_on_the_user_pages_and_pins_are_released():
         yield usr.touch(buf, 4 * P, True)
         BOX['r'] = (yield pwrite(fd, buf, 4 * P, 0))
 
-    r = m.run(prog)
+    m.run(prog)
     assert BOX['r'] == 4 * P
-    mm = next(iter(m.mm.mms.values()), None)
     assert seen and all(len(v) for v in seen)
     assert m.fs.dio.stats["pages_pinned"] == 4
     _no_leaks(m)
@@ -239,7 +238,7 @@ def test_highmem_user_pages_are_bounced_and_only_they():
         yield pread(fd, buf + P + S, S, 2 * P)       # a partial segment of a bounced page
         BOX['r'] = [(yield read(buf + P)), (yield read(buf + P + S))]
 
-    r = m.run(prog)
+    m.run(prog)
     assert BOX['r'] == [9, 602]
     q = m.block.device().queue
     assert q.stats["bounced_pages"] == 5  # four written, one read: the user pages are GFP_HIGHUSER
@@ -478,7 +477,7 @@ def test_the_user_page_mapping_hook_replaces_get_user_pages(install_plugin, isol
         yield pread(fd, buf + 2 * P, S, 0)
         BOX['r'] = (yield read(buf + 2 * P))
 
-    r = m.run(prog)
+    m.run(prog)
     assert BOX['r'] == 4
     mod = next(v for k, v in __import__("sys").modules.items() if k.startswith("mmtest_gupspy"))
     assert [(n, w) for _, n, w in mod.CALLS] == [(2, False), (1, True)]
@@ -512,7 +511,7 @@ def _dio_ops(ops, fds, ctx_id):
                                                       (40 * k + fsect) * S, k)
                    for k, (w, soff, nsect, fsect) in enumerate(op[1])]
             n = yield io_submit(ctx_id, cbs)
-            ev = yield io_getevents(ctx_id, n if n > 0 else 0, 8)
+            yield io_getevents(ctx_id, n if n > 0 else 0, 8)
             for k in range(16):
                 yield read(AIOBUF + k * P)
         else:

@@ -5,7 +5,7 @@ actions not replayed are reported, and generated input raises nothing but TraceE
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import examples

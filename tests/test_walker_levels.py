@@ -149,12 +149,12 @@ def test_proc_maps_call_gives_the_tasks_lines():
         yield from _run_ops([("mmap", 0, 4, 3, False), ("mmap", 10, 2, 1, True)])
         got["call"] = yield proc_maps()
         got["maps"] = maps(m.sched.current.mm)
-        fd = yield open("/data/f", O_RDWR | O_CREAT)
+        fd = yield open("/tmp/f", O_RDWR | O_CREAT)
         yield pwrite(fd, WINDOW, 4 * PAGE_SIZE, 0)
         f = yield mmap(0, PAGE_SIZE, PROT_READ, MAP_SHARED, fd, 2 * PAGE_SIZE)
         seg = yield shmget(0x1234, 2 * PAGE_SIZE, IPC_CREAT | 0o600)
         s_ = yield shmat(seg)
-        got["more"] = (f, seg, s_, m.fs.inodes["/data/f"].ino, (yield proc_maps()))
+        got["more"] = (f, seg, s_, m.fs.inodes["/tmp/f"].ino, (yield proc_maps()))
 
     m.run(prog)
     lines = got["call"]
@@ -166,6 +166,6 @@ def test_proc_maps_call_gives_the_tasks_lines():
     f, seg, s_, ino, more = got["more"]
     byaddr = {int(line[:8], 16): line for line in more}
     assert byaddr[f][:49].split() == [f"{f:08x}-{f + PAGE_SIZE:08x}", "r--s", f"{2 * PAGE_SIZE:08x}", "00:00", str(ino)]
-    assert byaddr[f][49:] == "/data/f"
+    assert byaddr[f][49:] == "/tmp/f"
     assert byaddr[s_].split()[1] == "rw-s" and byaddr[s_][:49].split()[4] == str(seg)
     assert byaddr[s_][49:] == "/SYSV00001234 (deleted)"

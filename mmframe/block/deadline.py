@@ -28,7 +28,7 @@ from collections import deque
 from typing import Any
 
 from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, Request, rq_mergeable
-from mmframe.block.elevator import (ELEVATOR_BACK_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, Elevator,
+from mmframe.block.elevator import (ELEVATOR_NO_MERGE, INSERT_FRONT, Elevator,
                                     KeyedSortList, SortList, bio_rq_in_between)
 from mmframe.options import Option
 
@@ -98,12 +98,9 @@ class Deadline(Elevator):
 
     # --- merge ----------------------------------------------------------------------------------
     def merge(self, bio: Any) -> tuple[int, Any]:
-        ret = self.try_last_merge(bio)
-        if ret != ELEVATOR_NO_MERGE:
-            return ret, self.q.last_merge
-        rq = self._find_hash(bio.sector)
-        if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
-            return ELEVATOR_BACK_MERGE, rq
+        found = self.hint_or_hash_merge(bio)
+        if found is not None:
+            return found
         if self.barriers[bio.rw]:
             return self.merge_scan(bio)
         # where the backward scan stops: at its place (bio_rq_in_between) or at a front merge,

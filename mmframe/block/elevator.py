@@ -60,9 +60,9 @@ here; none will change meaning.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, RQ_NOMERGE_FLAGS, Request, rq_mergeable
+from mmframe.block.blkdev import REQ_BARRIER, REQ_CMD, REQ_HARDBARRIER, RQ_NOMERGE_FLAGS, Request
 from mmframe.options import Option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,6 +147,18 @@ class Elevator:
             q.last_merge = None
             return ELEVATOR_NO_MERGE
         return self.try_merge(rq, bio)
+
+    def hint_or_hash_merge(self, bio: Bio) -> tuple[int, Any] | None:
+        """The first two steps of ``deadline_merge`` (and of the elevators built on it): the
+        ``last_merge`` hint, then a back merge with the request the hash finds ending at the bio's
+        sector (the elevator's ``_find_hash``).  ``(kind, rq)``, or None when neither merges."""
+        ret = self.try_last_merge(bio)
+        if ret != ELEVATOR_NO_MERGE:
+            return ret, self.q.last_merge
+        rq = self._find_hash(bio.sector)  # type: ignore[attr-defined]
+        if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
+            return ELEVATOR_BACK_MERGE, rq
+        return None
 
     # --- the operations (override) -----------------------------------------------------------
     def init(self, q: RequestQueue, options: dict[str, Any]) -> None:

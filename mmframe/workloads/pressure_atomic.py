@@ -9,8 +9,10 @@ file and reads it back (page-cache inserts).  The machine's ``[machine] fail_*``
 applies, so the failure paths can be driven on purpose; ``radix_mempool`` shrinks the radix-tree
 node mempool (2.5.49: 512 nodes) so a failed node allocation can reach -ENOMEM.
 
-There is no page reclaim in mmframe yet (vmscan is being built): free memory only comes back when
-a task unmaps or exits, and a waiting allocation that finds none fails (an out-of-memory kill).
+Allocations that may wait reclaim (kswapd and direct reclaim, docs/reclaim.md) before they fail;
+with the default ``[vm] swap = 0`` the hogs' anonymous memory cannot be swapped, so only clean and
+written-back page cache comes back, and a waiting allocation that still finds none is an
+out-of-memory kill.  Atomic allocations never reclaim: they are what the reservations protect.
 
 Figures: oopses (0 or 1: an oops ends the run), -ENOMEM returns to system calls, OOM kills, the
 reservation figures when the ``reserve`` plugin is enabled (time inside ``reserve_local_pages``,

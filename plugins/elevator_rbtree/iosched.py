@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from mmframe.facade import (ELEVATOR_BACK_MERGE, ELEVATOR_FRONT_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, REQ_BARRIER,
+from mmframe.facade import (ELEVATOR_FRONT_MERGE, ELEVATOR_NO_MERGE, INSERT_FRONT, REQ_BARRIER,
                             REQ_CMD, REQ_HARDBARRIER, BlockRequest, Deadline, Elevator, rq_mergeable)
 
 from mmframe_plugins.elevator_rbtree.listorder import AFTER, FRONT, MERGE, SECTOR_MASK, ListOrder
@@ -173,12 +173,9 @@ class _TreeElevator(Elevator):
     def merge(self, bio: Any) -> tuple[int, Any]:
         """``deadline_merge``: the last-merge hint, the back-merge hash, then (``front_merges``) a
         tree lookup of the bio's end sector for a front merge.  No insertion point: the tree places."""
-        ret = self.try_last_merge(bio)
-        if ret != ELEVATOR_NO_MERGE:
-            return ret, self.q.last_merge
-        rq = self._find_hash(bio.sector)
-        if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
-            return ELEVATOR_BACK_MERGE, rq
+        found = self.hint_or_hash_merge(bio)
+        if found is not None:
+            return found
         if self.front_merges:
             node = self.sort[bio.rw].find(bio.sector + (bio.size >> 9))
             self.insert_steps += self._flush()
@@ -681,12 +678,9 @@ class RbtreeAblation(Deadline):
 
     def merge(self, bio: Any) -> tuple[int, Any]:
         """The core deadline's ``merge`` with its backward scan made by :meth:`ListOrder.scan`."""
-        ret = self.try_last_merge(bio)
-        if ret != ELEVATOR_NO_MERGE:
-            return ret, self.q.last_merge
-        rq = self._find_hash(bio.sector)
-        if rq is not None and self.try_merge(rq, bio) == ELEVATOR_BACK_MERGE:
-            return ELEVATOR_BACK_MERGE, rq
+        found = self.hint_or_hash_merge(bio)
+        if found is not None:
+            return found
         lst = self.sort[bio.rw]
         merged: list[int] = []
 
