@@ -96,6 +96,38 @@ def test_take_pcp_and_free_pages_bulk_equal_the_single_calls(ops, memory):
     assert alloc_state(ms[0]) == alloc_state(ms[1])
 
 
+@settings(max_examples=examples(30), deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 300)), max_size=10), st.sampled_from([24 * MiB, 64 * MiB]))
+def test_rmqueue_bulk_and_free_blocks0_equal_one_buddy_call_each(ops, memory):
+    """The buddy-level loops the refill and the drain use, against ``_rmqueue(z, 0)`` and
+    ``_free_block(z, pfn, 0)`` once per page: the same pages, free lists (in order) and counts."""
+    ms = [machine(memory, policies=()), machine(memory, policies=())]
+    held: list[list[int]] = [[], []]
+    for side, m in enumerate(ms):
+        pa = m.pagealloc
+        z = pa.zone_by_idx[1]
+        for take, n in ops:
+            if take:
+                if side == 0:
+                    for _ in range(n):
+                        pfn = pa._rmqueue(z, 0)
+                        if pfn < 0:
+                            break
+                        held[0].append(pfn)
+                else:
+                    pa._rmqueue_bulk(z, n, held[1])
+            else:
+                out, held[side][:n] = held[side][:n], []
+                if side == 0:
+                    for pfn in out:
+                        pa._free_block(z, pfn, 0)
+                else:
+                    pa._free_blocks0(z, out)
+    assert held[0] == held[1]
+    a, b = ([(z.free_pages, [list(x) for x in z.free_area]) for z in m.pagealloc.zones] for m in ms)
+    assert a == b and ms[0].acct.totals() == ms[1].acct.totals()
+
+
 def test_take_pcp_stops_where_the_single_path_goes_elsewhere():
     m = machine(24 * MiB, policies=())
     pa = m.pagealloc

@@ -5,6 +5,7 @@ T = "tests/test_bulk_alloc.py"
 ALLOC = (f"{T}::test_take_pcp_and_free_pages_bulk_equal_the_single_calls",)
 USER = (f"{T}::test_alloc_user_pages_and_release_pages_equal_the_single_paths",)
 PROGRAMS = (f"{T}::test_programs_leave_the_same_state_with_the_bulk_paths_on_and_off",)
+BUDDY = (f"{T}::test_rmqueue_bulk_and_free_blocks0_equal_one_buddy_call_each",)
 MUTANTS = [
     # take_pcp: a run handed out oldest-first instead of LIFO
     ("speed.take_pcp_fifo", "mmframe/mm/page_alloc.py",
@@ -22,7 +23,7 @@ MUTANTS = [
      "            z.alloc_count += k\n            acct = self.acct", "            acct = self.acct", ALLOC, False),
     # rmqueue_bulk: the split steps not charged
     ("speed.rmqueue_bulk_steps", "mmframe/mm/page_alloc.py",
-     "                steps += cur\n", "", ALLOC + PROGRAMS, True),
+     "                steps += cur\n", "", BUDDY, True),
     # free_pages_bulk: the drain happens one page late (a list one longer than pcp.high)
     ("speed.free_bulk_drain_late", "mmframe/mm/page_alloc.py",
      "                if len(lst) >= high:  # free_pages_bulk of a batch, oldest first",
@@ -33,7 +34,7 @@ MUTANTS = [
      "                    drained = lst[-batch:]\n                    del lst[-batch:]", ALLOC, False),
     # _free_blocks0: coalescing keeps the upper buddy's pfn
     ("speed.free_blocks_upper_head", "mmframe/mm/page_alloc.py",
-     "                if buddy < pfn:\n                    pfn = buddy\n", "", ALLOC, False),
+     "                if buddy < pfn:\n                    pfn = buddy\n", "", BUDDY, False),
     # alloc_user_pages: a run's highmem pages not kmapped for the clear
     ("speed.user_run_no_kmap", "mmframe/mm/page_ref.py",
      "        if run[0] >= self.first_high:  # one zone's list: all high or none\n            acct.charge(self.P_kmap, k)\n",

@@ -172,12 +172,23 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
     swap = mapping.host.swap
     bulk = not vm.m.reserving  # no reservation site around the inserts: runs may be allocated at once
     pool: list[int] = []  # pages of a per-CPU run for the missing slots ahead in this leaf
-    for pos, index in enumerate(indices):
+    n, pos = len(indices), -1
+    while pos + 1 < n:
+        pos += 1
+        index = indices[pos]
         if index >= npages:
             err = NOPAGE_SIGBUS
             break
         if index & ~63 != leaf_base:
             leaf, leaf_base = tree.leaf(index), index & ~63
+        if leaf is not None and not pool:  # consecutive indices all cached: one slice of the leaf
+            k = min(64 - (index & 63), n - pos, npages - index)
+            if k > 1 and indices[pos:pos + k] == list(range(index, index + k)):
+                seg = leaf[(index & 63) + 1:(index & 63) + 1 + k]
+                if None not in seg:
+                    out += seg
+                    pos += k - 1
+                    continue
         pfn = leaf[(index & 63) + 1] if leaf is not None else None
         if pfn is None:
             swapped = index in swap
@@ -190,9 +201,13 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                         want += leaf[(ix & 63) + 1] is None
                     pool = vm.alloc_user_run(want)
                     pool.reverse()
-                if pool:  # what new_cache_page does with the page: the leaf exists, the insert
-                    pfn = pool.pop()  # needs no node
-                    add_to_page_cache(vm, mapping, pfn, index)
+                if pool:  # what new_cache_page does with the page: add_to_page_cache's insert
+                    pfn = pool.pop()  # into the existing leaf (no node needed)
+                    leaf[(index & 63) + 1] = pfn
+                    leaf[0] += 1
+                    vm.page_cache[pfn] = (mapping, index)
+                    if mapping.backed:
+                        vm.flags[pfn] |= _CACHE
                     out.append(pfn)
                     continue
             pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
