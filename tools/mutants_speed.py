@@ -21,6 +21,10 @@ MUTANTS = [
     # take_pcp: the run's pages not counted as allocated
     ("speed.take_pcp_alloc_count", "mmframe/mm/page_alloc.py",
      "            z.alloc_count += k\n            acct = self.acct", "            acct = self.acct", ALLOC, False),
+    # rmqueue_bulk: expand() frees the upper half and goes on with the lower
+    ("speed.rmqueue_bulk_upper_half", "mmframe/mm/page_alloc.py",
+     "                    areas[cur][lower] = None", "                    areas[cur][pfn] = None\n                    pfn = lower",
+     BUDDY, False),
     # rmqueue_bulk: the split steps not charged
     ("speed.rmqueue_bulk_steps", "mmframe/mm/page_alloc.py",
      "                steps += cur\n", "", BUDDY, True),

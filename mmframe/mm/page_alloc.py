@@ -177,10 +177,10 @@ class PageAllocator:
                     break
                 pfn = areas[cur].popitem()[0]
                 steps += cur
-                while cur:
+                while cur:  # expand(): the lower half of each split goes back, go on with the upper
                     cur -= 1
-                    areas[cur][pfn] = None
-                    pfn += 1 << cur
+                    lower, pfn = pfn, pfn + (1 << cur)
+                    areas[cur][lower] = None
             out.append(pfn)
             got += 1
         if got:
