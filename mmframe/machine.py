@@ -21,6 +21,7 @@ from mmframe.mm import fault_inject
 from mmframe.mm.memory import Memory
 from mmframe.mm.page import PAGE_SIZE, ZONE_HIGHMEM
 from mmframe.mm.page_alloc import PageAllocator
+from mmframe.mm.pdflush import Pdflush
 from mmframe.mm.shm import ShmIds
 from mmframe.mm.slab import KmemCache
 from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one
@@ -94,6 +95,7 @@ class Machine:
         self.mm = Memory(self)
         self.block = BlockLayer(self)
         self._attach_swap()
+        self.pdflush = Pdflush(self)  # write-back kernel threads, started at the first need
         self.fs = FileSystem(self)
         self.shm = ShmIds(self)
         self.aio = Aio(self)

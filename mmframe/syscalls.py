@@ -19,6 +19,7 @@ from mmframe.aio import Aio
 from mmframe.fs import FileSystem
 from mmframe.mm import madvise, mlock, mmap, mremap, task_mmu
 from mmframe.mm.memory import Memory
+from mmframe.mm.pdflush import Pdflush
 from mmframe.mm.shm import ShmIds
 from mmframe.sched import Scheduler
 
@@ -41,6 +42,7 @@ SYSCALLS: dict[str, tuple[str, Callable[..., Any]]] = {
     "setuid": ("sched", Scheduler.sys_setuid),
     "setgid": ("sched", Scheduler.sys_setgid),
     "kswapd": ("sched", Scheduler.sys_kswapd),  # the kswapd kernel thread's body (mm/vmscan.c), not a user call
+    "pdflush": ("pdflush", Pdflush.round),  # a pdflush kernel thread's round (mm/pdflush.c), not a user call
     # user memory accesses (a load, a store, an access to every page of a range)
     "read": ("mm", Memory.sys_read),
     "write": ("mm", Memory.sys_write),

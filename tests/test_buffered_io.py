@@ -16,7 +16,7 @@ from mmframe.errors import ConfigError
 from mmframe.machine import Machine
 from mmframe.mm.readahead import FileRaState, page_cache_readahead
 from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE,
-                         close, fsync, ftruncate, mmap, open, pread, pwrite, read, sleep, sync, write)
+                         close, fsync, ftruncate, mmap, open, pread, pwrite, read, sleep, sync, touch, write)
 
 ELEVATORS = ("deadline", "noop", "linus", "rbtree", "rbtree-2.5.58")
 PAGE = 4096
@@ -223,6 +223,32 @@ def test_background_writeout_starts_above_the_background_threshold(tmp_path):
     assert wb.nr_dirty < 600 and wb.stats["pages_written"] > 0
 
 
+def test_background_writeout_runs_on_a_pdflush_kernel_thread(tmp_path):
+    """The pass is a scheduler task's work: a kernel thread of the pool (two started at the first
+    buffered write), charged to <pdflush>, not the writer; the threads are not in the results."""
+    m = machine(tmp_path, memory="64MiB", vm="dirty_background_ratio = 1\ndirty_async_ratio = 90", debug="off")
+    r = m.run(_writer, 1, 600, False, 16)
+    threads = [t for t in m.sched.tasks.values() if t.kthread and t.lineage == "pdflush"]
+    assert len(threads) == 2 and m.pdflush.nr_threads == 2
+    assert all(t.mm is None for t in threads) and set(r.tasks) == {"1"}
+    assert m.pdflush.stats["operations"] >= 1 and m.fs.wb.stats["background"] >= 1
+    assert sum(t.nsys for t in threads) >= 3  # each slept once on the idle list, one worked
+    work = m.acct.totals(task="<pdflush>")
+    assert work.get("syscall", 0) >= 3 and sum(work.values()) > work["syscall"]  # the pass's own work
+
+
+def test_no_pdflush_thread_without_buffered_writes(tmp_path):
+    m = machine(tmp_path, debug="off")
+    m.run(_reader_only)
+    assert m.pdflush.nr_threads == 0 and not any(t.kthread for t in m.sched.tasks.values())
+
+
+def _reader_only(ctx):
+    buf = yield mmap(0, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    yield touch(buf, 4 * PAGE, True)
+    return 0
+
+
 def test_write_one_page_writes_that_page_for_reclaim(tmp_path):
     m = machine(tmp_path, debug="off")
     m.run(_writer, 1, 4, False)
@@ -405,3 +431,66 @@ def test_kupdate_writes_only_inodes_older_than_the_expiry(tmp_path):
         return 0
     m.run(prog)
     assert state == [(0, 1)] and m.fs.wb.stats["kupdate"] >= 6
+
+
+# --- the pdflush pool's rules (2.5.49 mm/pdflush.c), on a stand-in scheduler ----------------------
+
+class _Task:
+    def __init__(self, pid):
+        self.pid, self.kthread, self.row = pid, True, None
+
+
+class _Sched:
+    current = None
+
+    def __init__(self):
+        self.pids, self.woken = 10, []
+
+    def spawn_kthread(self, name, program):
+        self.pids += 1
+        return _Task(self.pids)
+
+    def wake(self, task, result):
+        self.woken.append(task.pid)
+
+    def block(self, task):
+        return "blocked"
+
+
+class _Machine:
+    def __init__(self):
+        self.sched, self.now = _Sched(), 0
+
+    @property
+    def engine(self):
+        return type("E", (), {"now": self.now})()
+
+    @property
+    def acct(self):
+        return type("A", (), {"ns": 0.0, "row_for": staticmethod(lambda t, o: [])})()
+
+
+def test_pdflush_pool_refuses_grows_after_a_second_without_idle_and_sheds_the_sleepiest():
+    from mmframe.mm.pdflush import EXIT, Pdflush
+    S = 10**9
+    m = _Machine()
+    pool = Pdflush(m)
+    done = []
+    pool.start()
+    t1, t2 = sorted(pool.idle, key=lambda t: t.pid)
+    assert pool.nr_threads == 2 and list(pool.idle) == [t2, t1]  # the last to sleep first
+    assert pool.pdflush_operation(lambda: done.append("a")) == 0 and pool.work == {t2.pid: pool.work[t2.pid]}
+    assert pool.pdflush_operation(lambda: done.append("b")) == 0  # t1: the list goes empty at 0 s
+    assert pool.pdflush_operation(lambda: done.append("c")) == -1 and pool.stats["refused"] == 1
+    m.now = 2 * S  # t2 finishes: no thread idle for 2 s -> a third starts (idle from now)
+    assert pool.round(t2) == "blocked" and done == ["a"] and pool.nr_threads == 3
+    t3 = next(t for t in pool.idle if t not in (t1, t2))
+    assert list(pool.idle) == [t2, t3]
+    m.now = 4 * S  # t1 finishes: t3 has slept 2 s and there are more than two -> t1 exits
+    assert pool.round(t1) == EXIT and done == ["a", "b"] and pool.nr_threads == 2
+    assert list(pool.idle) == [t2, t3] and pool.slept_at[t3.pid] == 4 * S  # the exit rate is limited
+    m.now = 4 * S + 1  # two left: the minimum stays, however long they sleep
+    assert pool.pdflush_operation(lambda: done.append("d")) == 0 and pool.round(t2) == "blocked"
+    m.now = 6 * S  # t3 has slept 2 s, but only the minimum is left
+    assert pool.pdflush_operation(lambda: done.append("e")) == 0 and pool.round(t2) == "blocked"
+    assert pool.nr_threads == 2 and pool.stats == {"operations": 4, "refused": 1, "started": 3, "exited": 1}

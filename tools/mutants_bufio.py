@@ -1,8 +1,20 @@
-"""Named mutants of buffered I/O (mmframe/mm/readahead.py, mmframe/mm/page_writeback.py); see
+"""Named mutants of buffered I/O (mmframe/mm/readahead.py, page_writeback.py, pdflush.py); see
 tools/mutants.py."""
 
 T = "tests/test_buffered_io.py::"
+POOL = T + "test_pdflush_pool_refuses_grows_after_a_second_without_idle_and_sheds_the_sleepiest"
 MUTANTS = [
+    ("bufio.pdflush_takes_sleepiest", "mmframe/mm/pdflush.py",
+     "        task = self.idle.popleft()\n", "        task = self.idle.pop()\n", (POOL,), True),
+    ("bufio.pdflush_never_grows", "mmframe/mm/pdflush.py",
+     "and not self.idle and self.nr_threads < MAX_PDFLUSH_THREADS:",
+     "and not self.idle and self.nr_threads < MIN_PDFLUSH_THREADS:", (POOL,), False),
+    ("bufio.pdflush_exit_below_minimum", "mmframe/mm/pdflush.py",
+     "        if self.idle and self.nr_threads > MIN_PDFLUSH_THREADS:", "        if self.idle:", (POOL,), False),
+    ("bufio.background_pass_inline", "mmframe/mm/page_writeback.py",
+     "            self.fs.m.pdflush.pdflush_operation(self.background_writeout)  # none idle: no pass now",
+     "            self.background_writeout()",
+     (T + "test_background_writeout_runs_on_a_pdflush_kernel_thread",), False),
     ("bufio.eof_tail_not_zeroed_on_writeback", "mmframe/mm/page_writeback.py",
      "            fs._zero_tail(inode, index, pfn)  # block_write_full_page: zero what lies past EOF\n", "",
      (T + "test_a_store_past_eof_through_a_shared_mapping_never_reaches_the_disk_nor_reappears",), True),

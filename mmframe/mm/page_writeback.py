@@ -18,10 +18,11 @@ the async threshold (dirty + writeback) the writing task writes ``sync_writeback
 itself (``writeback_inodes``) and sleeps, when its call returns, until they are written; above the
 background threshold (dirty) it hands ``background_writeout`` to pdflush.
 
-**pdflush** (``mm/pdflush.c``): background write-back and the periodic ``wb_kupdate`` (every
+**pdflush**: background write-back and the periodic ``wb_kupdate`` (every
 ``dirty_writeback_centisecs``, writing inodes first dirtied more than ``dirty_expire_centisecs``
-ago) run in kernel context at simulated times on the event engine, counted on the ``<pdflush>``
-row.  mmframe departure: they are not scheduler tasks (see docs/buffered_io.md).
+ago) are handed to the pool of pdflush kernel threads (:mod:`mmframe.mm.pdflush`), which run them
+on the scheduler's CPUs, charged to the ``<pdflush>`` row.  The wb_timer is a daemon event: a run
+whose programs are done ends without waiting for it.
 
 **For reclaim**: :func:`write_one_page` writes one dirty page (``writepage``) and, with ``wait``,
 makes the caller wait for it.
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MAX_WRITEBACK_PAGES = 1024  # one background_writeout / wb_kupdate pass (2.5.49 page-writeback.c)
 HZ = 1000
-PDFLUSH = "<pdflush>"
+RETRY_NS = 1_000_000_000  # wb_timer_fn's retry when no pdflush thread is idle: HZ
 
 
 class Writeback:
@@ -68,7 +69,7 @@ class Writeback:
         self.nr_writeback = 0
         self.in_progress = False  # writeback_in_progress(bdi): a pdflush pass is running
         self.timer_armed = False
-        self.stats = {"throttled": 0, "throttle_pages": 0, "background": 0, "kupdate": 0,
+        self.stats = {"throttled": 0, "throttle_pages": 0, "background": 0, "kupdate": 0, "busy": 0,
                       "pages_written": 0, "max_dirty": 0}
 
     # --- accounting ------------------------------------------------------------------------
@@ -88,6 +89,7 @@ class Writeback:
         if self.ratelimits[cpu] > self.ratelimit_pages:
             self.ratelimits[cpu] = 0
             self.balance_dirty_pages(inode)
+        self.fs.m.pdflush.start()  # the pool, at the first need (mmframe.mm.pdflush)
         self.arm_timer()
 
     def balance_dirty_pages(self, inode: Inode) -> None:
@@ -104,7 +106,7 @@ class Writeback:
             self.fs.blk.wait_async(bios)
             dirty = self.nr_dirty
         if not self.in_progress and dirty > background:
-            self.pdflush_operation(self.background_writeout)
+            self.fs.m.pdflush.pdflush_operation(self.background_writeout)  # none idle: no pass now
 
     # --- writing pages ---------------------------------------------------------------------------
     def writeback_inodes(self, nr_to_write: int, bios: list, older_than: float | None = None) -> int:
@@ -209,35 +211,33 @@ class Writeback:
         self.fs.blk.wait_async(bios)
         return err
 
-    # --- pdflush -----------------------------------------------------------------------------------
-    def pdflush_operation(self, fn: Any) -> None:
-        """Hand ``fn`` to an idle pdflush thread: it runs now (simulated time), in kernel context."""
+    # --- pdflush work ----------------------------------------------------------------------------
+    def _acquired(self, work: Any) -> None:
+        """Run pdflush ``work`` holding the device (``writeback_acquire``: sync_sb_inodes lets
+        one pdflush thread at a time write a backing device; another finds it taken and stops)."""
+        if self.in_progress:
+            self.stats["busy"] += 1
+            return
         self.in_progress = True
-        layer = self.fs.blk
-        layer.at(layer.now(), self._pdflush_run, fn)
-
-    def _pdflush_run(self, fn: Any) -> None:
-        acct = self.fs.m.acct
-        prev = acct.row
-        acct.row = acct.row_for(PDFLUSH, "core")
         try:
-            fn()
+            work()
         finally:
-            acct.row = prev
             self.in_progress = False
-
-    def background_writeout(self) -> None:
-        """Write MAX_WRITEBACK_PAGES at a time until dirty pages are under the background
-        threshold or nothing is left."""
-        background, _ = self.thresholds()
-        self.stats["background"] += 1
-        while self.nr_dirty >= background and self.nr_dirty:
-            n = self.writeback_inodes(MAX_WRITEBACK_PAGES, [])
-            if n == 0:
-                break
         self.fs.blk.run_queues()
 
-    def arm_timer(self) -> None:
+    def background_writeout(self) -> None:
+        """pdflush work: write MAX_WRITEBACK_PAGES at a time until dirty pages are under the
+        background threshold or nothing is left."""
+        self.stats["background"] += 1
+        self._acquired(self._background_pass)
+
+    def _background_pass(self) -> None:
+        background, _ = self.thresholds()
+        while self.nr_dirty >= background and self.nr_dirty:
+            if self.writeback_inodes(MAX_WRITEBACK_PAGES, []) == 0:
+                break
+
+    def arm_timer(self, delay_ns: float | None = None) -> None:
         """The wb_timer: ``wb_kupdate`` every dirty_writeback_centisecs while pages are dirty
         (not re-armed once nothing is dirty; a daemon event: a run whose programs are done ends
         without waiting for it)."""
@@ -245,18 +245,21 @@ class Writeback:
             return
         self.timer_armed = True
         layer = self.fs.blk
-        t = layer.now() + self.writeback_ns
+        t = layer.now() + (self.writeback_ns if delay_ns is None else delay_ns)
         layer.engine.at_daemon(t, layer._run_at, t, self._wb_timer_fn, ())
 
     def _wb_timer_fn(self) -> None:
+        """``wb_timer_fn``: hand ``wb_kupdate`` to pdflush; with no thread idle, try again in a
+        second (2.5.49: ``mod_timer(&wb_timer, jiffies + HZ)``)."""
         self.timer_armed = False
-        self._pdflush_run(self.wb_kupdate)
-        if self.nr_dirty:
-            self.arm_timer()
+        if self.fs.m.pdflush.pdflush_operation(self.wb_kupdate) < 0:
+            self.arm_timer(RETRY_NS)
 
     def wb_kupdate(self) -> None:
-        """Write the inodes first dirtied more than dirty_expire_centisecs ago."""
+        """pdflush work: write the inodes first dirtied more than dirty_expire_centisecs ago,
+        then re-arm the timer while pages are dirty."""
         self.stats["kupdate"] += 1
-        now = self.fs.blk.now()
-        self.writeback_inodes(self.nr_dirty, [], older_than=now - self.expire_ns)
-        self.fs.blk.run_queues()
+        older_than = self.fs.blk.now() - self.expire_ns
+        self._acquired(lambda: self.writeback_inodes(self.nr_dirty, [], older_than=older_than))
+        if self.nr_dirty:
+            self.arm_timer()
