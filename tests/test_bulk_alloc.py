@@ -182,11 +182,19 @@ def test_alloc_user_pages_and_release_pages_equal_the_single_paths(ops, memory):
                     vm.count[out[0]] += 1
                     out.append(out[0])
                 arr = np.array(out, dtype=np.int64)
-                if side == 0 and len(set(out)) == len(out):
+                if side == 1:
+                    vm.release_pages(arr)
+                elif len(set(out)) == len(out):
                     for pfn in out:
                         vm.put_page(pfn)
-                else:  # side 0 with a repeated page: release_pages through the free hook a page at
-                    vm.release_pages(arr)  # a time, freeing in first-occurrence order as it always has
+                else:  # a repeated page: every reference dropped, then the pages whose count
+                    m.acct.charge(m.P.page_ref, len(out))  # reached 0 freed in first-occurrence
+                    for pfn in out:  # order (release_pages' rule), through the hooks one at a time
+                        vm.count[pfn] -= 1
+                    for pfn in dict.fromkeys(out):
+                        if vm.count[pfn] == 0:
+                            vm.vmscan.lru_del(pfn)
+                            m.free_pages(pfn, 0)
         m.pagealloc.check()
     assert held[0] == held[1]
     a, b = alloc_state(ms[0]), alloc_state(ms[1])
@@ -200,9 +208,13 @@ def _program(ctx):
     a = yield usr.mmap(0, 9 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS)
     s = yield usr.mmap(0, 3 * MiB, RW, MAP_SHARED | MAP_ANONYMOUS)
     yield usr.touch(a, 9 * MiB, True)
-    for page in (3, 4, 70, 200, 700):  # cached slots between missing ones (shmem_getpages' runs)
-        yield usr.write(s + page * 4096, page)
-    yield usr.touch(s + 64 * 4096, 3 * MiB - 64 * 4096, False)  # the first leaf exists: runs
+    pid = yield usr.fork()
+    if pid == 0:  # pages cached but not mapped in the parent: hits between its missing slots
+        for page in (3, 4, 70, 200, 700, 767):
+            yield usr.write(s + page * 4096, page)
+        yield usr.exit(0)
+    yield usr.wait(pid)
+    yield usr.touch(s + 64 * 4096, 3 * MiB - 64 * 4096, False)  # leaves exist: runs around the hits
     yield usr.touch(s, 3 * MiB, True)
     fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
     yield usr.ftruncate(fd, 6 * MiB)
