@@ -424,23 +424,6 @@ class FileSystem:
         _, err = self.wb.writepages(inode, bios)
         return bios, err
 
-    def writepage(self, inode: Inode, index: int, pfn: int) -> int:
-        """``writepage`` of one dirty cache page (reclaim's pageout; write-back can share it): the
-        block allocated if the page has none, the page written through the queue and waited for
-        (held until written, clean after).  0, or -ENOSPC when no block could be had."""
-        b = inode.blocks.get(index)
-        if b is None:
-            b = self._alloc_block()
-            if b < 0:
-                return -ENOSPC
-            inode.blocks[index] = b
-        bio = bio_pages(WRITE, b * PAGE_SECTORS, [pfn])
-        self.blk.pin_pages(bio)
-        self.blk.submit_bio(self.dev, bio)
-        filemap.clear_page_dirty(self.vm, pfn)
-        self.blk.wait_sync(self.dev, bio)
-        return 0
-
     def truncate(self, inode: Inode, size: int) -> None:
         """``vmtruncate``: unmap and drop the pages past the new size, free their blocks, zero the
         new last page's tail (``block_truncate_page`` reads it in if it has a block).  2.5 walks the

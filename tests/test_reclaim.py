@@ -11,6 +11,8 @@ from mmframe import usr
 from mmframe.config import load_config
 from mmframe.errors import ConfigError
 from mmframe.machine import Machine
+from mmframe.mm import content
+from mmframe.mm.page import GFP_KERNEL
 from mmframe.mm.vma import VM_LOCKED
 from mmframe.usr import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_CREAT, O_RDWR, PAGE_SIZE, PROT_READ,
                          PROT_WRITE, SIGKILL, brk, exit, fork, mmap, open, read, shmat, shmget, touch, wait,
@@ -131,6 +133,67 @@ def test_file_pages_written_through_a_mapping_reach_the_disk_under_pressure():
     written = [i for i in range(n) if inode.mapping.page_tree.lookup(i) is None]
     assert written, "reclaim dropped some pages after writing them"
     assert all(on_disk.get(i) == 3 + i for i in written), "a reclaimed page's block does not hold what was written"
+
+
+def test_reclaim_writes_file_pages_through_write_back():
+    """vmscan's pageout goes through the write-back module's ``write_one_page`` (one path with
+    fsync and pdflush): the part of the last page past EOF is zeroed on disk (block_write_full_page),
+    the pages count as written and in write-back while in flight, and the write is complete before
+    reclaim drops the page (nothing left in write-back)."""
+    m = machine(swap=0)
+    n = over(m)
+    size = n * PAGE_SIZE - 100
+
+    def prog(ctx):
+        fd = yield open("/data", O_CREAT | O_RDWR)
+        yield usr.ftruncate(fd, size)
+        a = yield mmap(0, n * PAGE_SIZE, RW, MAP_SHARED, fd)
+        yield write(a + (n - 1) * PAGE_SIZE, 7)  # the last page first: the oldest on the LRU
+        for i in range(n - 1):
+            yield write(a + i * PAGE_SIZE, 3 + i)
+
+    r = m.run(prog)
+    assert r.tasks["1"].status == 0
+    pageout = m.mm.vmscan.counts["pageout"]
+    assert pageout > 0 and m.fs.wb.stats["pages_written"] >= pageout
+    assert m.fs.wb.nr_writeback == 0
+    assert m.fs.inodes["/data"].mapping.page_tree.lookup(n - 1) is None, "the oldest page was reclaimed"
+    last = dict(r.disk["/data"][1])[n - 1]
+    got = content.tag_bytes(*last) if type(last) is tuple else content.tag_bytes(last)
+    assert got == content.tag_bytes(7, size % PAGE_SIZE), "the bytes past EOF reached the disk"
+
+
+def test_a_page_reclaim_writes_is_written_and_free_when_shrink_list_counts_it():
+    """kernel context: shrink_list writes a dirty file page (write_one_page, waiting as
+    wait_on_page_writeback does) and frees it in the same pass, so the page it counts as freed is
+    free, no longer under I/O, and its block holds the data."""
+    m = machine(swap=0)
+    seen = {}
+
+    def shrink(task):
+        inode = m.fs.inodes["/f"]
+        pfn = inode.mapping.page_tree.lookup(0)
+        seen["dirty"] = 0 in inode.mapping.dirty
+        seen["freed"] = m.mm.vmscan.shrink_list([pfn], GFP_KERNEL)
+        seen["count"] = m.mm.count[pfn]
+        seen["pinned"] = m.mm.pins.get(pfn, 0)
+        seen["writeback"] = m.fs.wb.nr_writeback
+        seen["cached"] = inode.mapping.page_tree.lookup(0)
+        return 0
+
+    m.sched.handlers["shrink"] = shrink
+
+    def prog(ctx):
+        fd = yield open("/f", O_CREAT | O_RDWR)
+        yield usr.ftruncate(fd, PAGE_SIZE)
+        a = yield mmap(0, PAGE_SIZE, RW, MAP_SHARED, fd)
+        yield write(a, 41)
+        yield usr.munmap(a, PAGE_SIZE)  # the dirty bit goes to the page; only the cache holds it
+        yield ("shrink",)
+
+    r = m.run(prog)
+    assert seen == {"dirty": True, "freed": 1, "count": 0, "pinned": 0, "writeback": 0, "cached": None}
+    assert dict(r.disk["/f"][1])[0] == 41
 
 
 def test_no_page_is_reclaimed_while_pinned_or_in_a_locked_vma():

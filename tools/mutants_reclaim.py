@@ -30,4 +30,9 @@ MUTANTS = [
     ("reclaim.swap_in_keeps_slot", "mmframe/mm/fault.py",
      "        swap.swap_free(entry)\n        prot = vma.page_prot", "        prot = vma.page_prot",
      ("tests/test_reclaim.py::test_data_survives_swap_out_and_in_including_after_fork",), False),
+    # pageout through write-back: waited for as wait_on_page_writeback (the page is freed next)
+    ("reclaim.pageout_not_completed", "mmframe/mm/page_writeback.py",
+     "            for bio in bios:\n                self.fs.blk.wait_sync(self.fs.dev, bio)",
+     "            self.fs.blk.wait_async(bios)",
+     ("tests/test_reclaim.py::test_a_page_reclaim_writes_is_written_and_free_when_shrink_list_counts_it",), False),
 ]

@@ -9,6 +9,9 @@
   mappings counted here, with NRPTE worked out here from the configuration: a page mapped once
   may be PageDirect or (after losing its other mappings) on one chain; one mapped twice or more is
   on ``ceil(k / NRPTE)`` chains; an unmapped page on none.  mm_chain nodes what the owner lists imply;
+* the per-page links (``head``/``next``/``prev``): the entries reachable from each page's head are
+  exactly the mappings of that page found in the page tables here (each once, no cycle, the
+  links agreeing both ways); checked on the arrays (pointer doubling), not through ``pteps_of``;
 * the allocator's conservation checker holds;
 * swap: each slot's count equals the PTEs holding its entry, plus one if its page is in the swap
   cache, plus the shmem objects recording it; a swap-cache page is never mapped writable; a shmem
@@ -44,6 +47,8 @@ def check(vm: Memory) -> None:
     swap = vm.swap
     swap_refs = np.zeros(max(swap.pages, 1), dtype=np.int64)
     writable_pfns: list[np.ndarray] = []
+    live_ids: list[np.ndarray] = []  # the rmap entry of each mapped slot, and the page it maps
+    live_pfns: list[np.ndarray] = []
     for mm in vm.mms.values():
         for idx, pt in enumerate(mm.ptp):
             e = mm.pmd[idx]
@@ -86,6 +91,8 @@ def check(vm: Memory) -> None:
         assert (e_page[ids] == pfns[real]).all(), f"PTE page {pfn}: rmap entry names another page"
         assert (e_ptep[ids] == pfn * 1024 + slots).all(), f"PTE page {pfn}: rmap entry names another pte"
         np.add.at(mapped, pfns[real], 1)
+        live_ids.append(ids)
+        live_pfns.append(pfns[real])
     k = np.frombuffer(rmap.k, dtype=np.int32)
     assert (k == mapped).all(), f"rmap counts disagree with page tables at pages {np.flatnonzero(k != mapped)[:8]}"
     assert rmap.entries() == int(mapped.sum()), "rmap entry table holds stale entries"
@@ -97,6 +104,8 @@ def check(vm: Memory) -> None:
     bad = np.flatnonzero(user & (count != mapped + other))
     assert not len(bad), f"page {bad[0]}: count {count[bad[0]]} != mappings {mapped[bad[0]]} + holders {other[bad[0]]}"
     _check_pte_chains(vm, mapped)
+    _check_rmap_links(vm, mapped, np.concatenate(live_ids) if live_ids else np.zeros(0, np.int64),
+                      np.concatenate(live_pfns) if live_pfns else np.zeros(0, np.int64))
     _check_swap(vm, swap_refs, np.concatenate(writable_pfns) if writable_pfns else np.zeros(0, np.int64))
     _check_lru(vm, user)
     vm.pa.check()
@@ -125,6 +134,40 @@ def _check_pte_chains(vm: Memory, mapped: np.ndarray) -> None:
     expect = int(((mapped[on_chain] + nrpte - 1) // nrpte).sum())
     objs = vm.m.pagealloc.kernel_objects["pte_chain"].objects
     assert objs == expect, f"pte_chain objects {objs} but the mappings imply {expect} (NRPTE {nrpte})"
+
+
+def _check_rmap_links(vm: Memory, mapped: np.ndarray, ids: np.ndarray, pfns: np.ndarray) -> None:
+    """``ids``/``pfns``: the entry and page of every mapping found in the page tables (each entry
+    already checked to name its page and PTE).  Each page's linked list must hold exactly those."""
+    rmap = vm.rmap
+    head = np.frombuffer(rmap.head, dtype=np.int32).astype(np.int64)
+    nxt = np.frombuffer(rmap.next, dtype=np.int32).astype(np.int64)
+    prv = np.frombuffer(rmap.prev, dtype=np.int32).astype(np.int64)
+    e_page = np.frombuffer(rmap.page, dtype=np.int32)
+    bad = np.flatnonzero((head >= 0) != (mapped > 0))
+    assert not len(bad), f"page {bad[0]}: rmap list head {head[bad[0]]} but {mapped[bad[0]]} mappings"
+    hp = np.flatnonzero(head >= 0)
+    assert (e_page[head[hp]] == hp).all(), "an rmap list head names an entry of another page"
+    if not len(ids):
+        return
+    n, p = nxt[ids], prv[ids]
+    on = n >= 0
+    assert (e_page[n[on]] == pfns[on]).all(), "an rmap entry's next is not a mapping of the same page"
+    assert (prv[n[on]] == ids[on]).all(), "rmap next and prev links disagree"
+    on = p >= 0
+    assert (e_page[p[on]] == pfns[on]).all(), "an rmap entry's prev is not a mapping of the same page"
+    assert (nxt[p[on]] == ids[on]).all(), "rmap prev and next links disagree"
+    heads = ids[p < 0]
+    assert len(heads) == len(hp) and (head[pfns[p < 0]] == heads).all(), \
+        "an rmap entry with no prev that is not its page's list head"
+    # every mapping reaches its page's head through prev links (none is on a cycle off the list)
+    up = np.arange(len(nxt), dtype=np.int64)
+    up[ids] = np.where(p >= 0, p, ids)
+    for _ in range(int(mapped.max(initial=1)).bit_length() + 1):
+        up = up[up]
+    assert (up[ids] == head[pfns]).all(), "an rmap entry not reachable from its page's list head"
+    free = np.frombuffer(rmap.free, dtype=np.int64)
+    assert (nxt[free] == -1).all() and (prv[free] == -1).all(), "a free rmap entry still linked"
 
 
 def _check_page_cache(vm: Memory, other: np.ndarray) -> None:

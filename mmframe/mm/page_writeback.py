@@ -24,8 +24,8 @@ ago) are handed to the pool of pdflush kernel threads (:mod:`mmframe.mm.pdflush`
 on the scheduler's CPUs, charged to the ``<pdflush>`` row.  The wb_timer is a daemon event: a run
 whose programs are done ends without waiting for it.
 
-**For reclaim**: :func:`write_one_page` writes one dirty page (``writepage``) and, with ``wait``,
-makes the caller wait for it.
+**For reclaim**: :meth:`Writeback.write_one_page` writes one dirty page (``writepage``) and, with
+``wait``, completes it before returning (vmscan's pageout, mmframe.mm.vmscan).
 """
 
 from __future__ import annotations
@@ -180,16 +180,20 @@ class Writeback:
         self.nr_writeback -= len(bio.vecs)
 
     def write_one_page(self, pfn: int, wait: bool = True) -> int:
-        """2.5.49's ``write_one_page``: write the dirty file page ``pfn``; with ``wait`` the
-        current task sleeps, when its call returns, until it is written.  0 (also for a clean
-        page), or -ENOSPC.  For reclaim (vmscan's pageout)."""
+        """2.5.49's ``write_one_page``: write the dirty file page ``pfn`` (through
+        :meth:`writepages`: EOF tail zeroed, ``nr_writeback`` counted); with ``wait``
+        (``wait_on_page_writeback``) the write is complete when this returns: the device runs ahead
+        to its completion and the current task, if any, sleeps until then when its call returns
+        (``wait_sync``), so a caller in kernel context (vmscan's pageout, in kswapd or in a direct
+        reclaim) may free the page next.  0 (also for a clean page), or -ENOSPC."""
         mapping, index = self.fs.vm.page_cache[pfn]
         if index not in mapping.dirty:
             return 0
         bios: list = []
         _, err = self.writepages(mapping.host, bios, indices=[index])
         if wait:
-            self.fs.blk.wait_async(bios)
+            for bio in bios:
+                self.fs.blk.wait_sync(self.fs.dev, bio)
         return err
 
     def fsync(self, inode: Inode) -> int:

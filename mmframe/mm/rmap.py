@@ -3,10 +3,15 @@
 Storage is columnar, never an object per mapping: an entry table of ``(page, pte address)`` in two
 arrays with a free-id stack, each PTE page's ``rid`` column pointing at the entry of each slot, and
 the number of entries per page in ``mem_map.rmap``, and one byte per page saying whether the page
-is on pte_chains (not PageDirect).  2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no
-pte_chain); the second converts the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed
-pte_chains (``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the
-head chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
+is on pte_chains (not PageDirect).  Each page's entries are linked as its pte_chains link its PTE
+addresses: a per-page ``head`` array and per-entry ``next``/``prev`` arrays (a doubly linked list,
+newest first, as ``page_add_rmap`` puts a new address in the head chain), so :meth:`Rmap.ptes_of`
+and :meth:`Rmap.pteps_of` walk O(the page's mappings) and a removal unlinks in O(1).
+
+2.5.49's rules (mm/rmap.c): the first mapping is PageDirect (no pte_chain); the second converts
+the page to a chain; a chain page holds ``ceil(k / NRPTE)`` packed pte_chains
+(``page_remove_rmap`` moves the head chain's first used slot into the hole and frees the head
+chain when it empties), each ``L1_CACHE_BYTES`` of lowmem from the ``pte_chain`` slab; and a
 page never goes back to PageDirect while mapped ("Do singleton->PageDirect here" is a comment, not
 code): a page left with one mapping keeps its chain until that mapping goes, and a page that
 leaves chain mode at ``k == 0`` starts PageDirect again.  ZERO_PAGE and reserved pages are not
@@ -15,7 +20,10 @@ rmapped.
 ``NRPTE = (L1_CACHE_BYTES - sizeof(void *)) / sizeof(pte_addr_t)``; ``pte_addr_t`` is 4 bytes, or
 8 with PAE+HIGHPTE (a 64-bit physical address).  Removal charges the chain blocks a search visits
 (on average half the page's chains).  Costs go through the machine's account; the bulk forms
-charge exactly what the single forms would, entry by entry.
+charge exactly what the single forms would, entry by entry, and leave the same state (the same ids,
+links and order) as the single forms applied in order: a bulk add links each page's new entries in
+front of its list, the last first; a bulk remove finds, for each removed entry, the nearest kept
+neighbours on either side by pointer jumping over runs of removed entries (numpy, O(n log run)).
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ def nrpte(l1_cache_bytes: int, pae: bool, highpte: bool) -> int:
 class Rmap:
     """Entry table plus per-page counts; pte_chain objects are accounted in the ``pte_chain`` cache."""
 
-    __slots__ = ("page", "ptep", "free", "nrpte", "k", "chained", "chains", "cache", "acct", "P", "events", "machine")
+    __slots__ = ("page", "ptep", "next", "prev", "head", "free", "nrpte", "k", "chained", "chains", "cache", "acct",
+                 "P", "events", "machine")
 
     def __init__(self, machine: Any, npages_k: array, nrpte_: int, l1: int) -> None:
         self.page = array("i")  # pfn per entry, -1 when free
         self.ptep = array("q")
+        self.next = array("i")  # the page's next (older) entry, -1 at the tail or when free
+        self.prev = array("i")  # the page's previous (newer) entry, -1 at the head or when free
+        self.head = array("i", [-1]) * len(npages_k)  # each page's newest entry, -1 when unmapped
         self.free = array("q")  # stack of free entry ids
         self.nrpte = nrpte_
         self.k = npages_k  # mem_map.rmap: entries per page
@@ -63,7 +75,10 @@ class Rmap:
         grow = max(n, base // 2, 1024)
         self.page.frombytes(bytes(4 * grow))
         self.ptep.frombytes(bytes(8 * grow))
-        self.free.extend(range(base + grow - 1, base - 1, -1))
+        none = (np.full(grow, -1, dtype=np.int32)).tobytes()
+        self.next.frombytes(none)
+        self.prev.frombytes(none)
+        self.free.frombytes(np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())
 
     def _chains_delta(self, delta: int) -> None:
         if delta > 0:
@@ -98,6 +113,11 @@ class Rmap:
         self.page[e] = pfn
         self.ptep[e] = pt.pfn * 1024 + i
         pt.rid[i] = e
+        h = self.head[pfn]
+        self.next[e] = h
+        if h >= 0:
+            self.prev[h] = e
+        self.head[pfn] = e
         k = self.k[pfn]
         self.k[pfn] = k + 1
         acct = self.acct
@@ -115,6 +135,15 @@ class Rmap:
         self.page[e] = -1
         pt.rid[i] = -1
         self.free.append(e)
+        nxt, prv = self.next, self.prev
+        a, b = prv[e], nxt[e]
+        if a >= 0:
+            nxt[a] = b
+        else:
+            self.head[pfn] = b
+        if b >= 0:
+            prv[b] = a
+        nxt[e] = prv[e] = -1
         k = self.k[pfn]
         self.k[pfn] = k - 1
         acct = self.acct
@@ -145,14 +174,19 @@ class Rmap:
         pt.np_rid()[slots] = ids
         k = np.frombuffer(self.k, dtype=np.int32)
         ch = np.frombuffer(self.chained, dtype=np.uint8)
-        before = k[pfns].astype(np.int64)
-        np.add.at(k, pfns, 1)
-        after = k[pfns].astype(np.int64)
-        u = pfns
-        if not np.all(after - before == 1):  # a page mapped twice in this PTE page
-            u = np.unique(pfns)
+        sp = np.sort(pfns)
+        once = bool((sp[1:] != sp[:-1]).all())
+        if once:  # each page once (fork, fault-around): plain fancy indexing
+            u = pfns
+            before = k[pfns].astype(np.int64)
+            after = before + 1
+            k[pfns] = after
+        else:  # a page mapped twice in this PTE page
+            np.add.at(k, pfns, 1)
+            u = np.unique(sp)
             after = k[u].astype(np.int64)
             before = after - np.bincount(np.searchsorted(u, pfns), minlength=len(u))
+        self._link_bulk(pfns, ids, once)
         self.acct.charge(self.P[0], n)
         cb = ch[u]
         ca = cb | (after >= 2)
@@ -169,15 +203,17 @@ class Rmap:
         rid = pt.np_rid()
         ids = rid[slots].copy()
         rid[slots] = -1
-        np.frombuffer(self.page, dtype=np.int32)[ids] = -1
-        self.free.frombytes(ids.tobytes())
-        k = np.frombuffer(self.k, dtype=np.int32)
-        ch = np.frombuffer(self.chained, dtype=np.uint8)
         # sequential semantics: the j-th removal of a page sees k minus the earlier removals; a
         # page's chain mode holds until its last mapping goes
         order = np.argsort(pfns, kind="stable")
         sp = pfns[order]
         start = np.r_[0, np.flatnonzero(np.diff(sp)) + 1]
+        once = len(start) == n
+        np.frombuffer(self.page, dtype=np.int32)[ids] = -1  # marks them removed for _unlink_bulk
+        self._unlink_bulk(pfns, ids, once)
+        self.free.frombytes(ids.tobytes())
+        k = np.frombuffer(self.k, dtype=np.int32)
+        ch = np.frombuffer(self.chained, dtype=np.uint8)
         runs = np.diff(np.r_[start, n])
         rank = np.arange(n) - np.repeat(start, runs)
         kk = k[sp].astype(np.int64) - rank  # k seen by each removal
@@ -189,13 +225,79 @@ class Rmap:
         c1 = c0 & (k1 > 0)
         delta = int(self._nchains_np(k1, c1).sum() - self._nchains_np(k0, c0).sum())
         ch[u] = c1
-        np.subtract.at(k, pfns, 1)
+        if once:
+            k[pfns] -= 1
+        else:
+            np.subtract.at(k, pfns, 1)
         acct = self.acct
         acct.charge(self.P[1], n)
         if visits:
             acct.charge(self.P[4], visits)
         if delta:
             self._chains_delta(delta)
+
+    def _link_bulk(self, pfns: np.ndarray, ids: np.ndarray, once: bool) -> None:
+        """Link entry ``ids[j]`` in front of page ``pfns[j]``'s list for j = 0, 1, ... in order
+        (what the single adds do): a page's new entries go in front, the last one first.
+        ``once``: no page appears twice in ``pfns``."""
+        head = np.frombuffer(self.head, dtype=np.int32)
+        nxt = np.frombuffer(self.next, dtype=np.int32)
+        prv = np.frombuffer(self.prev, dtype=np.int32)
+        if once:  # each page once (fork, a fault-around run): no sort needed
+            old = head[pfns]
+            nxt[ids] = old
+            prv[ids] = -1
+            has = old >= 0
+            prv[old[has]] = ids[has]
+            head[pfns] = ids
+            return
+        order = np.argsort(pfns, kind="stable")  # each page's entries together, in call order
+        sid = ids[order]
+        sp = pfns[order]
+        n = len(sid)
+        starts = np.r_[0, np.flatnonzero(np.diff(sp)) + 1]
+        ends = np.r_[starts[1:], n] - 1  # the page's last (newest) entry
+        old = head[sp[starts]]
+        after = np.empty(n, dtype=np.int32)  # the next (older) entry of each
+        after[1:] = sid[:-1]
+        after[starts] = old
+        before = np.empty(n, dtype=np.int32)  # the previous (newer) entry of each
+        before[:-1] = sid[1:]
+        before[ends] = -1
+        nxt[sid] = after
+        prv[sid] = before
+        has = old >= 0
+        prv[old[has]] = sid[starts][has]
+        head[sp[ends]] = sid[ends]
+
+    def _unlink_bulk(self, pfns: np.ndarray, ids: np.ndarray, once: bool) -> None:
+        """Unlink the entries ``ids`` (of pages ``pfns``, already marked free in ``page``): each
+        run of removed entries is bridged from its kept predecessor to its kept successor.
+        ``once``: each page once, so every neighbour is kept; otherwise the neighbours are found by
+        pointer jumping, each removed entry's own links holding its current estimate (O(log run)
+        rounds)."""
+        head = np.frombuffer(self.head, dtype=np.int32)
+        nxt = np.frombuffer(self.next, dtype=np.int32)
+        prv = np.frombuffer(self.prev, dtype=np.int32)
+        a = prv[ids]
+        b = nxt[ids]
+        if not once:
+            page = np.frombuffer(self.page, dtype=np.int32)
+            for ends, links in ((a, prv), (b, nxt)):
+                while True:
+                    more = np.flatnonzero(ends >= 0)
+                    more = more[page[ends[more]] < 0]  # the neighbour is being removed too
+                    if not len(more):
+                        break
+                    ends[more] = links[ends[more]]  # its own current estimate: a jump
+                    links[ids] = ends
+        has_a = a >= 0
+        nxt[a[has_a]] = b[has_a]
+        head[pfns[~has_a]] = b[~has_a]
+        has_b = b >= 0
+        prv[b[has_b]] = a[has_b]
+        nxt[ids] = -1
+        prv[ids] = -1
 
     def _nchains_np(self, k: np.ndarray, chained: np.ndarray) -> np.ndarray:
         return np.where(chained != 0, -(-k // self.nrpte), 0)
@@ -204,8 +306,22 @@ class Rmap:
     def entries(self) -> int:
         return len(self.page) - len(self.free)
 
+    def ptes_of(self, pfn: int, ptpages: dict[int, Any]) -> list[tuple[Any, int]]:
+        """The ``(PTE page, slot)`` pairs mapping ``pfn``, newest first (``ptpages``: the live PTE
+        pages by pfn): reclaim's walk of the page's pte_chains, O(its mappings)."""
+        out = []
+        e, nxt, ptep = self.head[pfn], self.next, self.ptep
+        while e >= 0:
+            p = ptep[e]
+            out.append((ptpages[p >> 10], p & 1023))
+            e = nxt[e]
+        return out
+
     def pteps_of(self, pfn: int) -> list[int]:
-        """The pte addresses mapping ``pfn`` (a scan of the table: for checkers and reclaim)."""
-        page = np.frombuffer(self.page, dtype=np.int32)
-        ids = np.flatnonzero(page == pfn)
-        return np.frombuffer(self.ptep, dtype=np.int64)[ids].tolist()
+        """The pte addresses mapping ``pfn``, newest first: a walk of its list, O(its mappings)."""
+        out = []
+        e, nxt, ptep = self.head[pfn], self.next, self.ptep
+        while e >= 0:
+            out.append(ptep[e])
+            e = nxt[e]
+        return out

@@ -26,8 +26,8 @@ swap-cache page, ``__GFP_FS`` to write a file or shmem page; without them dirty 
 Atomic allocations never reclaim.  kswapd is a kernel thread of the scheduler (``balance_pgdat``:
 each zone below ``pages_high`` is shrunk, priority 12 down to 0), sleeping until woken.
 
-Complexity: scanning a page costs O(its mappings) PTE visits, plus the reverse map's lookup
-(:meth:`mmframe.mm.rmap.Rmap.pteps_of`).
+Complexity: scanning a page costs O(its mappings) PTE visits, and so does the reverse map's lookup
+(:meth:`mmframe.mm.rmap.Rmap.ptes_of`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ SWAP_SUCCESS, SWAP_AGAIN, SWAP_FAIL = 0, 1, 2  # include/linux/rmap-locking.h / 
 
 #: counters of :attr:`VmScan.counts` (meminfo-like figures of the run)
 COUNTERS = ("pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pgrotate", "pageout", "try_to_unmap",
-            "unmapped_ptes", "sharers_visited", "unmap_fail_locked", "kswapd_runs", "kswapd_wakeups",
+            "unmapped_ptes", "unmapped_pages", "sharers_visited", "unmap_fail_locked", "kswapd_runs", "kswapd_wakeups",
             "allocstall", "oom_kills", "skipped_pinned", "dropped_clean")
 
 
@@ -156,8 +156,7 @@ class VmScan:
     # --- the reverse map's side -------------------------------------------------------------------
     def _ptes(self, pfn: int) -> list[tuple[Any, int]]:
         """The (PTE page, slot) pairs mapping ``pfn``, through the reverse map."""
-        ptpages = self.vm.ptpages
-        return [(ptpages[p >> 10], p & 1023) for p in self.vm.rmap.pteps_of(pfn)]
+        return self.vm.rmap.ptes_of(pfn, self.vm.ptpages)
 
     def page_referenced(self, pfn: int) -> int:
         """``page_referenced``: PG_referenced plus the PTEs whose accessed bit was set, each cleared
@@ -168,9 +167,9 @@ class VmScan:
         if f & _REF:
             vm.flags[pfn] = f & ~_REF
             ref = 1
-        acct = vm.acct
-        for pt, i in self._ptes(pfn):
-            acct.charge(self.P_young)
+        ptes = self._ptes(pfn)
+        vm.acct.charge(self.P_young, len(ptes))
+        for pt, i in ptes:
             if pt.ptes[i] & _PAGE_ACCESSED:
                 pt = vm.pte_change(pt.owners[0], pt.idx, REFERENCED, i, i + 1)
                 if pt is not None:
@@ -182,24 +181,31 @@ class VmScan:
         """``try_to_unmap``: clear every PTE mapping ``pfn`` (a swap entry for a swap-cache page),
         or SWAP_FAIL if any mapping is VM_LOCKED in any mm using its PTE page."""
         vm = self.vm
-        self.counts["try_to_unmap"] += 1
+        counts = self.counts
+        counts["try_to_unmap"] += 1
         ptes = self._ptes(pfn)
-        sh, counts = vm.sh, self.counts
+        sh = vm.sh
+        visited = 0
         for pt, i in ptes:
             addr = (pt.idx << sh) | (i << 12)
             for mm in pt.owners:
-                counts["sharers_visited"] += 1
+                visited += 1
                 v = mm.vmas.find(addr)
                 if v is not None and v.flags & VM_LOCKED:
+                    counts["sharers_visited"] += visited
                     counts["unmap_fail_locked"] += 1
                     return SWAP_FAIL
+        counts["sharers_visited"] += visited
         swap = vm.swap
         entry = swap.entry_of(pfn) if swap.in_swap_cache(pfn) else 0
-        tlb, cpu, acct = vm.m.tlb, vm._cpu(), vm.acct
+        cpu = vm._cpu()
+        flush, pte_change, remove = vm.m.tlb.flush_tlb_page, vm.pte_change, vm.rmap.page_remove_rmap
+        rss_walk, put_page = vm.rss_walk, vm.put_page
+        cached = vm.flags[pfn] & _CACHE
         for pt, i in ptes:
             addr = (pt.idx << sh) | (i << 12)
             owners = list(pt.owners)
-            w = vm.pte_change(owners[0], pt.idx, SWAP_OUT, i, i + 1)
+            w = pte_change(owners[0], pt.idx, SWAP_OUT, i, i + 1)
             if w is not None:
                 pt = w
             pte = pt.ptes[i]
@@ -208,16 +214,18 @@ class VmScan:
                 pt.ptes[i] = entry
             else:
                 pt.ptes[i] = 0
-            acct.charge(vm.P_pte_clear)
             for mm in owners:
-                tlb.flush_tlb_page(mm, cpu, addr)
-            if pte & _PAGE_DIRTY and vm.flags[pfn] & _CACHE:
+                flush(mm, cpu, addr)
+            if pte & _PAGE_DIRTY and cached:
                 filemap.set_page_dirty(vm, pfn)
-            vm.rmap.page_remove_rmap(pfn, pt, i)
+            remove(pfn, pt, i)
             pt.rss -= 1
-            vm.rss_walk(pt)
-            vm.put_page(pfn)
-            counts["unmapped_ptes"] += 1
+            rss_walk(pt)
+            put_page(pfn)
+        vm.acct.charge(vm.P_pte_clear, len(ptes))
+        counts["unmapped_ptes"] += len(ptes)
+        if ptes:
+            counts["unmapped_pages"] += 1
         return SWAP_SUCCESS
 
     # --- shrinking ----------------------------------------------------------------------------------
@@ -263,7 +271,7 @@ class VmScan:
                 swap.delete_from_swap_cache(pfn)
             elif mapping.backed:  # a file page: written back first if dirty
                 if vm.flags[pfn] & _DIRTY:
-                    if not gfp & GFP_FS_ or vm.m.fs.writepage(mapping.host, index, pfn) < 0:
+                    if not gfp & GFP_FS_ or vm.m.fs.wb.write_one_page(pfn) < 0:
                         self.rotate(pfn)
                         continue
                     counts["pageout"] += 1

@@ -1,7 +1,7 @@
 """``pressure``: a workload that touches more memory than the machine has (``factor`` times its free
 pages), so reclaim must swap: a parent writes private anonymous memory, forks children that read
 all of it back while the parent rewrites it, and checks every page.  Reports what reclaim did:
-pages scanned, reclaimed, swapped out and in, sharers visited per unmapped PTE (more than one
+pages scanned, reclaimed, swapped out and in, sharers visited per unmapped PTE and per unmapped page (more than one
 when a PTE page is shared, under ``pt_shared``), simulated time in reclaim, and the run's time.
 
 The scenario runs on a machine of its own size (``memory``, default 64 MiB: a 1 GiB machine would
@@ -63,6 +63,7 @@ def run(ctx: ScenarioContext) -> Mapping[str, Any]:
         "swap_out": sw.counts["swap_out"],
         "swap_in": sw.counts["swap_in"],
         "sharers_per_unmap": c["sharers_visited"] / c["unmapped_ptes"] if c["unmapped_ptes"] else 0.0,
+        "sharers_per_page": c["sharers_visited"] / c["unmapped_pages"] if c["unmapped_pages"] else 0.0,
         "reclaim_ms": vs.reclaim_ns / 1e6,
         "sim_ms": r.sim_ns / 1e6,
         "kswapd_runs": c["kswapd_runs"],
@@ -92,6 +93,7 @@ SCENARIO = Scenario(
         Figure("swap_out", "pages swapped out"),
         Figure("swap_in", "pages swapped in"),
         Figure("sharers_per_unmap", "sharers visited per unmapped PTE"),
+        Figure("sharers_per_page", "sharers visited per unmapped page"),
         Figure("reclaim_ms", "simulated time in reclaim", "ms"),
         Figure("sim_ms", "simulated time", "ms"),
         Figure("kswapd_runs", "kswapd rounds"),
