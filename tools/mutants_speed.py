@@ -63,10 +63,6 @@ MUTANTS = [
     ("speed.readahead_run_lookup", "mmframe/mm/readahead.py",
      "            vm.acct.charge(vm.P_pcl)  # the lookup that missed", "            pass  # the lookup that missed",
      PROGRAMS, True),
-    # readahead: a run past the leaf (an insert would allocate a node between the pages)
-    ("speed.readahead_run_any_leaf", "mmframe/mm/filemap.py",
-     "    if leaf is None or indices[-1] & ~63 != indices[0] & ~63:\n        return []",
-     "    if False:\n        return []", PROGRAMS, False),
     # the VMA list: overlapping misses the VMA that starts below the range
     ("speed.vma_overlapping_skips_first", "mmframe/mm/vma.py",
      "        for j in range(i if i > 0 else 0, len(vmas)):\n            v = vmas[j]\n            if v.start >= end:",
