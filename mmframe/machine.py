@@ -83,6 +83,9 @@ class Machine:
         self.pagealloc.plugin_state = self.plugin_state  # the allocation hooks' ``alloc.plugin_state``
         self._alloc_hook = self.policy("mmframe_alloc_pages")
         self._free_hook = self.policy("mmframe_free_pages")
+        # the core's allocation policy alone: bulk paths may take runs from the allocator directly
+        self.core_alloc = self.hooks.resolved["mmframe_alloc_pages"].owners == (CORE,)
+        self.core_free = self.hooks.resolved["mmframe_free_pages"].owners == (CORE,)
         # reservation sites (docs/reserve.md): None unless a plugin implements the hooks
         self._reserve_enter = self.policy("mmframe_reserve_enter")
         self._reserve_exit = self.policy("mmframe_reserve_exit")
@@ -148,10 +151,45 @@ class Machine:
         if not owners:
             return call
         owner, acct = owners[0], self.acct
+        rows: dict[str, list[int]] = {}  # task lineage -> this owner's row (Account.row_for's lists)
+
+        def row_of(task: str) -> list[int]:
+            row = rows[task] = acct.row_for(task, owner)
+            return row
+
+        # fixed-arity wrappers for the hot hooks (forwarding *args costs more), *args for the rest
+        nargs = len(getattr(self.hooks.pm.hook, hook).spec.argnames)
+        if nargs == 4:
+            def attributed4(a: Any, b: Any, c: Any, d: Any) -> Any:
+                prev = acct.row
+                acct.row = rows.get(acct.task) or row_of(acct.task)
+                try:
+                    return call(a, b, c, d)
+                finally:
+                    acct.row = prev
+            return attributed4
+        if nargs == 5:
+            def attributed5(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
+                prev = acct.row
+                acct.row = rows.get(acct.task) or row_of(acct.task)
+                try:
+                    return call(a, b, c, d, e)
+                finally:
+                    acct.row = prev
+            return attributed5
+        if nargs == 6:
+            def attributed6(a: Any, b: Any, c: Any, d: Any, e: Any, f: Any) -> Any:
+                prev = acct.row
+                acct.row = rows.get(acct.task) or row_of(acct.task)
+                try:
+                    return call(a, b, c, d, e, f)
+                finally:
+                    acct.row = prev
+            return attributed6
 
         def attributed(*args: Any) -> Any:
             prev = acct.row
-            acct.row = acct.row_for(acct.task, owner)
+            acct.row = rows.get(acct.task) or row_of(acct.task)
             try:
                 return call(*args)
             finally:

@@ -41,7 +41,9 @@ class Faults:
         Below a stack VMA, a user-mode access more than 32 bytes below %esp is SIGSEGV (i386 2.5's
         "accessing the stack below %esp is always a bug"; 2.6 later allowed 65536 + 32 * 4 bytes);
         a task that never set its %esp (``setsp``) is not checked."""
-        self.acct.charge(self.P_fault)
+        acct = self.acct
+        acct.row[self.P_fault] += 1
+        acct.ns += self.ns_fault
         mm = task.mm
         if not 0 <= addr < TASK_SIZE:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
@@ -149,7 +151,9 @@ class Faults:
         """A fault's new mapping of a page that is not reserved: the entry, rss, the rmap entry."""
         pt = self.pte_change(mm, idx, FAULT, i, i + 1)
         pt.ptes[i] = (pfn << PAGE_SHIFT) | prot
-        self.acct.charge(self.P_pte_set)
+        acct = self.acct
+        acct.row[self.P_pte_set] += 1
+        acct.ns += self.ns_pte_set
         pt.rss += 1
         self.rss_walk(pt)
         self.rmap.page_add_rmap(pfn, pt, i)

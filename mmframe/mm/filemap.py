@@ -87,6 +87,24 @@ def new_cache_page(vm: Memory, mapping: AddressSpace, index: int, zeroed: bool =
     return pfn
 
 
+def new_cache_page_run(vm: Memory, mapping: AddressSpace, indices: list[int]) -> list[int]:
+    """:func:`new_cache_page` (not zeroed) for the leading ``indices`` whose pages a per-CPU run
+    gives (``PageAllocator.take_pcp``), when the radix-tree leaf holding them all exists already
+    (so no insert allocates) and no reservation site is open: the same pages, state and counts as
+    one call each.  Returns the pages taken (possibly none: the caller goes on one at a time)."""
+    m = vm.m
+    if not indices or not m.core_alloc or m.reserving:
+        return []
+    leaf = mapping.page_tree.leaf(indices[0])
+    if leaf is None or indices[-1] & ~63 != indices[0] & ~63:
+        return []
+    run = vm.pa.take_pcp(vm.gfp_cache, len(indices), m.current_cpu())
+    for pfn, index in zip(run, indices):
+        add_to_page_cache(vm, mapping, pfn, index)
+        vm.lru_cache_add(pfn)
+    return run
+
+
 def remove_from_page_cache(vm: Memory, mapping: AddressSpace, index: int) -> None:
     """Drop the page at ``index`` from the cache and the cache's reference to it."""
     pfn = mapping.page_tree.delete(index)
@@ -151,15 +169,47 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
     ShmemObject.nopage_bulk); charges what one shmem_getpage an index would."""
     tree, out = mapping.page_tree, []
     leaf, leaf_base, err = None, -1, 0
-    for index in indices:
+    swap = mapping.host.swap
+    bulk = not vm.m.reserving  # no reservation site around the inserts: runs may be allocated at once
+    pool: list[int] = []  # pages of a per-CPU run for the missing slots ahead in this leaf
+    n, pos = len(indices), -1
+    while pos + 1 < n:
+        pos += 1
+        index = indices[pos]
         if index >= npages:
             err = NOPAGE_SIGBUS
             break
         if index & ~63 != leaf_base:
             leaf, leaf_base = tree.leaf(index), index & ~63
+        if leaf is not None and not pool:  # consecutive indices all cached: one slice of the leaf
+            k = min(64 - (index & 63), n - pos, npages - index)
+            if k > 1 and indices[pos:pos + k] == list(range(index, index + k)):
+                seg = leaf[(index & 63) + 1:(index & 63) + 1 + k]
+                if None not in seg:
+                    out += seg
+                    pos += k - 1
+                    continue
         pfn = leaf[(index & 63) + 1] if leaf is not None else None
         if pfn is None:
-            swapped = index in mapping.host.swap
+            swapped = index in swap
+            if not swapped and leaf is not None and bulk:
+                if not pool:  # the slots this leaf still misses, up to a swapped one
+                    want = 0
+                    for ix in indices[pos:pos + 64]:
+                        if ix & ~63 != leaf_base or ix >= npages or ix in swap:
+                            break
+                        want += leaf[(ix & 63) + 1] is None
+                    pool = vm.alloc_user_run(want)
+                    pool.reverse()
+                if pool:  # what new_cache_page does with the page: add_to_page_cache's insert
+                    pfn = pool.pop()  # into the existing leaf (no node needed)
+                    leaf[(index & 63) + 1] = pfn
+                    leaf[0] += 1
+                    vm.page_cache[pfn] = (mapping, index)
+                    if mapping.backed:
+                        vm.flags[pfn] |= _CACHE
+                    out.append(pfn)
+                    continue
             pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
             if pfn < 0:
                 err = NOPAGE_OOM

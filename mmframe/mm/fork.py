@@ -130,7 +130,10 @@ def copy_pte_range(vm: Memory, mm: MMStruct, spt: PtePage, dpt: PtePage, idx: in
         real = (vm.flags_np[pfns] & _RESERVED) == 0
         rp = pfns[real]
         if len(rp):
-            np.add.at(vm.count_np, rp, 1)
+            if len(rp) < 2 or (np.diff(np.sort(rp)) != 0).all():
+                vm.count_np[rp] += 1  # distinct pages (one VMA maps a page once): no np.add.at
+            else:
+                np.add.at(vm.count_np, rp, 1)
             acct.charge(vm.P_ref, len(rp))
             dpt.rss += len(rp)
             vm.rmap.page_add_rmap_bulk(rp, dpt, pres[real] + i0)

@@ -94,6 +94,9 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self.P_fault, self.P_clear, self.P_copy, self.P_kmap = P.page_fault, P.clear_page, P.copy_page, P.kmap_atomic
         self.P_pte_set, self.P_pte_clear, self.P_pte_copy, self.P_ref = P.pte_set, P.pte_clear, P.pte_copy, P.page_ref
         self.P_vma, self.P_pcl = P.vma_op, P.page_cache_lookup
+        ns = self.acct.ns_of  # the hot paths add these to acct.ns inline (one charge per operation)
+        self.ns_fault, self.ns_pte_set, self.ns_clear = ns[P.page_fault], ns[P.pte_set], ns[P.clear_page]
+        self.ns_clear_kmap = ns[P.clear_page] + ns[P.kmap_atomic]
         self.P_mmc_alloc, self.P_mmc_free, self.P_mmc_visit = P.mm_chain_alloc, P.mm_chain_free, P.mm_chain_visit
         self._fault_hook = m.policy("mmframe_handle_mm_fault")
         self._copy_hook = m.policy("mmframe_copy_pte_page")

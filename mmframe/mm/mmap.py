@@ -53,10 +53,13 @@ def get_unmapped_area(mm: MMStruct, hint: int, length: int) -> int | None:
         if TASK_SIZE - length >= hint and (v is None or hint + length <= v.start):
             return hint
     addr = TASK_UNMAPPED_BASE
-    for v in mm.vmas.overlapping(addr, TASK_SIZE):
+    for v in mm.vmas.from_addr(addr):
+        if v.start >= TASK_SIZE:
+            break
         if addr + length <= v.start:
             return addr
-        addr = max(addr, v.end)
+        if v.end > addr:
+            addr = v.end
     return addr if addr + length <= TASK_SIZE else None
 
 
@@ -65,7 +68,8 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
     """``old_mmap`` + ``do_mmap_pgoff`` of 2.5.49, checks in its order: offset alignment, the fd,
     length 0 (returns ``addr``), length above TASK_SIZE, too many mappings, the placement, the
     mapping type against the file's open mode; only then is a fixed range's old mapping removed."""
-    if any(type(x) is not int for x in (addr, length, prot, flags, fd, offset)):
+    if type(addr) is not int or type(length) is not int or type(prot) is not int or type(flags) is not int \
+            or type(fd) is not int or type(offset) is not int:
         return -EINVAL
     if offset & (PAGE_SIZE - 1) or offset < 0:
         return -EINVAL

@@ -159,6 +159,61 @@ class PageAllocator:
                 return pfn
         return -1
 
+    def _rmqueue_bulk(self, z: Zone, n: int, out: list[int]) -> int:
+        """``rmqueue_bulk``: ``n`` calls of ``_rmqueue(z, 0)`` in one loop, appending each page to
+        ``out`` and stopping at the first failure; the same pages in the same order, the same
+        buddy_block and buddy_step counts (charged once).  Returns how many it took."""
+        areas = z.free_area
+        a0 = areas[0]
+        got = steps = 0
+        while got < n:
+            if a0:
+                pfn = a0.popitem()[0]
+            else:
+                cur = 1
+                while cur < MAX_ORDER and not areas[cur]:
+                    cur += 1
+                if cur == MAX_ORDER:
+                    break
+                pfn = areas[cur].popitem()[0]
+                steps += cur
+                while cur:  # expand(): the lower half of each split goes back, go on with the upper
+                    cur -= 1
+                    lower, pfn = pfn, pfn + (1 << cur)
+                    areas[cur][lower] = None
+            out.append(pfn)
+            got += 1
+        if got:
+            z.free_pages -= got
+            self.acct.charge(self.P_buddy, got)
+            if steps:
+                self.acct.charge(self.P_step, steps)
+        return got
+
+    def _free_blocks0(self, z: Zone, pfns: list[int]) -> None:
+        """``_free_block(z, pfn, 0)`` for each of ``pfns`` in order (``free_pages_bulk``), the
+        counts charged once."""
+        areas, base = z.free_area, z.start_pfn
+        top = MAX_ORDER - 1
+        steps = 0
+        for pfn in pfns:
+            order = 0
+            while order < top:
+                buddy = base + ((pfn - base) ^ (1 << order))
+                area = areas[order]
+                if buddy not in area:
+                    break
+                del area[buddy]
+                steps += 1
+                if buddy < pfn:
+                    pfn = buddy
+                order += 1
+            areas[order][pfn] = None
+        z.free_pages += len(pfns)
+        self.acct.charge(self.P_buddy, len(pfns))
+        if steps:
+            self.acct.charge(self.P_step, steps)
+
     def _free_block(self, z: Zone, pfn: int, order: int) -> None:
         """``__free_pages_bulk`` for one block: coalesce with free buddies up to MAX_ORDER-1."""
         areas, base = z.free_area, z.start_pfn
@@ -180,11 +235,7 @@ class PageAllocator:
             pcp = z.pageset[cpu][1 if gfp & GFP_COLD_ else 0]
             lst = pcp.list
             if len(lst) <= pcp.low:
-                for _ in range(pcp.batch):  # rmqueue_bulk
-                    pfn = self._rmqueue(z, 0)
-                    if pfn < 0:
-                        break
-                    lst.append(pfn)
+                self._rmqueue_bulk(z, pcp.batch, lst)
             if not lst:
                 return -1
             pfn = lst.pop()
@@ -265,6 +316,47 @@ class PageAllocator:
 
     alloc_pages = _alloc_pages  # the public name (mmframe.facade.Allocator)
 
+    def take_pcp(self, gfp: int, n: int, cpu: int) -> list[int]:
+        """Up to ``n`` order-0 pages, the first pages ``n`` calls of ``_alloc_pages(gfp, 0, cpu)``
+        would return, as long as each would come from the first zone's per-CPU list on pass 1
+        (refilled from the buddy lists a batch at a time, as ``_buffered_rmqueue`` does); counted and
+        charged as those calls would be.  Stops where a call would take another path (a watermark,
+        an empty zone, fault injection): the caller makes that call itself.  O(pages + batches)."""
+        if self.fault_inject is not None or n <= 0:
+            return []
+        z = self.zonelist_of[gfp & 3][0]
+        pcp = z.pageset[cpu][(gfp >> 8) & 1]  # __GFP_COLD is 0x100
+        lst, low = pcp.list, pcp.low
+        out: list[int] = []
+        need = n
+        while need:
+            free = z.free_pages
+            if not (free > z.pages_low + 1 or free >= z.pages_high):
+                break  # pass 1's watermark (1 + pages_low for the first zone) fails: the slow path's
+            if len(lst) > low:
+                k = min(need, len(lst) - low)
+                got = lst[-k:]
+                del lst[-k:]
+                got.reverse()  # LIFO: the last freed first
+                out += got
+                need -= k
+                continue
+            self._rmqueue_bulk(z, pcp.batch, lst)  # _buffered_rmqueue: refill, then take one
+            if not lst:
+                break
+            out.append(lst.pop())
+            need -= 1
+        k = len(out)
+        if k:
+            count = self.mem_map.count
+            for pfn in out:
+                count[pfn] = 1
+            z.alloc_count += k
+            acct = self.acct
+            acct.row[self.P_pcp] += k
+            acct.ns += k * self.ns_pcp
+        return out
+
     def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
         """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
         self.mem_map.count[pfn] = 0
@@ -283,6 +375,36 @@ class PageAllocator:
         else:
             del self.blocks[pfn]
             self._free_block(z, pfn, order)
+
+    def free_pages_bulk(self, pfns: list[int], cpu: int) -> None:
+        """``free_pages(pfn, 0, cpu)`` for each of ``pfns`` in order (order-0 pages whose last
+        reference went, to the hot lists): the same lists, buddy blocks and counts, charged once
+        per run of one zone.  O(pages)."""
+        count = self.mem_map.count
+        first_high, i, n = self.first_high_pfn, 0, len(pfns)
+        acct = self.acct
+        while i < n:
+            pfn = pfns[i]
+            z = self.zone_of(pfn) if pfn < first_high else self.highmem
+            lo, hi = z.start_pfn, z.end_pfn
+            j = i + 1
+            while j < n and lo <= pfns[j] < hi:
+                j += 1
+            pcp = z.pageset[cpu][0]
+            lst, high, batch = pcp.list, pcp.high, pcp.batch
+            while i < j:
+                if len(lst) >= high:  # free_pages_bulk of a batch, oldest first
+                    drained = lst[:batch]
+                    del lst[:batch]
+                    self._free_blocks0(z, drained)
+                k = min(j - i, max(1, high - len(lst)))
+                run = pfns[i:i + k]
+                for p in run:
+                    count[p] = 0
+                lst += run
+                i += k
+        acct.row[self.P_pcp] += n
+        acct.ns += n * self.ns_pcp
 
     def drain_pages(self) -> None:
         """Return every per-CPU page to the buddy lists (``drain_local_pages`` on every CPU)."""

@@ -110,10 +110,23 @@ def do_page_cache_readahead(fs: FileSystem, inode: Inode, offset: int, nr: int) 
     end_index = (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
     runs: list[tuple[int, list[tuple[int, int]]]] = []
     n = 0
-    for index in range(offset, min(offset + nr, end_index)):
-        if filemap.find_get_page(vm, mapping, index) >= 0:
-            continue
-        pfn = filemap.new_cache_page(vm, mapping, index)
+    stop = min(offset + nr, end_index)
+    tree = mapping.page_tree
+    pooled: dict[int, int] = {}  # index -> page a per-CPU run put in the cache ahead of the loop
+    for index in range(offset, stop):
+        pfn = pooled.pop(index, -1)
+        if pfn >= 0:
+            vm.acct.charge(vm.P_pcl)  # the lookup that missed, as the single path makes it
+        else:
+            if filemap.find_get_page(vm, mapping, index) >= 0:
+                continue
+            if not pooled:  # the indices this leaf misses from here: one run, inserted in order
+                ahead = [i for i in range(index, min(stop, (index | 63) + 1)) if tree.lookup(i) is None]
+                run = filemap.new_cache_page_run(vm, mapping, ahead)
+                pooled = dict(zip(ahead, run))
+                pfn = pooled.pop(index, -1)
+            if pfn < 0:
+                pfn = filemap.new_cache_page(vm, mapping, index)
         if pfn < 0:
             break  # no memory: readahead is advisory
         n += 1

@@ -109,15 +109,9 @@ class Touch:
             self.count_np[pfns] += 1  # the mappings' references (distinct pages)
             acct.charge(self.P_ref, j)
         else:
-            pfns, j, err = np.empty(n, dtype=np.int64), 0, 0
-            for j in range(n):
-                pfn = self.alloc_user_page()
-                if pfn < 0:
-                    err = NOPAGE_OOM
-                    break
-                pfns[j] = pfn
-            else:
-                j = n
+            got = self.alloc_user_pages(n)  # as n alloc_user_page calls, runs at a time
+            j = len(got)
+            pfns, err = np.array(got, dtype=np.int64), (NOPAGE_OOM if j < n else 0)
         if err:  # fill what we have, then SIGBUS or the out-of-memory kill
             acct.charge(self.P_fault, j + 1)  # the faults taken, the last one failing
             if j:

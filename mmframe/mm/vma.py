@@ -1,4 +1,4 @@
-"""``vm_area_struct``: the mappings of an address space, in a sorted container keyed by start.
+"""``vm_area_struct``: the mappings of an address space, in sorted lists keyed by start.
 
 ``find_vma`` is 2.5's: the first VMA ending above the address, through a one-entry ``mmap_cache``
 first; O(log V) otherwise.  Splitting, merging and the mapping calls are in
@@ -7,9 +7,8 @@ first; O(log V) otherwise.  Splitting, merging and the mapping calls are in
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Any
-
-from sortedcontainers import SortedDict
 
 from mmframe.mm.filemap import NOPAGE_SIGBUS, AddressSpace, shmem_getpage, shmem_getpages
 from mmframe.mm.page import PAGE_SHIFT
@@ -65,62 +64,89 @@ class VMA:
 
 
 class VMAList:
-    """The VMAs of one mm (the kernel's list plus AVL tree), with ``mmap_cache``."""
+    """The VMAs of one mm (the kernel's list plus AVL tree), with ``mmap_cache``: two parallel
+    Python lists sorted by start (the starts, the VMAs), searched with :mod:`bisect` in C.  A
+    lookup is O(log V); an insert or removal moves O(V) pointers with one memmove, cheaper than a
+    balanced tree's Python-level rebalancing for the few hundred VMAs a process has."""
 
-    __slots__ = ("tree", "cache")
+    __slots__ = ("starts", "vmas", "cache")
 
     def __init__(self) -> None:
-        self.tree: SortedDict = SortedDict()
+        self.starts: list[int] = []
+        self.vmas: list[VMA] = []
         self.cache: VMA | None = None
 
     def __len__(self) -> int:
-        return len(self.tree)
+        return len(self.vmas)
 
     def __iter__(self):
-        return iter(self.tree.values())
+        return iter(self.vmas)
 
     def find(self, addr: int) -> VMA | None:
         """``find_vma``: the first VMA with ``end > addr`` (it may start above ``addr``)."""
         c = self.cache
         if c is not None and c.start <= addr < c.end:
             return c
-        tree = self.tree
-        i = tree.bisect_right(addr) - 1
+        i = bisect_right(self.starts, addr) - 1
+        vmas = self.vmas
         if i >= 0:
-            v = tree.peekitem(i)[1]
+            v = vmas[i]
             if addr < v.end:
                 self.cache = v
                 return v
-        if i + 1 < len(tree):
-            return tree.peekitem(i + 1)[1]
+        if i + 1 < len(vmas):
+            return vmas[i + 1]
         return None
 
     def overlapping(self, start: int, end: int) -> list[VMA]:
-        tree = self.tree
-        i = max(tree.bisect_right(start) - 1, 0)
+        """The VMAs meeting ``[start, end)``, in order.  O(log V + found)."""
+        i = bisect_right(self.starts, start) - 1
         out = []
-        for v in tree.values()[i:]:
+        vmas = self.vmas
+        for j in range(i if i > 0 else 0, len(vmas)):
+            v = vmas[j]
             if v.start >= end:
                 break
             if v.end > start:
                 out.append(v)
         return out
 
+    def from_addr(self, addr: int):
+        """The VMAs ending above ``addr``, in order, lazily (a gap search stops at the first fit)."""
+        i = bisect_right(self.starts, addr) - 1
+        vmas = self.vmas
+        for j in range(i if i > 0 else 0, len(vmas)):
+            v = vmas[j]
+            if v.end > addr:
+                yield v
+
     def insert(self, v: VMA) -> None:
-        self.tree[v.start] = v
+        starts = self.starts
+        i = bisect_left(starts, v.start)
+        if i < len(starts) and starts[i] == v.start:  # as a mapping keyed by start: replace
+            if self.cache is self.vmas[i]:
+                self.cache = None
+            self.vmas[i] = v
+            return
+        starts.insert(i, v.start)
+        self.vmas.insert(i, v)
 
     def remove(self, v: VMA) -> None:
-        del self.tree[v.start]
+        i = bisect_left(self.starts, v.start)
+        if i == len(self.starts) or self.starts[i] != v.start:
+            raise KeyError(v.start)
+        del self.starts[i]
+        del self.vmas[i]
         if self.cache is v:
             self.cache = None
 
     def neighbours(self, start: int, end: int) -> tuple[VMA | None, VMA | None]:
         """The VMAs just below ``start`` and from ``end`` up (for free_pgtables and merging)."""
-        tree = self.tree
-        i = tree.bisect_left(start) - 1
-        prev = tree.peekitem(i)[1] if i >= 0 else None
-        j = tree.bisect_left(end)
-        nxt = tree.peekitem(j)[1] if j < len(tree) else None
+        starts, vmas = self.starts, self.vmas
+        i = bisect_left(starts, start) - 1
+        prev = vmas[i] if i >= 0 else None
+        j = bisect_left(starts, end)
+        nxt = vmas[j] if j < len(vmas) else None
         return prev, nxt
 
 
