@@ -39,8 +39,7 @@ MUTANTS = [
      (T_SHARING,), False),
     # pt_shared: a write fault into a write-protected shared table not unsharing it
     ("matrix.pt_shared_write_fault_no_unshare", PT,
-     "        if mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx) and not _unshare(vm, mm, idx):",
-     "        if False:", (T_SHARING,), False),
+     "    if write_access and not vm.pmd_writable(mm, idx):", "    if False:", (T_SHARING,), False),
     # elevator_rbtree: a request dispatched is lost (its I/O never completes)
     ("matrix.elevator_rbtree_drop_on_dispatch", "plugins/elevator_rbtree/iosched.py",
      "        self._fifo_del(drq)\n        self.dispatch.append(drq.rq)", "        self._fifo_del(drq)",
