@@ -160,12 +160,16 @@ class File:
         return filemap.filemap_nopage(vm, self.inode, index)
 
     def nopage_bulk(self, vm: Any, indices: list[int]) -> tuple[list[int], int]:
-        """``nopage`` page by page (a bulk fill's interface): pfns, and the first failure's code."""
+        """``nopage`` page by page (a bulk fill's interface): pfns, and the first failure's code.
+        Each page comes with the reference its mapping will hold, taken as it is found (2.5.49's
+        ``filemap_nopage`` returns it with ``page_cache_get``): reclaim that a later page's
+        allocation runs must not free an earlier one before its PTE is written."""
         out = []
         for index in indices:
             pfn = filemap.filemap_nopage(vm, self.inode, index)
             if pfn < 0:
                 return out, pfn
+            vm.count[pfn] += 1
             out.append(pfn)
         return out, 0
 

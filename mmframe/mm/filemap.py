@@ -166,7 +166,8 @@ def shmem_swapin(vm: Memory, mapping: AddressSpace, index: int) -> int:
 
 def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages: int) -> tuple[list[int], int]:
     """:func:`shmem_getpage` for many indices, looking a leaf node up once for its 64 slots (see
-    ShmemObject.nopage_bulk); charges what one shmem_getpage an index would."""
+    ShmemObject.nopage_bulk), each page returned with a reference for its mapping; charges what
+    one shmem_getpage an index would."""
     tree, out = mapping.page_tree, []
     leaf, leaf_base, err = None, -1, 0
     swap = mapping.host.swap
@@ -208,6 +209,7 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                     vm.page_cache[pfn] = (mapping, index)
                     if mapping.backed:
                         vm.flags[pfn] |= _CACHE
+                    vm.count[pfn] += 1  # the mapping's reference, taken now (see nopage_bulk)
                     out.append(pfn)
                     continue
             pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
@@ -216,6 +218,7 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                 break
             if leaf is None:
                 leaf_base = -1  # the insert made the leaf: look it up again
+        vm.count[pfn] += 1
         out.append(pfn)
     vm.acct.charge(vm.P_pcl, len(out) + (err == NOPAGE_OOM))
     return out, err

@@ -106,7 +106,7 @@ class Touch:
             got, err = obj.nopage_bulk(self, (slots + first).tolist())
             pfns = np.array(got, dtype=np.int64)
             j = len(got)
-            self.count_np[pfns] += 1  # the mappings' references (distinct pages)
+            # (each page came with its mapping's reference, taken as it was found)
             acct.charge(self.P_ref, j)
         else:
             got = self.alloc_user_pages(n)  # as n alloc_user_page calls, runs at a time

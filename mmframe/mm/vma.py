@@ -177,8 +177,10 @@ class ShmemObject:
 
     def nopage_bulk(self, vm: Any, indices: list[int]) -> tuple[list[int], int]:
         """``nopage`` for many pages (a bulk fill): their pfns in order, stopping at the first
-        failure, whose code is returned with them (0 when none failed).  Charges what one
-        ``nopage`` a page would: a lookup each, a cleared page and an insert for each miss."""
+        failure, whose code is returned with them (0 when none failed), each with its mapping's
+        reference taken as it was found (so reclaim for a later page cannot swap out an earlier
+        one).  Charges what one ``nopage`` a page would: a lookup each, a cleared page and an
+        insert for each miss."""
         return shmem_getpages(vm, self.mapping, indices, self.npages)
 
     def release(self, vm: Any) -> None:
