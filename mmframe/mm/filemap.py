@@ -187,6 +187,9 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
             if k > 1 and indices[pos:pos + k] == list(range(index, index + k)):
                 seg = leaf[(index & 63) + 1:(index & 63) + 1 + k]
                 if None not in seg:
+                    count = vm.count
+                    for pfn in seg:  # their mappings' references
+                        count[pfn] += 1
                     out += seg
                     pos += k - 1
                     continue
