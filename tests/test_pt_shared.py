@@ -308,3 +308,18 @@ def test_a_stack_grown_in_one_sharer_is_not_seen_by_the_other():
     runs = [machine(p).run(prog) for p in ((), ("pt_shared",))]
     assert not compare_results(*runs).differences
     assert runs[0].tasks["1.1"].status >> 8 == 10
+
+
+def test_sga_oops_ends_the_measurement_not_the_scenario(isolated):
+    """2.5.49 oopsed on a failed atomic pte_chain_alloc (mm/rmap.c page_add_rmap): in ``sga`` that
+    is the first failure, so the measurement stops there with the children that fitted, and the
+    scenario goes on to its next column and policy (the full run's mainline hit it with HIGHPTE)."""
+    from mmframe.scenario import run_scenario
+    (isolated / "run.toml").write_text('[machine]\nfail_nth = 3\nfail_match = "pte_chain_alloc"\n'
+                                       '[scenario]\nname = "sga"\npolicies = [[], ["pt_shared"]]\n'
+                                       'memory = "16MiB"\nsize = "1MiB"\nchildren = 12\nforms = ["fork"]\n')
+    scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
+    for tag in ("no HIGHPTE", "HIGHPTE"):
+        assert plain.figures[f"children {tag}"] < 12  # stopped by the oops, with its figures
+        assert plain.figures[f"page tables {tag}"] > 0 and plain.figures[f"pte_chains {tag}"] > 0
+    assert "children HIGHPTE" in shared.figures  # the next policy ran (it meets the injected failure too)

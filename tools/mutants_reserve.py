@@ -31,4 +31,8 @@ MUTANTS = [
     # fault injection counts from zero: the Nth becomes the (N+1)th
     ("reserve.inject_off_by_one", "mmframe/mm/fault_inject.py", "            fail = fi.seen == fi.nth\n",
      "            fail = fi.seen == fi.nth + 1\n", (f"{T}::test_pte_chain_failure_is_the_oops",), True),
+    # sga: the oops ends the whole scenario run (the full run lost mainline's attach columns)
+    ("reserve.sga_oops_ends_scenario", "mmframe/workloads/sga.py", "    except SimOops as oops:",
+     "    except ZeroDivisionError as oops:",
+     ("tests/test_pt_shared.py::test_sga_oops_ends_the_measurement_not_the_scenario",), True),
 ]
