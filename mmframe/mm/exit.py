@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def exit_mmap(vm: Memory, mm: MMStruct, cpu: Any) -> None:
     ptrs = vm.geo.ptrs_per_pte
-    for idx, pt in enumerate(mm.ptp):
+    for idx, pt in enumerate(mm.ptp if not vm.exit_zap_batch(mm) else ()):
         if pt is None:
             continue
         if vm.count[pt.pfn] == 1:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mmframe.mm.page import PAGE_SHIFT, PAGE_SIZE, PG_dirty
 from mmframe.mm.radix_tree import RadixTree
 
@@ -174,6 +176,9 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
     bulk = not vm.m.reserving  # no reservation site around the inserts: runs may be allocated at once
     pool: list[int] = []  # pages of a per-CPU run for the missing slots ahead in this leaf
     n, pos = len(indices), -1
+    # one test for the common call (a PTE page's run of consecutive indices) instead of one a leaf
+    consec = n > 1 and indices[-1] - indices[0] == n - 1 and indices == list(range(indices[0], indices[0] + n))
+    pending: list[int] = []  # cached pages found, their mapping references not taken yet (see _take)
     while pos + 1 < n:
         pos += 1
         index = indices[pos]
@@ -184,12 +189,10 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
             leaf, leaf_base = tree.leaf(index), index & ~63
         if leaf is not None and not pool:  # consecutive indices all cached: one slice of the leaf
             k = min(64 - (index & 63), n - pos, npages - index)
-            if k > 1 and indices[pos:pos + k] == list(range(index, index + k)):
+            if k > 1 and (consec or indices[pos:pos + k] == list(range(index, index + k))):
                 seg = leaf[(index & 63) + 1:(index & 63) + 1 + k]
                 if None not in seg:
-                    count = vm.count
-                    for pfn in seg:  # their mappings' references
-                        count[pfn] += 1
+                    pending += seg  # their mappings' references: taken before anything allocates
                     out += seg
                     pos += k - 1
                     continue
@@ -203,6 +206,7 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                         if ix & ~63 != leaf_base or ix >= npages or ix in swap:
                             break
                         want += leaf[(ix & 63) + 1] is None
+                    _take(vm, pending)
                     pool = vm.alloc_user_run(want)
                     pool.reverse()
                 if pool:  # what new_cache_page does with the page: add_to_page_cache's insert
@@ -215,6 +219,7 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                     vm.count[pfn] += 1  # the mapping's reference, taken now (see nopage_bulk)
                     out.append(pfn)
                     continue
+            _take(vm, pending)
             pfn = shmem_swapin(vm, mapping, index) if swapped else new_cache_page(vm, mapping, index, zeroed=True)
             if pfn < 0:
                 err = NOPAGE_OOM
@@ -223,8 +228,18 @@ def shmem_getpages(vm: Memory, mapping: AddressSpace, indices: list[int], npages
                 leaf_base = -1  # the insert made the leaf: look it up again
         vm.count[pfn] += 1
         out.append(pfn)
+    _take(vm, pending)
     vm.acct.charge(vm.P_pcl, len(out) + (err == NOPAGE_OOM))
     return out, err
+
+
+def _take(vm: Memory, pending: list[int]) -> None:
+    """The mapping references of the cached pages ``pending`` (distinct: one per index), taken in
+    one numpy add and the list emptied.  Called before anything allocates (an allocation may
+    reclaim, and must not see a found page without the reference it came with) and at the end."""
+    if pending:
+        vm.count_np[np.array(pending, dtype=np.int64)] += 1
+        pending.clear()
 
 
 def read_cache_page(vm: Memory, inode: Any, index: int) -> int:

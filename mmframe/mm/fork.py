@@ -10,16 +10,18 @@ page not reserved gains a reference and an rmap entry in the child.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmframe.mm import pgtable
 from mmframe.mm.exit import exit_mmap
 from mmframe.mm.overcommit import VM_ACCOUNT, vm_enough_memory, vm_unacct_memory
-from mmframe.mm.page import PAGE_SHIFT, PG_reserved
+from mmframe.mm.page import GFP_ATOMIC, GFP_KERNEL, PAGE_SHIFT, PG_reserved, __GFP_HIGHMEM
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PTE_PRESENT_MASK, PtePage
 from mmframe.mm.pte_change import FORK
+from mmframe.plugin import CORE
 from mmframe.mm.vma import VM_DONTCOPY, VM_LOCKED, VM_SHARED
 from mmframe.usr import ENOMEM
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
 
 _RESERVED = 1 << PG_reserved
+GFP_PTE_HIGH = GFP_KERNEL | __GFP_HIGHMEM  # (as pmd.pte_alloc allocates with HIGHPTE)
 
 
 def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
@@ -51,16 +54,129 @@ def dup_mmap(vm: Memory, old: MMStruct) -> MMStruct | int:
         new.vmas.insert(c)
     new.def_flags = old.def_flags  # (copy_mm's memcpy: MCL_FUTURE is inherited)
     hook = vm._copy_hook
-    for idx, pt in enumerate(old.ptp):
-        if pt is not None and hook(vm, old, new, idx) is False:
-            _abort(vm, new)
-            return -ENOMEM
+    idxs = [idx for idx, pt in enumerate(old.ptp) if pt is not None]
+    if not copy_page_range_batch(vm, old, new, idxs):
+        for idx in idxs:
+            if hook(vm, old, new, idx) is False:
+                _abort(vm, new)
+                return -ENOMEM
     vm.flush_tlb_mm(old)
     return new
 
 
 def _abort(vm: Memory, new: MMStruct) -> None:
     exit_mmap(vm, new, vm._cpu())
+
+
+def copy_page_range_batch(vm: Memory, src: MMStruct, dst: MMStruct, idxs: list[int]) -> bool:
+    """The mainline :func:`copy_page_range` of every PTE page ``idxs`` of ``src`` in one numpy pass
+    (host time only): the same PTE pages, entries, references, rmap entries and links, pte_chain
+    objects, page allocations in the same order, choke-point counts and charges as one call per
+    PTE page.  Taken only where that is certain before anything changes; False (nothing done,
+    the caller goes a PTE page at a time) otherwise:
+
+    - no plugin implements ``mmframe_copy_pte_page`` or ``mmframe_pte_change`` (a policy decides
+      per PTE page), ``mmframe_alloc_pages`` is the core's, no reservation site is open, no swap
+      entry can be met;
+    - no page is mapped twice among the entries copied (so each page's rmap change is
+      independent of the order);
+    - every allocation the copies make (the PTE pages, and the pte_chain slab pages, interleaved
+      as the single path makes them) is sure to be served on pass 1
+      (:meth:`~mmframe.mm.page_alloc.PageAllocator.pass1_sure`): no reclaim can run between them
+      and see the deferred writes, nothing can fail.
+
+    O(entries) numpy plus O(PTE pages + VMAs) Python."""
+    m = vm.m
+    npt = len(idxs)
+    if (npt < 2 or vm._pte_hook is not None or vm.swap.inuse or not m.core_alloc or m.reserving
+            or m.hooks.resolved["mmframe_copy_pte_page"].owners != (CORE,)):
+        return False
+    P = vm.geo.ptrs_per_pte
+    pts = [src.ptp[i] for i in idxs]
+    S = np.concatenate([pt.np() for pt in pts])  # the source entries, PTE page after PTE page
+    t = S.dtype.type
+    full = _mask(S)
+    # the bits each entry loses in the copy (0: under no VMA, not copied), and its VMA segments
+    clear = np.zeros(len(S), dtype=S.dtype)
+    seg_lo: list[int] = []
+    seg_hi: list[int] = []
+    sh = vm.sh - PAGE_SHIFT  # vpn -> PMD slot
+
+    def at(vpn: int) -> int:  # the position in S of the first entry at or above page ``vpn``
+        q = vpn >> sh
+        j = bisect_left(idxs, q)
+        return j * P + (vpn & (P - 1) if j < npt and idxs[j] == q else 0)
+
+    for v in src.vmas:
+        lo, hi = at(v.start >> PAGE_SHIFT), at(v.end >> PAGE_SHIFT)
+        if lo >= hi:
+            continue
+        clean = bool(v.flags & VM_SHARED)
+        clear[lo:hi] = _PAGE_ACCESSED | (_PAGE_RW if v.cow else 0) | (_PAGE_DIRTY if clean else 0)
+        cuts = list(range((lo // P + 1) * P, hi, P))  # a VMA's range split at PTE page boundaries
+        seg_lo += [lo] + cuts
+        seg_hi += cuts + [hi]
+    pres = np.flatnonzero((S & t(PTE_PRESENT_MASK)) != 0)
+    pres = pres[clear[pres] != 0]
+    vals = S[pres]
+    clr = clear[pres]
+    wr = (vals & clr & t(_PAGE_RW)) != 0  # copy-on-write entries still writable in the source
+    vals &= ~clr & t(full)
+    pfns = (vals >> t(PAGE_SHIFT)).astype(np.int64)
+    real = (vm.flags_np[pfns] & _RESERVED) == 0
+    rp = pfns[real]
+    rpos = pres[real]
+    rmap = vm.rmap
+    if not rmap.distinct(rp):
+        return False
+    bounds = np.searchsorted(rpos, np.arange(npt + 1, dtype=np.int64) * P)
+    deltas = rmap.chain_deltas_distinct(rp, bounds).tolist()
+    gfp = GFP_PTE_HIGH if vm.highpte else GFP_KERNEL
+    cpu = m.current_cpu()
+    if not vm.pa.pass1_sure([(gfp, npt), (GFP_ATOMIC, rmap.cache.pages_needed(sum(deltas)))], cpu):
+        return False
+    # the choke point: each VMA segment holding a writable copy-on-write entry is changed (FORK)
+    wfull = np.zeros(len(S) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pres[wr], minlength=len(S)), out=wfull[1:])
+    lo_a, hi_a = np.array(seg_lo, dtype=np.int64), np.array(seg_hi, dtype=np.int64)
+    changed = lo_a[(wfull[hi_a] - wfull[lo_a]) > 0] // P  # the PTE page of each such segment
+    high_src = np.array([pt.high for pt in pts], dtype=bool)
+    # the allocations, in the single path's order: each PTE page, then its pte_chain objects
+    dpts = []
+    for idx, d in zip(idxs, deltas):
+        dpt = vm.pte_alloc(dst, idx)
+        assert dpt is not None, "pass1_sure promised this page"
+        dpts.append(dpt)
+        if d:
+            rmap._chains_delta(d)
+    acct = vm.acct
+    vm.pte_changes[FORK] += len(changed)
+    high_dst = np.array([pt.high for pt in dpts], dtype=bool)
+    kmaps = int(high_src.sum()) + int(high_dst.sum()) + int(high_src[changed].sum())
+    if kmaps:
+        acct.charge(vm.P_kmap, kmaps)
+    # the writes: the source write-protected, the copies, references, rmap entries
+    if wr.any():
+        S[pres[wr]] &= t(~_PAGE_RW & full)
+        for j in np.unique(changed).tolist():
+            pts[j].np()[:] = S[j * P:(j + 1) * P]
+    D = np.zeros(len(S), dtype=S.dtype)
+    D[pres] = vals
+    for j, dpt in enumerate(dpts):
+        dpt.np()[:] = D[j * P:(j + 1) * P]
+    acct.charge(vm.P_pte_copy, len(pres))
+    vm.count_np[rp] += 1
+    acct.charge(vm.P_ref, len(rp))
+    dpfn = np.array([dpt.pfn for dpt in dpts], dtype=np.int64)
+    page_of = rpos // P
+    slots = rpos - page_of * P
+    ids = rmap.add_distinct(rp, dpfn[page_of] * 1024 + slots)
+    for j, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        if b > a:
+            dpt = dpts[j]
+            dpt.rss += b - a
+            dpt.np_rid()[slots[a:b]] = ids[a:b]
+    return True
 
 
 def copy_page_range(vm: Memory, src: MMStruct, dst: MMStruct, idx: int) -> bool:

@@ -357,6 +357,24 @@ class PageAllocator:
             acct.ns += k * self.ns_pcp
         return out
 
+    def pass1_sure(self, needs: list[tuple[int, int]], cpu: int) -> bool:
+        """Whether ``n`` more order-0 allocations of each ``(gfp, n)`` in ``needs`` (in any
+        interleaving, on ``cpu``) would all be served on pass 1 by their zonelist's first zone:
+        no fault injection, and each first zone keeps more than ``pages_low + 1`` free pages even
+        after giving every page asked of it plus a per-CPU refill batch.  Such allocations wake no
+        kswapd, run no reclaim and cannot fail, so a caller may defer other state changes across
+        them (fork's batched copy).  O(len(needs))."""
+        if self.fault_inject is not None:
+            return False
+        per_zone: dict[int, list] = {}
+        for gfp, n in needs:
+            z = self.zonelist_of[gfp & 3][0]
+            pcp = z.pageset[cpu][(gfp >> 8) & 1]
+            got = per_zone.setdefault(id(z), [z, 0, 0])
+            got[1] += n
+            got[2] += pcp.batch
+        return all(z.free_pages - n - batch > z.pages_low + 1 for z, n, batch in per_zone.values())
+
     def free_pages(self, pfn: int, order: int, cpu: int, cold: bool = False) -> None:
         """``__free_pages`` after the last reference went: order 0 to the hot or cold list."""
         self.mem_map.count[pfn] = 0

@@ -46,7 +46,7 @@ class Rmap:
     """Entry table plus per-page counts; pte_chain objects are accounted in the ``pte_chain`` cache."""
 
     __slots__ = ("page", "ptep", "next", "prev", "head", "free", "nrpte", "k", "chained", "chains", "cache", "acct",
-                 "P", "events", "machine")
+                 "P", "events", "machine", "_mark")
 
     def __init__(self, machine: Any, npages_k: array, nrpte_: int, l1: int) -> None:
         self.page = array("i")  # pfn per entry, -1 when free
@@ -65,12 +65,31 @@ class Rmap:
         self.P = (P.page_add_rmap, P.page_remove_rmap, P.pte_chain_alloc, P.pte_chain_free, P.pte_chain_visit)
         self.events = machine.pagealloc.events
         self.machine = machine
+        self._mark: np.ndarray | None = None
+
+    def distinct(self, pfns: np.ndarray) -> bool:
+        """No page twice in ``pfns``, each the page of a mapping: a page mapped once in all is there
+        once; among the others, each position writes itself into a per-page scratch array
+        (allocated on first use and kept) and must read itself back.  O(n), no sort."""
+        many = np.frombuffer(self.k, dtype=np.int32)[pfns] > 1
+        if not many.any():
+            return True
+        pfns = pfns[many]
+        if self._mark is None:
+            self._mark = np.empty(len(self.k), dtype=np.int32)
+        pos = np.arange(len(pfns), dtype=np.int32)
+        self._mark[pfns] = pos
+        return bool((self._mark[pfns] == pos).all())
 
     def nchains(self, pfn: int) -> int:
         """The pte_chains page ``pfn`` holds now."""
         return -(-self.k[pfn] // self.nrpte) if self.chained[pfn] else 0
 
     def _grow(self, n: int) -> None:
+        """At least ``n`` more entries.  The new ids go under the free ones, the lowest on top:
+        the ids handed out are then the freed ones (last freed first), then ``len(page)``,
+        ``len(page) + 1``, ... whenever and by how much the table grows, so a batch that grows
+        once hands out the ids a sequence of smaller adds would."""
         base = len(self.page)
         grow = max(n, base // 2, 1024)
         self.page.frombytes(bytes(4 * grow))
@@ -78,7 +97,7 @@ class Rmap:
         none = (np.full(grow, -1, dtype=np.int32)).tobytes()
         self.next.frombytes(none)
         self.prev.frombytes(none)
-        self.free.frombytes(np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())
+        self.free[:0] = array("q", np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())
 
     def _chains_delta(self, delta: int) -> None:
         if delta > 0:
@@ -236,6 +255,76 @@ class Rmap:
         if delta:
             self._chains_delta(delta)
 
+    # --- batch over many PTE pages, each page mapped once (fork's batched copy) -------------------
+    def chain_deltas_distinct(self, pfns: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """The pte_chain change (+objects) each group ``pfns[bounds[g]:bounds[g + 1]]`` of
+        ``page_add_rmap`` calls would make, the groups in order, when no page appears twice in
+        ``pfns`` (so each page's change is independent of the others).  No state changes."""
+        k0 = np.frombuffer(self.k, dtype=np.int32)[pfns]  # (int32 arithmetic: counts stay far below 2**31)
+        c0 = np.frombuffer(self.chained, dtype=np.uint8)[pfns]
+        n = self.nrpte
+        d = (k0 + n) // n
+        d *= c0 | (k0 >= 1)  # nchains after: a second mapping puts the page on chains
+        d -= ((k0 + (n - 1)) // n) * c0  # nchains before
+        cs = np.zeros(len(d) + 1, dtype=np.int64)
+        np.cumsum(d, out=cs[1:])
+        return cs[bounds[1:]] - cs[bounds[:-1]]
+
+    def add_distinct(self, pfns: np.ndarray, pteps: np.ndarray) -> np.ndarray:
+        """``page_add_rmap`` of page ``pfns[j]`` at pte address ``pteps[j]`` for j in order, no page
+        twice, with the pte_chain objects already taken (:meth:`chain_deltas_distinct`,
+        :meth:`_chains_delta`): the entries, links, counts and chain modes, charged per entry.
+        Returns the entry ids (the caller records them in its PTE pages' ``rid``).  O(n) numpy."""
+        n = len(pfns)
+        if len(self.free) < n:
+            self._grow(n - len(self.free))
+        free = np.frombuffer(self.free, dtype=np.int64)
+        ids = free[len(free) - n:][::-1].copy()
+        del free
+        del self.free[len(self.free) - n:]
+        np.frombuffer(self.page, dtype=np.int32)[ids] = pfns
+        np.frombuffer(self.ptep, dtype=np.int64)[ids] = pteps
+        k = np.frombuffer(self.k, dtype=np.int32)
+        after = k[pfns] + 1
+        k[pfns] = after
+        ch = np.frombuffer(self.chained, dtype=np.uint8)
+        ch[pfns] |= (after >= 2).view(np.uint8)
+        self._link_bulk(pfns, ids, True)
+        self.acct.charge(self.P[0], n)
+        return ids
+
+    def remove_distinct(self, pfns: np.ndarray, ids: np.ndarray, bounds: np.ndarray) -> list[int]:
+        """``page_remove_rmap`` of entry ``ids[j]`` (of page ``pfns[j]``) for j in order, no page
+        twice: the entries freed (pushed in that order), the links bridged, the counts and chain
+        modes, charged per entry with the chain blocks each search visits.  Returns the pte_chain
+        change (<= 0) of each group ``[bounds[g], bounds[g + 1])``, for the caller to apply with
+        :meth:`_chains_delta` in order, between its other frees.  O(n) numpy."""
+        n = len(pfns)
+        np.frombuffer(self.page, dtype=np.int32)[ids] = -1
+        self._unlink_bulk(pfns, ids, True)
+        self.free.frombytes(ids.astype(np.int64).tobytes())
+        k = np.frombuffer(self.k, dtype=np.int32)
+        ch = np.frombuffer(self.chained, dtype=np.uint8)
+        k0 = k[pfns]
+        c0 = ch[pfns]
+        nr = self.nrpte
+        before = (k0 + (nr - 1)) // nr
+        before *= c0
+        visits = int(((before + 1) // 2).sum())
+        k1 = k0 - 1
+        c1 = c0 & (k1 > 0)
+        d = (k1 + (nr - 1)) // nr
+        d *= c1
+        d -= before
+        ch[pfns] = c1
+        k[pfns] = k1
+        self.acct.charge(self.P[1], n)
+        if visits:
+            self.acct.charge(self.P[4], visits)
+        cs = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(d, out=cs[1:])
+        return (cs[bounds[1:]] - cs[bounds[:-1]]).tolist()
+
     def _link_bulk(self, pfns: np.ndarray, ids: np.ndarray, once: bool) -> None:
         """Link entry ``ids[j]`` in front of page ``pfns[j]``'s list for j = 0, 1, ... in order
         (what the single adds do): a page's new entries go in front, the last one first.
@@ -300,7 +389,10 @@ class Rmap:
         prv[ids] = -1
 
     def _nchains_np(self, k: np.ndarray, chained: np.ndarray) -> np.ndarray:
-        return np.where(chained != 0, -(-k // self.nrpte), 0)
+        """:meth:`nchains` of each ``(k, chained)`` (k >= 0): ceil(k / NRPTE) on chains, else 0."""
+        q = (k + (self.nrpte - 1)) // self.nrpte
+        q *= chained != 0
+        return q
 
     # --- queries ------------------------------------------------------------------------------
     def entries(self) -> int:
