@@ -89,13 +89,13 @@ def _run_both(monkeypatch, memory: int, prog, *args, on=(), **kw) -> list[bool]:
         m = machine(memory, **kw)
 
         def snap(task):
-            box["state"] = vm_state(m)
+            box.setdefault("states", []).append(vm_state(m))
             return 0
 
         m.sched.handlers["snap"] = snap
         r = m.run(prog, *args)
-        states.append((r.tasks, dict(r.counts), r.sim_ns, m.meminfo(), box.get("state"), vm_state(m)))
-    for what, a, b in zip(("tasks", "counts", "sim_ns", "meminfo", "state before fork", "state at the end"), *states):
+        states.append((r.tasks, dict(r.counts), r.sim_ns, m.meminfo(), box.get("states"), vm_state(m)))
+    for what, a, b in zip(("tasks", "counts", "sim_ns", "meminfo", "states at the snapshots", "state at the end"), *states):
         assert a == b, f"{what} differ: {_diff(a, b)}"
     return taken
 
@@ -146,6 +146,7 @@ def _program(ctx, spec, depth):
     yield ("snap",)
     pid = yield usr.fork()
     if pid == 0:
+        yield ("snap",)  # the copy itself, before the child changes it
         for (kind, pages, how), a in zip(spec, addrs):
             if how in ("write", "read") and kind != "fpriv":
                 yield usr.touch(a, min(pages * PAGE, 4 * MiB), True)  # copy-on-write breaks, shared writes
@@ -177,7 +178,7 @@ def test_batched_fork_equals_one_copy_per_pte_page(spec, depth):
 
 
 def test_the_batch_copies_a_program_spanning_pte_pages():
-    spec = [("anon", 1500, "write"), ("shared", 1300, "write"), ("file", 23, "read"), ("fpriv", 24, "write"),
+    spec = [("anon", 1500, "write"), ("shared", 1300, "write"), ("file", 23, "write"), ("fpriv", 24, "write"),
             ("anon", 5, "none"), ("anon", 40, "ro"), ("anon", 30, "read")]
     exits.clear()
     assert run_both(64 * MiB, _program, spec, True) == [True] * 3  # child, grandchild, second child
@@ -255,3 +256,35 @@ def test_distinct_finds_a_page_twice_among_pages_mapped_more_than_once():
         assert not m.mm.rmap.distinct(np.array([11, 9, 3, 11], dtype=np.int64))
     finally:
         k[[3, 9, 11]] = 0
+
+
+def _cached_then_missing(ctx):
+    s = yield usr.mmap(0, 256 * PAGE, RW, MAP_SHARED | MAP_ANONYMOUS)
+    pid = yield usr.fork()
+    if pid == 0:  # the first leaf's pages cached, then unmapped with the child
+        yield usr.touch(s, 64 * PAGE, True)
+        yield usr.exit(0)
+    yield usr.wait(pid)
+    yield usr.touch(s, 256 * PAGE, True)  # one call: a cached slice, then a run allocated
+    return 0
+
+
+def test_shmem_getpages_takes_the_found_pages_references_before_allocating():
+    """An allocation may reclaim: when shmem_getpages allocates a run for the missing slots, the
+    cached pages it found before hold their mapping's reference already (count 2: the cache's and
+    the mapping's), as one shmem_getpage each would have."""
+    m = machine(64 * MiB)
+    vm = m.mm
+    seen: list[list[int]] = []
+    real = vm.alloc_user_run
+
+    def watched(n):
+        for o in vm.objects:
+            first = [o.mapping.page_tree.lookup(i) for i in range(64)]
+            if None not in first:  # the parent's touch: the first leaf cached
+                seen.append([vm.count[p] for p in first])
+        return real(n)
+
+    vm.alloc_user_run = watched
+    m.run(_cached_then_missing)
+    assert seen and all(c == 2 for c in seen[-1]), seen[-1:]

@@ -72,3 +72,63 @@ MUTANTS = [
      "            vm.count[pfn] += 1\n            out.append(pfn)", "            out.append(pfn)",
      ("tests/test_bulk_alloc.py::test_programs_leave_the_same_state_with_the_bulk_paths_on_and_off",), False),
 ]
+
+# --- branch forkbulk: fork's and exit's batches over every PTE page of an mm, the rmap's distinct
+# batches, canonical rmap ids, pass1_sure, shmem_getpages' deferred references -------------------
+FB = "tests/test_fork_batch.py"
+FB_ALL = (FB,)
+FB_SPAN = (f"{FB}::test_the_batch_copies_a_program_spanning_pte_pages",)
+FB_HIGH = (f"{FB}::test_batched_fork_equals_the_single_path_with_highmem_page_tables",)
+MUTANTS += [
+    # the batch copies without write-protecting the source's copy-on-write entries
+    ("speed.fork_batch_src_writable", "mmframe/mm/fork.py",
+     "            pts[j].np()[:] = S[j * P:(j + 1) * P]", "            pass", FB_SPAN, True),
+    # shared entries copied dirty (the single path makes them clean)
+    ("speed.fork_batch_shared_dirty", "mmframe/mm/fork.py",
+     "(_PAGE_DIRTY if clean else 0)", "0", FB_SPAN, True),
+    # the batch taken without knowing every allocation is served on pass 1
+    ("speed.fork_batch_ignores_pass1", "mmframe/mm/fork.py",
+     "    if not vm.pa.pass1_sure(", "    if False and vm.pa.pass1_sure(",
+     (f"{FB}::test_under_pressure_the_batch_declines_and_the_runs_agree",), True),
+    # the batch taken with a page mapped twice among the entries
+    ("speed.fork_batch_no_distinct", "mmframe/mm/fork.py",
+     "    if not rmap.distinct(rp):\n        return False", "    if False:\n        return False",
+     (f"{FB}::test_a_page_mapped_twice_goes_a_pte_page_at_a_time",), True),
+    # the choke point's kmap of a HIGHPTE source table written for copy-on-write not charged
+    ("speed.fork_batch_kmap_changed", "mmframe/mm/fork.py",
+     " + int(high_src[changed].sum())", "", FB_HIGH, True),
+    # the pte_chain objects of each PTE page allocated after all the PTE pages (another pfn order)
+    ("speed.fork_batch_chains_after_tables", "mmframe/mm/fork.py",
+     "        dpts.append(dpt)\n        if d:\n            rmap._chains_delta(d)",
+     "        dpts.append(dpt)\n    for d in deltas:\n        if d:\n            rmap._chains_delta(d)",
+     FB_SPAN + FB_HIGH, False),
+    # a second mapping leaves the page PageDirect in the batch add
+    ("speed.add_distinct_no_chain_mode", "mmframe/mm/rmap.py",
+     "        ch[pfns] |= (after >= 2).view(np.uint8)", "        pass", FB_SPAN, True),
+    # the batch's chain count misses the PageDirect -> chain conversion
+    ("speed.chain_deltas_direct_stays", "mmframe/mm/rmap.py",
+     "        d *= c0 | (k0 >= 1)", "        d *= c0", FB_SPAN, True),
+    # the batch remove charges fewer chain-block visits than the single path
+    ("speed.remove_distinct_visits", "mmframe/mm/rmap.py",
+     "        visits = int(((before + 1) // 2).sum())", "        visits = int((before // 2).sum())", FB_SPAN, True),
+    # new rmap ids pushed on top of the free ones: the ids handed out depend on when the table grew
+    ("speed.rmap_grow_ids_on_top", "mmframe/mm/rmap.py",
+     "        self.free[:0] = array(\"q\", np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())",
+     "        self.free.frombytes(np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())", FB_SPAN, True),
+    # exit's batch frees each PTE page before its pages (another free-list order)
+    ("speed.exit_batch_table_first", "mmframe/mm/zap.py",
+     "            free(gone_list[gbounds[j]:gbounds[j + 1]] + [pt.pfn], cpu)",
+     "            free([pt.pfn] + gone_list[gbounds[j]:gbounds[j + 1]], cpu)", FB_SPAN, True),
+    # exit's batch does not count its choke-point passes
+    ("speed.exit_batch_uncounted", "mmframe/mm/zap.py",
+     "        self.pte_changes[pte_change.EXIT] += npt", "        pass", FB_SPAN, True),
+    # pass1_sure forgets the per-CPU refill a request can take from the buddy lists
+    ("speed.pass1_sure_no_refill", "mmframe/mm/page_alloc.py",
+     "            got[2] += pcp.batch", "            pass",
+     (f"{FB}::test_pass1_sure_counts_what_each_zone_gives",), True),
+    # shmem_getpages lets a run's allocation (which may reclaim) see found pages without their references
+    ("speed.shmem_refs_after_run", "mmframe/mm/filemap.py",
+     "                    _take(vm, pending)\n                    pool = vm.alloc_user_run(want)",
+     "                    pool = vm.alloc_user_run(want)",
+     (f"{FB}::test_shmem_getpages_takes_the_found_pages_references_before_allocating",), True),
+]

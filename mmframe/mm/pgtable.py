@@ -71,7 +71,7 @@ class PtePage:
     def __init__(self, pfn: int, geo: Geometry, idx: int, high: bool) -> None:
         self.pfn, self.idx, self.high = pfn, idx, high
         self.ptes = array(geo.typecode, bytes(geo.pte_bytes * geo.ptrs_per_pte))
-        self.rid = array("q", [-1]) * geo.ptrs_per_pte
+        self.rid = array("i", [-1]) * geo.ptrs_per_pte  # int32: entry ids stay below 2**31
         self.owners: list = []
         self.rss = 0
 
@@ -80,7 +80,7 @@ class PtePage:
         return np.frombuffer(self.ptes, dtype=np.uint64 if self.ptes.typecode == "Q" else np.uint32)
 
     def np_rid(self) -> np.ndarray:
-        return np.frombuffer(self.rid, dtype=np.int64)
+        return np.frombuffer(self.rid, dtype=np.int32)
 
     def ptep(self, i: int) -> int:
         """The ``pte_addr_t`` of entry ``i``, as an integer: pfn * 1024 + index."""

@@ -91,7 +91,7 @@ class Rmap:
         ``len(page) + 1``, ... whenever and by how much the table grows, so a batch that grows
         once hands out the ids a sequence of smaller adds would."""
         base = len(self.page)
-        grow = max(n, base // 2, 1024)
+        grow = max(n, base // 4, 1024)  # (a quarter: less idle room on a big table, still amortised O(1))
         self.page.frombytes(bytes(4 * grow))
         self.ptep.frombytes(bytes(8 * grow))
         none = (np.full(grow, -1, dtype=np.int32)).tobytes()
@@ -220,7 +220,7 @@ class Rmap:
         if not n:
             return
         rid = pt.np_rid()
-        ids = rid[slots].copy()
+        ids = rid[slots].astype(np.int64)
         rid[slots] = -1
         # sequential semantics: the j-th removal of a page sees k minus the earlier removals; a
         # page's chain mode holds until its last mapping goes
@@ -312,7 +312,7 @@ class Rmap:
         before *= c0
         visits = int(((before + 1) // 2).sum())
         k1 = k0 - 1
-        c1 = c0 & (k1 > 0)
+        c1 = c0 & (k1 >= 1)  # chain mode holds until the last mapping goes
         d = (k1 + (nr - 1)) // nr
         d *= c1
         d -= before

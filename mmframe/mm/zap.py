@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmframe.mm import content, filemap, pgtable
+from mmframe.mm import content, filemap, pgtable, pte_change
 from mmframe.mm.filemap import _CACHE
 from mmframe.mm.page import PAGE_SHIFT, PG_lru, PG_reserved
 from mmframe.mm.pgtable import _PAGE_DIRTY, PTE_PRESENT_MASK, PtePage
-from mmframe.mm.pte_change import EXIT, ZAP
+from mmframe.mm.pte_change import ZAP
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmframe.mm.mm_struct import MMStruct
@@ -64,7 +64,7 @@ class Zap:
         bounds = np.searchsorted(rpos, np.arange(npt + 1, dtype=np.int64) * P)
         acct = self.acct
         # through the choke point (no policy: counted, and mapped with HIGHPTE), then cleared
-        self.pte_changes[EXIT] += npt
+        self.pte_changes[pte_change.EXIT] += npt
         high = sum(pt.high for _, pt in slots)
         if high:
             acct.charge(self.P_kmap, high)
