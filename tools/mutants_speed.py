@@ -114,8 +114,7 @@ MUTANTS += [
      "        visits = int(((before + 1) // 2).sum())", "        visits = int((before // 2).sum())", FB_SPAN, False),
     # new rmap ids pushed on top of the free ones: the ids handed out depend on when the table grew
     ("speed.rmap_grow_ids_on_top", "mmframe/mm/rmap.py",
-     "        self.free[:0] = array(\"q\", np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())",
-     "        self.free.frombytes(np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())", FB_SPAN, False),
+     "        new.extend(self.free)\n        self.free = new", "        self.free.extend(new)", FB_SPAN, False),
     # exit's batch frees each PTE page before its pages (another free-list order)
     ("speed.exit_batch_table_first", "mmframe/mm/zap.py",
      "            free(gone_list[gbounds[j]:gbounds[j + 1]] + [pt.pfn], cpu)",

@@ -37,6 +37,9 @@ from mmframe.errors import SimOops
 from mmframe.mm.page import GFP_ATOMIC
 
 
+_CHUNK = 1 << 20  # entries appended at a time when the table grows
+
+
 def nrpte(l1_cache_bytes: int, pae: bool, highpte: bool) -> int:
     pte_addr = 8 if pae and highpte else 4
     return (l1_cache_bytes - 4) // pte_addr
@@ -89,15 +92,24 @@ class Rmap:
         """At least ``n`` more entries.  The new ids go under the free ones, the lowest on top:
         the ids handed out are then the freed ones (last freed first), then ``len(page)``,
         ``len(page) + 1``, ... whenever and by how much the table grows, so a batch that grows
-        once hands out the ids a sequence of smaller adds would."""
+        once hands out the ids a sequence of smaller adds would.  Appended a chunk at a time, so
+        the host memory a big growth needs on the way is a chunk's, not the growth's again."""
         base = len(self.page)
         grow = max(n, base // 4, 1024)  # (a quarter: less idle room on a big table, still amortised O(1))
-        self.page.frombytes(bytes(4 * grow))
-        self.ptep.frombytes(bytes(8 * grow))
-        none = (np.full(grow, -1, dtype=np.int32)).tobytes()
-        self.next.frombytes(none)
-        self.prev.frombytes(none)
-        self.free[:0] = array("q", np.arange(base + grow - 1, base - 1, -1, dtype=np.int64).tobytes())
+        c = min(grow, _CHUNK)
+        zeros = memoryview(bytes(8 * c))  # (calloc'd: read, never written)
+        none = memoryview(np.full(c, -1, dtype=np.int32).tobytes())
+        new = array("q")
+        for lo in range(0, grow, c):
+            k = min(c, grow - lo)
+            self.page.frombytes(zeros[:4 * k])
+            self.ptep.frombytes(zeros[:8 * k])
+            self.next.frombytes(none[:4 * k])
+            self.prev.frombytes(none[:4 * k])
+            top = base + grow - 1 - lo  # the new ids, highest first (the lowest ends on top)
+            new.frombytes(np.arange(top, top - k, -1, dtype=np.int64).tobytes())
+        new.extend(self.free)
+        self.free = new
 
     def _chains_delta(self, delta: int) -> None:
         if delta > 0:
