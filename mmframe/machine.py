@@ -200,11 +200,16 @@ class Machine:
     def alloc_pages(self, gfp: int, order: int = 0) -> int:
         """Allocate through the allocation policy hook on the current CPU: a pfn, or -1."""
         cur = self.sched.current
+        if self.core_alloc:  # the core's policy alone: its implementation, one call fewer
+            return self.pagealloc._alloc_pages(gfp, order, cur.cpu.id if cur is not None else 0)
         return self._alloc_hook(self.pagealloc, gfp, order, cur.cpu.id if cur is not None else 0)
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """Free a block whose last reference is gone, through the free policy hook."""
         cur = self.sched.current
+        if self.core_free:  # the core's policy alone: its implementation, one call fewer
+            self.pagealloc.free_pages(pfn, order, cur.cpu.id if cur is not None else 0)
+            return
         self._free_hook(self.pagealloc, pfn, order, cur.cpu.id if cur is not None else 0)
 
     def current_cpu(self) -> int:

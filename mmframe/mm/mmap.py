@@ -150,8 +150,12 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     mapping merges with its neighbours (``vma_merge``).  ``file`` None with ``VM_SHARED`` makes a
     shmem object (``shmem_zero_setup``); a shmem object or open file gains a reference."""
     mm = task.mm
-    if do_munmap(vm, task, addr, length) < 0:
-        return -ENOMEM
+    end = addr + length
+    i, j = mm.vmas.span(addr, end)
+    if i != j:  # something is mapped there (MAP_FIXED): unmap it first
+        if do_munmap(vm, task, addr, length) < 0:
+            return -ENOMEM
+        i = mm.vmas.span(addr, end)[0]
     vmflags |= mm.def_flags
     if over_rlimit_as(vm, mm, length):
         return -ENOMEM
@@ -161,11 +165,10 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
         if not vm_enough_memory(vm, charged):
             return -ENOMEM
         vmflags |= VM_ACCOUNT
-    end = addr + length
     if vmflags & VM_LOCKED:  # (RLIMIT_MEMLOCK is infinite: nothing refuses it)
         mm.locked_vm += length >> PAGE_SHIFT
     if file is None and not vmflags & VM_SHARED:
-        if vma_merge(vm, mm, addr, end, vmflags):
+        if vma_merge(vm, mm, addr, end, vmflags, mm.vmas.either_side(i)):
             vm.mapping_changed(mm, addr, end)
             _locked(vm, mm, vmflags, addr, end)
             return addr
@@ -222,10 +225,12 @@ def _mergeable(v: VMA | None, flags: int) -> bool:
     return v is not None and v.obj is None and v.flags == flags
 
 
-def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int) -> bool:
+def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int,
+              around: tuple[VMA | None, VMA | None] | None = None) -> bool:
     """2.5.49 ``vma_merge`` for a new anonymous mapping ``[addr, end)``: extend the VMA ending at
-    ``addr`` (and absorb the one starting at ``end``), or the one starting at ``end``."""
-    prev, nxt = mm.vmas.neighbours(addr, end)
+    ``addr`` (and absorb the one starting at ``end``), or the one starting at ``end``.  ``around``:
+    the VMAs either side, if the caller has them (``neighbours``)."""
+    prev, nxt = around if around is not None else mm.vmas.neighbours(addr, end)
     if prev is not None and prev.end == addr and _mergeable(prev, flags):
         prev.end = end
         vm.acct.charge(vm.P_vma)
@@ -266,16 +271,23 @@ def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int) -> bool:
 
 
 def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
+    """2.5.49 ``do_munmap``: split the VMAs straddling the edges, take out those inside, zap their
+    pages, flush the TLB, free the structs and the page tables the hole leaves.  One lookup when
+    no VMA straddles an edge (the common whole-mapping munmap)."""
     if length <= 0:
         return 0  # (2.5's do_munmap: -EINVAL, which mremap ignores)
     mm, end = task.mm, start + length
-    if not mm.vmas.overlapping(start, end):
+    vmas = mm.vmas
+    i, j = vmas.span(start, end)
+    if i == j:
         return 0
-    if not _split_edges(vm, mm, start, end):
-        return -ENOMEM
-    hit = mm.vmas.overlapping(start, end)
+    first, last = vmas.vmas[i], vmas.vmas[j - 1]
+    if first.start < start or last.end > end:  # a VMA straddles an edge
+        if not _split_edges(vm, mm, start, end):
+            return -ENOMEM
+        i, j = vmas.span(start, end)
+    hit = vmas.remove_span(i, j)
     for v in hit:
-        mm.vmas.remove(v)
         if v.flags & VM_LOCKED:
             mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
         if v.flags & VM_ACCOUNT:

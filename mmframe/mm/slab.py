@@ -31,7 +31,11 @@ class KmemCache:
         """``kmem_cache_alloc`` of ``n`` objects: the pfn of the slab holding the last one, or -1
         (nothing allocated) when no page could be had; the caller decides what failure means."""
         objects = self.objects + n
-        need = -(-objects // self.per_slab) - len(self.pages)
+        pages = self.pages
+        if objects <= len(pages) * self.per_slab:  # fits in the slabs held (the common case)
+            self.objects = objects
+            return pages[-1] if pages else -1
+        need = -(-objects // self.per_slab) - len(pages)
         if need > 0:
             got = []
             for _ in range(need):
