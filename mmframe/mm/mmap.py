@@ -89,7 +89,7 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
     if length > TASK_SIZE:
         return -EINVAL
     mm = task.mm
-    if len(mm.vmas) > MAX_MAP_COUNT:
+    if len(mm.vmas.vmas) > MAX_MAP_COUNT:  # (the list itself: VMAList.__len__ is a Python call)
         return -ENOMEM
     if flags & MAP_FIXED:
         if addr & (PAGE_SIZE - 1) or addr < 0 or addr + length > TASK_SIZE:
@@ -186,7 +186,8 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
             return -ENOMEM
     mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
     vm.mapping_changed(mm, addr, end)
-    _locked(vm, mm, vmflags, addr, end)
+    if vmflags & VM_LOCKED:
+        make_pages_present(vm, mm, addr, end)
     return addr
 
 
@@ -287,35 +288,43 @@ def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
             return -ENOMEM
         i, j = vmas.span(start, end)
     hit = vmas.remove_span(i, j)
+    around = vmas.either_side(i)  # the hole's neighbours, for free_pgtables
     for v in hit:
         if v.flags & VM_LOCKED:
             mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
         if v.flags & VM_ACCOUNT:
             vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
-    vm.zap_page_range(mm, hit[0].start, hit[-1].end)
+    lo, hi = hit[0].start >> vm.sh, ((hit[-1].end - 1) >> vm.sh) + 1
+    if mm.ptp[lo:hi].count(None) != hi - lo:  # a page table to zap (zap_page_range visits only those)
+        vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
-    free_pgtables(vm, mm, start, end)
+    free_pgtables(vm, mm, start, end, around)
     return 0
 
 
-def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int,
+                  around: tuple[VMA | None, VMA | None] | None = None) -> None:
     """2.5.49 ``free_pgtables``: free the page tables of PGD slots wholly inside the hole left
-    between the VMAs around ``[start, end)``."""
-    pgsize = 1 << vm.pgdir_shift
-    first, last = start & ~(pgsize - 1), min(end + pgsize - 1, TASK_SIZE + pgsize - 1)
-    prev, nxt = mm.vmas.neighbours(start, end)
+    between the VMAs around ``[start, end)`` (``around``: those two, if the caller has them)."""
+    shift = vm.pgdir_shift
+    pgsize = 1 << shift
+    first, last = start & ~(pgsize - 1), (end if end < TASK_SIZE else TASK_SIZE) + pgsize - 1
+    prev, nxt = around if around is not None else mm.vmas.neighbours(start, end)
     if prev is not None and prev.end > first:
         first = prev.end + pgsize - 1
     if nxt is not None and last > nxt.start:
         last = nxt.start
-    lo, hi = first >> vm.pgdir_shift, last >> vm.pgdir_shift
+    lo, hi = first >> shift, last >> shift
     if hi <= lo:
         return
-    step = vm.pgdir_shift - vm.sh
-    for idx in range(lo << step, min(hi << step, len(mm.ptp))):
-        if mm.ptp[idx] is not None:
+    step, ptp = shift - vm.sh, mm.ptp
+    lo, hi = lo << step, min(hi << step, len(ptp))
+    if ptp[lo:hi].count(None) == hi - lo:  # no page table there (a scan in C)
+        return
+    for idx in range(lo, hi):
+        if ptp[idx] is not None:
             vm.pmd_drop(mm, idx)
 
 
