@@ -81,6 +81,24 @@ def test_munmap_zaps_a_page_table_past_an_empty_first_slot():
     assert r.tasks["1"].calls[-1][1] == 0
 
 
+def test_munmap_of_a_mapping_s_head_or_tail_keeps_the_rest():
+    """A VMA straddling only the range's end (or only its start) is split, not taken whole."""
+    P = PAGE_SIZE
+
+    def prog(ctx):
+        a = yield mmap(0, 4 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+        yield touch(a, 4 * P, True)
+        yield munmap(a, P)  # the head
+        yield munmap(a + 3 * P, P)  # the tail
+        return (yield ("vmas",))
+
+    m = machine()
+    m.sched.handlers["vmas"] = lambda task: [(v.start, v.end) for v in task.mm.vmas]
+    r = m.run(prog)
+    a = r.tasks["1"].calls[0][1]
+    assert r.tasks["1"].calls[-1][1] == [(a + P, a + 3 * P)]
+
+
 def _tlb(ncpu: int):
     acct = Account(Machine(load_config(use_pyproject=False, env={}, cli_plugins=[])).costs)
     cpus = [CPU(i) for i in range(ncpu)]

@@ -168,7 +168,9 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     if vmflags & VM_LOCKED:  # (RLIMIT_MEMLOCK is infinite: nothing refuses it)
         mm.locked_vm += length >> PAGE_SHIFT
     if file is None and not vmflags & VM_SHARED:
-        if vma_merge(vm, mm, addr, end, vmflags, mm.vmas.either_side(i)):
+        prev, nxt = around = mm.vmas.either_side(i)
+        if (prev is not None and prev.end == addr or nxt is not None and nxt.start == end) and \
+                vma_merge(vm, mm, addr, end, vmflags, around):  # (only a VMA touching the range can merge)
             vm.mapping_changed(mm, addr, end)
             _locked(vm, mm, vmflags, addr, end)
             return addr
