@@ -11,14 +11,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import test_attach as sysv
-from tests.support import examples
+from tests.support import examples, look, region_call, region_ops, run_image_ops, shm_attach, spawn
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
 from mmframe.errors import PluginError
 from mmframe.machine import Machine
-from mmframe.usr import (MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ, SimSignal, after_fork, execve, exit,
-                         fork, mmap, mprotect, munmap, read, touch, wait, write)
+from mmframe.usr import MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_READ, execve, mmap, touch, wait, write
 
 P = PAGE_SIZE
 MiB = 1 << 20
@@ -50,15 +49,7 @@ def test_sysv_attachers_see_the_same_with_attach_sharing(program, pae, year):
 # --- the file form: unrelated processes mapping one file MAP_SHARED at one address ----------------
 FILE_LEN = 8 * MiB  # two whole PTE pages without PAE, four with PAE
 AT = 0x2000_0000
-PAGE = st.integers(0, FILE_LEN // P - 1)
-FOP = st.one_of(
-    st.tuples(st.just("write"), PAGE, st.integers(1, 99)),
-    st.tuples(st.just("read"), PAGE),
-    st.tuples(st.just("touch"), st.integers(0, 3), st.booleans()),
-    st.tuples(st.just("munmap"), PAGE, st.integers(1, 1100)),
-    st.tuples(st.just("mprotect"), PAGE, st.integers(1, 1100), st.sampled_from([PROT_NONE, PROT_READ, RW])),
-    st.tuples(st.just("msync"), st.integers(0, 1)),
-)
+FOP = st.one_of(*region_ops(FILE_LEN), st.tuples(st.just("msync"), st.integers(0, 1)))
 FLEAF = st.lists(FOP, max_size=4)
 FMAPPER = st.tuples(st.sampled_from([RW, PROT_READ]), st.lists(st.one_of(FOP, st.tuples(st.just("fork"), FLEAF)),
                                                                max_size=6))
@@ -66,40 +57,15 @@ FPROGRAM = st.tuples(st.lists(FMAPPER, min_size=1, max_size=3), st.lists(FOP, ma
 
 
 def _fops(ctx, fd, ops):
-    for op in ops:
-        name, *a = op
-        if name == "fork":
-            pid = yield fork()
-            yield from after_fork(ctx, pid)
-            if pid == 0:
-                yield from _fops(ctx, fd, a[0])
-                yield from _flook()
-                yield exit(0)
-            yield wait(pid)
-            continue
-        try:
-            if name == "write":
-                yield write(AT + a[0] * P, a[1])
-            elif name == "read":
-                yield read(AT + a[0] * P)
-            elif name == "touch":
-                yield touch(AT + a[0] * FILE_LEN // 4, FILE_LEN // 4, a[1])
-            elif name == "munmap":
-                yield munmap(AT + a[0] * P, a[1] * P)
-            elif name == "mprotect":
-                yield mprotect(AT + a[0] * P, a[1] * P, a[2])
-            else:
-                yield usr.msync(AT + a[0] * FILE_LEN // 2, FILE_LEN // 2, usr.MS_SYNC)
-        except SimSignal:
-            pass
+    def call(op):
+        if op[0] == "msync":
+            return usr.msync(AT + op[1] * FILE_LEN // 2, FILE_LEN // 2, usr.MS_SYNC)
+        return region_call(AT, FILE_LEN, op)
+    yield from run_image_ops(ctx, ops, call, _flook)
 
 
 def _flook():
-    for i in range(0, FILE_LEN // P, 89):
-        try:
-            yield read(AT + i * P)
-        except SimSignal:
-            pass
+    return look(AT, FILE_LEN, 89)
 
 
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
@@ -111,11 +77,6 @@ def fmapper(ctx, prot, ops):
     yield from _flook()
 
 
-def _fspawn(ctx, prot, ops):
-    yield from after_fork(ctx, 0)
-    yield execve(fmapper, prot, ops)
-
-
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def finstance(ctx, mappers, own):
     fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
@@ -125,8 +86,7 @@ def finstance(ctx, mappers, own):
     for i in range(0, FILE_LEN // P, 67):
         yield write(AT + i * P, 500 + i)
     for prot, ops in mappers:
-        pid = yield fork(_fspawn, prot, ops)
-        yield from after_fork(ctx, pid)
+        pid = yield from spawn(ctx, fmapper, prot, ops)
         yield wait(pid)
     yield from _fops(ctx, fd, own)
     yield from _flook()
@@ -159,27 +119,18 @@ def test_file_mappers_see_the_same_with_attach_sharing(program, pae, year):
 # --- the sharing happens, and only when asked for --------------------------------------------------
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def reader(ctx, aligned):
-    sid = yield usr.shmget(sysv.KEY, sysv.SEG, 0)
-    base = yield usr.shmat(sid, sysv.ALIGNED if aligned else 0)
+    base = yield from shm_attach(sysv.KEY, sysv.SEG, sysv.ALIGNED if aligned else 0)
     yield touch(base, sysv.SEG, False)
     yield usr.sleep(10**9)  # alive while the instance counts
 
 
-def _spawn_reader(ctx, aligned):
-    yield from after_fork(ctx, 0)
-    yield execve(reader, aligned)
-
-
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def readers_instance(ctx, n, aligned):
-    sid = yield usr.shmget(sysv.KEY, sysv.SEG, usr.IPC_CREAT | 0o600)
-    base = yield usr.shmat(sid, sysv.ALIGNED)
+    base = yield from shm_attach(sysv.KEY, sysv.SEG, sysv.ALIGNED, create=True)
     yield touch(base, sysv.SEG, True)
     pids = []
     for _ in range(n):
-        pid = yield fork(_spawn_reader, aligned)
-        yield from after_fork(ctx, pid)
-        pids.append(pid)
+        pids.append((yield from spawn(ctx, reader, aligned)))
     yield usr.sleep(10**8)
     yield ("count",)
     for pid in pids:
