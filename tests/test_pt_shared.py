@@ -376,7 +376,7 @@ def test_the_hook_scope_changes_nothing_but_which_calls_are_made(monkeypatch, op
         m = Machine(cfg)
         if not scoped:
             m.mm.scope_hooks({})
-            assert m.mm._fault_scope is None and m.mm._pte_scope == -1
+            assert m.mm._fault_scope is None and m.mm._pte_scope == m.mm._pte_any == -1
         r = m.run(_scope_program)
         runs.append((r.tasks, dict(r.counts), r.sim_ns, m.meminfo(), m.close()))
     assert runs[0] == runs[1]

@@ -62,10 +62,9 @@ class Faults:
         if not sc:  # no policy's hook to ask (0), or one asked on every fault (None)
             r = self.handle_mm_fault(mm, vma, addr, write) if sc == 0 else self._fault_policy(self, mm, vma, addr, write)
         else:  # _scoped_fault, inline on this hot path (bits: SCOPE_NO_PTE 1, _PMD_WP 2, _SHARED_PTE 4)
-            idx = addr >> self.sh
-            pt = mm.ptp[idx]
-            if (sc & 1 if pt is None else write and sc & 2 and not mm.pmd[idx] & _PAGE_RW
-                    or sc & 4 and self.count[pt.pfn] > 1):
+            e = mm.pmd[addr >> self.sh]  # the PMD entry: 0 with no PTE page, else its pfn and bits
+            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW
+                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 1):
                 r = self._fault_policy(self, mm, vma, addr, write)
             else:
                 p = self._fault_cost1  # the one fault_cost entry (-1: none, or several)
@@ -104,24 +103,26 @@ class Faults:
             self._fault_scope = sum(_SCOPE_BITS[c] for c in cases) if cases is not None else 7
             self._fault_hook = type(self)._scoped_fault
         # pte_change: bit r of _pte_scope calls the hook for reason r on any table, of _pte_shared on
-        # a shared one; no hook, no bits (tests that install one set _pte_scope = -1: every call)
+        # a shared one, _pte_any is their union; no hook, no bits (a test installing one sets
+        # every_pte_change())
         if self._pte_hook is None:
-            self._pte_scope = self._pte_shared = 0
+            self._pte_scope = self._pte_shared = self._pte_any = 0
         elif scopes.get("pte_change") is None:
-            self._pte_scope = self._pte_shared = -1
+            self.every_pte_change()
         else:
             shared = scopes.get("pte_change_shared")
             self._pte_scope = sum(1 << REASONS.index(r) for r in scopes["pte_change"])
             self._pte_shared = -1 if shared is None else sum(1 << REASONS.index(r) for r in shared)
+            self._pte_any = self._pte_scope | self._pte_shared
+
+    def every_pte_change(self) -> None:
+        """Call ``_pte_hook`` on every write to a PTE page (no scope)."""
+        self._pte_scope = self._pte_shared = self._pte_any = -1
 
     def _scoped_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
         """``handle_mm_fault`` under a plugin's declared scope: its hook for the faults in scope, the
         core's directly for the rest, charging the entries the hook would have (``fault_cost``)."""
-        sc = self._fault_scope
-        idx = addr >> self.sh
-        pt = mm.ptp[idx]
-        if (sc & SCOPE_NO_PTE if pt is None else write and sc & SCOPE_PMD_WP and not mm.pmd[idx] & _PAGE_RW
-                or sc & SCOPE_SHARED_PTE and self.count[pt.pfn] > 1):
+        if self.fault_in_scope(mm, addr >> self.sh, write):
             return self._fault_policy(self, mm, vma, addr, write)
         cost = self._fault_cost
         if cost:
@@ -138,11 +139,11 @@ class Faults:
         sc = self._fault_scope
         if sc is None:
             return True
-        pt = mm.ptp[idx]
-        if pt is None:
+        e = mm.pmd[idx]  # (0 exactly when the slot has no PTE page)
+        if not e:
             return bool(sc & SCOPE_NO_PTE)
-        return bool(write and sc & SCOPE_PMD_WP and not mm.pmd[idx] & _PAGE_RW
-                    or sc & SCOPE_SHARED_PTE and self.count[pt.pfn] > 1)
+        return bool(write and sc & SCOPE_PMD_WP and not e & _PAGE_RW
+                    or sc & SCOPE_SHARED_PTE and self.count[e >> PAGE_SHIFT] > 1)
 
     def charge_fault_cost(self, row: list[int], n: int) -> None:
         """The scoped plugin's ``fault_cost`` entries for ``n`` faults its hook was not called for

@@ -33,9 +33,10 @@ class PteChoke:
         self.pte_changes[reason] += 1
         pt = mm.ptp[idx]
         # the policy's hook, for the reasons its scope names (contract 1.15): bit ``reason`` of
-        # _pte_scope on any table (all bits: every call), of _pte_shared on a shared one
-        if self._pte_scope >> reason & 1 or self._pte_shared >> reason & 1 and pt is not None \
-                and self.count[pt.pfn] > 1:
+        # _pte_scope on any table, of _pte_shared on a shared one (-1: every reason), _pte_any their
+        # union (0: no hook, or no reason the policy could act on)
+        if self._pte_any >> reason & 1 and (self._pte_scope >> reason & 1 or pt is not None
+                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 1):
             if self._pte_hook(self, mm, idx, REASONS[reason], start, end):
                 return None
             pt = mm.ptp[idx]  # (the policy may have unshared it)
