@@ -118,3 +118,38 @@ MUTANTS = [
      "                        call = self._not_a_call(task, call)",
      "                    pass", ("tests/test_sched.py::test_program_bugs_are_program_errors",), False),
 ]
+
+# --- branch defer (issue 24: a deferring plugin costs nothing; contract 1.15's HookScope) ------------
+PTC = "tests/test_pt_shared_costs.py"
+HOOKS = "tests/test_hookspecs.py"
+LOCK = (f"{PTC}::test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path",)
+MUTANTS += [
+    # touch's bulk fill forgets the scoped plugin's fault_cost (the per-fault lock) for its run
+    ("speed.bulk_forgets_fault_cost", "mmframe/mm/touch.py",
+     "                    self.charge_fault_cost(row, row[self.P_fault] - before)", "                    pass",
+     LOCK + (f"{HOOKS}::test_mmframe_hook_scope",), True),
+    # the single path forgets it (do_page_fault's inline scoped dispatch)
+    ("speed.single_forgets_fault_cost", "mmframe/mm/fault.py",
+     "                if p >= 0:\n                    acct.row[p] += 1\n", "                if p >= 0:\n",
+     LOCK + (f"{HOOKS}::test_mmframe_hook_scope",), True),
+    # the scoped dispatch never asks the policy on a write through a write-protected PMD (no unshare)
+    ("speed.scope_skips_pmd_wrprotect", "mmframe/mm/fault.py",
+     "            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW",
+     "            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW and False",
+     ("tests/test_cow.py", f"{HOOKS}::test_mmframe_hook_scope"), True),
+    # the scoped dispatch ignores the shared_pte case
+    ("speed.scope_ignores_shared_pte", "mmframe/mm/fault.py",
+     "                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 1):\n                r = self._fault_policy",
+     "                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 99):\n                r = self._fault_policy",
+     (f"{HOOKS}::test_mmframe_hook_scope_fault_cases",), True),
+    # pte_change's scope ignores shared tables (pt_shared would never unshare on zap, cow, mprotect...)
+    ("speed.pte_scope_ignores_shared", "mmframe/mm/pte_change.py",
+     "                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 1):",
+     "                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 0):",
+     ("tests/test_cow.py", f"{HOOKS}::test_mmframe_hook_scope_fault_cases"), False),
+    # a scoped plugin's first fault in an empty slot is not shown to it on touch's bulk path
+    ("speed.bulk_skips_no_pte_scope", "mmframe/mm/touch.py",
+     "            if self.fault_in_scope(mm, idx, write):  # the policy sees the first fault of the PTE page",
+     "            if self._fault_scope is None:  # the policy sees the first fault of the PTE page",
+     (f"{HOOKS}::test_mmframe_hook_scope_fault_cases",), True),
+]

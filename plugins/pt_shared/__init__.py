@@ -44,8 +44,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmframe.facade import (MM, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, VMA,
-                            MachineView, Option, hookimpl, vma_mapping)
+from mmframe.facade import (MM, REASONS, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
+                            VMA, HookScope, MachineView, Option, hookimpl, vma_mapping)
 
 #: the 2005 design's VMFLAG_COMPARE: sharers' mappings must agree on these flags
 VMFLAG_COMPARE = VM_READ | VM_WRITE | VM_EXEC | VM_SHARED
@@ -81,6 +81,19 @@ def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
     attach = "2005" if options.get("attach_2005") else "2002" if options.get("attach_2002") else None
     machine.plugin_state[NAME] = {**options, "attach": attach, "index": {}, "shared_at_fork": 0, "unshares": 0,
                                   "pmd_ops": 0, "attached": 0, "dropped": 0}
+
+
+@hookimpl
+def mmframe_hook_scope(machine: MachineView, options: dict[str, Any]) -> HookScope:
+    """The fault hook acts only on a write through a write-protected PMD (unshare, or the 2005
+    design's drop) and, with attach sharing, on a fault into an empty PMD slot; on every other
+    fault it only takes the patch's per-fault PTE-page lock (``pte_page_lock``), which the core then
+    charges in its place.  ``pte_change`` acts on the walks the patch locked (each PTE page's lock)
+    and on shared tables, except for the reasons that leave them shared (``_PASS``)."""
+    attach = options.get("attach_2002") or options.get("attach_2005")
+    return HookScope(fault={"pmd_wrprotect", "no_pte"} if attach else {"pmd_wrprotect"},
+                     fault_cost=("pte_page_lock",), pte_change=_LOCKED_WALKS,
+                     pte_change_shared=frozenset(REASONS) - _PASS)
 
 
 @hookimpl
@@ -201,6 +214,9 @@ def _drop(vm: VM, st: dict, mm: MM, idx: int) -> None:
 
 @hookimpl
 def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access: bool) -> int | None:
+    """Unshare on a write through a write-protected PMD (the 2005 design drops instead), attach
+    into an empty slot; every fault takes the faulting PTE page's lock in the patched
+    ``handle_mm_fault`` (an unsharing fault's is among the three ``unshare`` charges)."""
     idx = address >> vm.pmd_shift
     pt = mm.ptp[idx]
     if pt is None:
@@ -208,13 +224,17 @@ def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access
         # (a write would unshare a table attached write-protected at once: it faults its own)
         if st["attach"] and _attachable(vm, st, vma, idx) and (not write_access or _attach_writable(vma)):
             _try_attach(vm, st, mm, vma, idx)
+        vm.pte_page_lock()
         return None
     if write_access and not vm.pmd_writable(mm, idx):
         st = vm.plugin_state[NAME]
         if st["attach"] == "2005" and vm.sharers(pt) > 1:
             _drop(vm, st, mm, idx)  # a file's table shared write-protected: write a table of its own
+            vm.pte_page_lock()  # then the fault locks the table it gets
         elif not _unshare(vm, mm, idx):
             return VM_FAULT_OOM
+        return None
+    vm.pte_page_lock()
     return None
 
 
