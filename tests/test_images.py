@@ -196,11 +196,13 @@ def test_fork_scaling_shows_the_share_of_fitted_costs():
 
 
 def test_sga_attach_form_starts_unrelated_servers(isolated):
-    """Servers exec'd and attaching the segment by key: none shares page tables with another under
-    the 2002 patch (only forked relatives did), so pt_shared's lowmem is mainline's."""
+    """Servers exec'd and attaching the segment by key: with pt_shared sharing between forked
+    relatives only (``attach_2002 = false``) none shares page tables with another, so pt_shared's
+    lowmem is mainline's (the default's pte_try_to_share: tests/test_pt_shared_attach.py)."""
     from mmframe.scenario import run_scenario
     (isolated / "run.toml").write_text('[scenario]\nname = "sga"\npolicies = [[], ["pt_shared"]]\n'
-                                       'memory = "128MiB"\nsize = "8MiB"\nchildren = 6\nforms = ["attach"]\n')
+                                       'memory = "128MiB"\nsize = "8MiB"\nchildren = 6\nforms = ["attach"]\n'
+                                       '[plugins.pt_shared]\nattach_2002 = false\n')
     scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
     for tag in ("attach no HIGHPTE", "attach HIGHPTE"):
         assert plain.figures[f"children {tag}"] == 6 == shared.figures[f"children {tag}"]

@@ -361,8 +361,8 @@ def _scope_program(ctx):
     yield exit(0)
 
 
-@pytest.mark.parametrize("opts", [{}, {"attach_2002": True}, {"attach_2005": True}], ids=["2002", "attach_2002",
-                                                                                      "attach_2005"])
+@pytest.mark.parametrize("opts", [{"attach_2002": False}, {}, {"attach_2005": True}],
+                         ids=["relatives", "attach_2002", "attach_2005"])
 def test_the_hook_scope_changes_nothing_but_which_calls_are_made(monkeypatch, opts):
     """pt_shared's HookScope (contract 1.15) against its hooks called on every fault and every
     pte_change (the single path, where that is every fault): the same counts, state and results."""

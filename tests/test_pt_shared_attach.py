@@ -15,7 +15,6 @@ from tests.support import examples, look, region_call, region_ops, run_image_ops
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
-from mmframe.errors import PluginError
 from mmframe.machine import Machine
 from mmframe.usr import MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_READ, execve, mmap, touch, wait, write
 
@@ -150,10 +149,10 @@ def _count(m, n, aligned=True):
 
 @pytest.mark.parametrize("year", YEARS)
 def test_unrelated_attachers_share_the_segments_pte_pages(year):
-    plain, fp, tp = _count(machine(["pt_shared"]), 3)
+    plain, fp, tp = _count(machine(["pt_shared"], attach_2002=False), 3)
     shared, fs, ts = _count(machine(["pt_shared"], **{year: True}), 3)
     assert not compare_results(plain, shared).differences
-    assert fp["pt_shared.attached"] == 0  # the default shares between relatives only
+    assert fp["pt_shared.attached"] == 0  # attach_2002 off: sharing between relatives only
     assert fs["pt_shared.attached"] == 3 * 2  # three servers, two whole PTE pages of the segment each
     assert ts == tp - 3 * 2 * 4  # while all run: six fewer 4 KiB PTE pages
 
@@ -187,22 +186,30 @@ def test_2005_drops_instead_of_copying():
     assert not compare_results(machine().run(sysv._root, program), r).differences
 
 
-def test_both_years_at_once_is_a_clear_error():
-    with pytest.raises(PluginError, match="attach_2002 and attach_2005"):
-        machine(["pt_shared"], attach_2002=True, attach_2005=True)
+def test_attach_2002_is_the_default_and_attach_2005_replaces_it():
+    """2.5.49-mm1's pt_shared had pte_try_to_share (in -mm from 2.5.41-mm3 past 2.5.49-mm1): on by
+    default; the 2005 rewrite, when asked for, replaces it (it replaced pte_try_to_share)."""
+    _, default, tables = _count(machine(["pt_shared"]), 3)
+    _, explicit, tables_2002 = _count(machine(["pt_shared"], attach_2002=True), 3)
+    assert default["pt_shared.attached"] == explicit["pt_shared.attached"] == 3 * 2 and tables == tables_2002
+    for opts in ({"attach_2005": True}, {"attach_2002": True, "attach_2005": True}):
+        m = machine(["pt_shared"], **opts)
+        assert m.plugin_state["pt_shared"]["attach"] == "2005"
+        m.close()
 
 
 @pytest.mark.parametrize("year", YEARS)
 def test_sga_attach_form_shares_with_attach_sharing(isolated, year):
     """The sga scenario's attach form (exec'd servers attaching the SGA by key): with attach sharing
-    their page tables and pte_chains in lowmem shrink; with the 2002 patch's relatives-only sharing
-    they do not."""
+    their page tables and pte_chains in lowmem shrink; with sharing between relatives only
+    (``attach_2002 = false``) they do not."""
     from mmframe.scenario import run_scenario
     got = {}
     for on in (False, True):
         (isolated / "run.toml").write_text(
             '[scenario]\nname = "sga"\npolicies = [["pt_shared"]]\nmemory = "256MiB"\nsize = "32MiB"\n'
-            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n{year} = {"true" if on else "false"}\n')
+            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n'
+            + (f'{year} = true\n' if on else 'attach_2002 = false\n'))
         scen, (col,) = run_scenario(load_config(isolated / "run.toml", env={}))
         got[on] = col.figures
     for tag in ("attach no HIGHPTE", "attach HIGHPTE"):

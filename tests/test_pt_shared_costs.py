@@ -133,8 +133,8 @@ def _fault_run(policies, bulk_min, **opts):
     return m.acct.totals()
 
 
-@pytest.mark.parametrize("opts", [{}, {"attach_2002": True}, {"attach_2005": True}], ids=["2002", "attach_2002",
-                                                                                      "attach_2005"])
+@pytest.mark.parametrize("opts", [{"attach_2002": False}, {}, {"attach_2005": True}],
+                         ids=["relatives", "attach_2002", "attach_2005"])
 def test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path(opts):
     """shpte-2.5.43-mm2's handle_mm_fault locks the faulting PTE page before it drops
     page_table_lock: one pte_page_lock per fault (no sharing here, so no other lock is taken

@@ -23,8 +23,11 @@ stay its own.
 
 Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
 
-Sharing between processes that did not fork from each other (off by default, each named for its
-year; docs/pt_shared.md gives the rules and sources):
+Sharing between processes that did not fork from each other, each design named for its year
+(docs/pt_shared.md gives the rules and sources).  ``attach_2002`` is on by default: the -mm tree
+carried it from 2.5.41-mm3 past 2.5.49-mm1, so 2.5.49-mm1's shared page tables included it;
+``attach_2005 = true`` replaces it with the later design; ``attach_2002 = false`` (without 2005)
+leaves sharing between forked relatives only.
 
 - ``attach_2002``: the 2002 patch's ``pte_try_to_share`` (2.5.41-mm3, "Proactively share page
   tables for shared memory", carried in the -mm shpte patch to 2.5.54-mm2): on a fault into an
@@ -65,7 +68,8 @@ def mmframe_options() -> list[Option]:
         Option("min_rss", "int", 0, "mmframe experiment, not in the 2002 patch: PTE pages with fewer present "
                "pages than this are copied at fork as mainline does (0 shares every PTE page)",
                minimum=0, maximum=1024),
-        Option("attach_2002", "bool", False, "the 2002 patch's pte_try_to_share (2.5.41-mm3 onward): a fault into an "
+        Option("attach_2002", "bool", True, "the 2002 patch's pte_try_to_share (in -mm from 2.5.41-mm3, so on by "
+               "default; false: only forked relatives share): a fault into an "
                "empty slot of a shared mapping covering a whole PTE page takes another mm's PTE page for the same "
                "object, range and offset (unrelated processes attaching one segment share)"),
         Option("attach_2005", "bool", False, "McCracken's 2005-06 rewrite instead of the 2002 patch: only shared (or "
@@ -76,8 +80,7 @@ def mmframe_options() -> list[Option]:
 
 @hookimpl
 def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
-    if options.get("attach_2002") and options.get("attach_2005"):
-        raise ValueError(f"{NAME}: attach_2002 and attach_2005 are two designs of sharing; enable one of them")
+    # the 2005 rewrite replaced pte_try_to_share: it wins over attach_2002, on by default
     attach = "2005" if options.get("attach_2005") else "2002" if options.get("attach_2002") else None
     machine.plugin_state[NAME] = {**options, "attach": attach, "index": {}, "shared_at_fork": 0, "unshares": 0,
                                   "pmd_ops": 0, "attached": 0, "dropped": 0}
