@@ -16,6 +16,7 @@ from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
+from mmframe.mm import pgtable
 from mmframe.usr import MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_READ, execve, mmap, touch, wait, write
 
 P = PAGE_SIZE
@@ -238,3 +239,18 @@ def test_attach_sharing_touches_only_the_facade(year):
     (a, sa, fa), (b, sb, fb) = runs
     assert a[0].tasks == b[0].tasks and a[1:] == b[1:] and sa.tasks == sb.tasks
     assert fa == fb and fa["pt_shared.attached"] > 0
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_touch_one_fault_at_a_time_takes_no_fault_on_what_an_attach_filled(monkeypatch, year):
+    """touch's single path after a fault that attached another mm's filled table: the entries that
+    table brought are the MMU's hits, not faults, as on the bulk path, so both charge the same
+    (the single path used to fault each of them again)."""
+    totals = []
+    for bulk_min in (1, 10**9):
+        monkeypatch.setattr(pgtable, "BULK_MIN", bulk_min)
+        m = machine(["pt_shared"], **{year: True})
+        m.run(_readers_root, 3)
+        totals.append(dict(m.acct.totals()))
+        assert m.close()["pt_shared.attached"] == 3 * 2
+    assert totals[0] == totals[1]

@@ -74,4 +74,9 @@ MUTANTS += [
      "            _try_attach(vm, st, mm, vma, idx)\n        vm.pte_page_lock()\n",
      "            _try_attach(vm, st, mm, vma, idx)\n",
      (f"{COSTS}::test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path",), True),
+    # touch's single path faults again on entries an attached table already filled
+    ("pt_shared.touch_refaults_attached", "mmframe/mm/touch.py",
+     "                    continue  # the MMU's hit: no fault\n", "",
+     ("tests/test_pt_shared_attach.py::test_touch_one_fault_at_a_time_takes_no_fault_on_what_an_attach_filled",),
+     True),
 ]

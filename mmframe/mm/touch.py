@@ -90,6 +90,12 @@ class Touch:
                 return
             need = empty
         for i in need.tolist():
+            pt = mm.ptp[idx]
+            if pt is not None:  # an earlier fault of this run may have filled it (an attached table)
+                pte = pt.ptes[i]
+                if pte & _PAGE_PRESENT and (not write or pte & _PAGE_RW and mm.pmd[idx] & _PAGE_RW):
+                    pt.ptes[i] = pte | (_PAGE_DIRTY | _PAGE_ACCESSED if write else _PAGE_ACCESSED)
+                    continue  # the MMU's hit: no fault
             self.do_page_fault(task, base + (i << PAGE_SHIFT), write)
 
     def _fill_bulk(self, task: Task, mm: MMStruct, vma: VMA, idx: int, slots: np.ndarray, write: bool) -> None:
