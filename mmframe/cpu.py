@@ -94,4 +94,6 @@ class TLB:
         if here.active_mm is mm:
             here.tlb_flushes += 1
             self.acct.charge(self.P_flush)
-        self._shootdown(mm, here)
+        mask = mm.cpu_vm_mask
+        if len(mask) > 1 or mask and here.id not in mask:  # another CPU has it loaded
+            self._shootdown(mm, here)

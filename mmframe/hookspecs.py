@@ -53,6 +53,12 @@ the facade's ``VMA.obj`` and ``vma_mapping`` (the ``address_space`` a VMA maps, 
 ``VM.i_mmap_visit`` (cost-only primitives for the shared-page-table patch's per-PTE-page lock and its
 walk of an object's mappings), and ``pte_page_lock`` charged by ``pmd_share``, ``unshare`` and a shared
 ``pmd_drop`` (docs/pt_shared.md).
+1.15
+``mmframe_hook_scope`` and the facade's ``HookScope``: a plugin declares when its fault and
+``pte_change`` hooks can have anything to do, and the cost entries its fault hook charges on every
+fault it defers on, so the core skips the calls where the policy would only defer (the policy then
+costs nothing on the common path) and charges those entries itself, per fault on the single path and
+once per run on ``touch``'s bulk path.
 """
 
 from __future__ import annotations
@@ -74,7 +80,37 @@ PROJECT = "mmframe"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["CONTRACT_VERSION", "HOOKS", "HookInfo", "hookimpl", "hookspec"]
+__all__ = ["CONTRACT_VERSION", "FAULT_CASES", "HOOKS", "HookInfo", "HookScope", "hookimpl", "hookspec"]
+
+#: the fault cases a :class:`HookScope` may name (contract 1.15): the fault's PMD slot has no PTE
+#: page; a write through a write-protected PMD entry; the PTE page has more than one user
+FAULT_CASES = ("no_pte", "pmd_wrprotect", "shared_pte")
+
+
+def _names(v: Any) -> frozenset[str] | None:
+    return None if v is None else frozenset([v] if isinstance(v, str) else v)
+
+
+def _entries(v: Any) -> tuple[str, ...]:
+    return (v,) if isinstance(v, str) else tuple(v)
+
+
+@attrs.frozen(slots=True)
+class HookScope:
+    """When a plugin's page-table policy hooks can have anything to do (contract 1.15: what
+    :func:`mmframe_hook_scope` returns).  A field left ``None`` means every call, as without a scope.
+
+    ``fault``: the cases of :data:`FAULT_CASES` in which ``mmframe_handle_mm_fault`` is called;
+    ``fault_cost``: cost entry names the fault hook charges once on each fault it defers on outside
+    them (the core charges them there instead); ``pte_change``: the reasons for which
+    ``mmframe_pte_change`` is called whatever the table; ``pte_change_shared``: the reasons for
+    which it is called on a PTE page with more than one user (``None``: every reason).
+    """
+
+    fault: frozenset[str] | None = attrs.field(default=None, converter=_names)
+    fault_cost: tuple[str, ...] = attrs.field(default=(), converter=_entries)
+    pte_change: frozenset[str] | None = attrs.field(default=None, converter=_names)
+    pte_change_shared: frozenset[str] | None = attrs.field(default=None, converter=_names)
 
 
 @attrs.frozen(slots=True)
@@ -142,6 +178,39 @@ def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
 def mmframe_report(machine: MachineView, figures: dict[str, Any]) -> None:
     """The run has finished: add this plugin's own figures to ``figures`` (name -> number or
     text).  Names should be prefixed with the plugin's name.  Called once per enabled plugin.
+    """
+
+
+@_spec("lifecycle", "1.15", "never on a hot path: once per machine build, after mmframe_configure; it takes "
+       "calls off the fault path")
+def mmframe_hook_scope(machine: MachineView, options: dict[str, Any]) -> HookScope | None:
+    """Declare when this plugin's ``mmframe_handle_mm_fault`` and ``mmframe_pte_change`` can have
+    anything to do, so the core calls them only then: a policy that defers on the common path then
+    costs nothing there.  Return a :class:`HookScope` (``mmframe.facade``), or ``None`` for every
+    call (as before contract 1.15).  Called once per enabled plugin after ``mmframe_configure``,
+    with this plugin's options.
+
+    ``HookScope.fault``: the cases in which the core calls the plugin's fault hook, checked where it
+    would be called (after the VMA check): ``"no_pte"``, the fault's PMD slot has no PTE page;
+    ``"pmd_wrprotect"``, a write fault through a write-protected PMD entry; ``"shared_pte"``, the PTE
+    page has more than one user.  Any other fault goes to the core's ``handle_mm_fault`` directly.
+    ``HookScope.fault_cost``: cost entry names (core or the plugin's own) the fault hook charges once
+    on each fault it defers on outside those cases (a lock the patched kernel took on every fault,
+    say); the core charges them in its place, per fault on the single path and once per run for
+    the run's count of faults on ``touch``'s bulk path, to the task's row (not the plugin's).
+    ``HookScope.pte_change``: the reasons (:data:`mmframe.facade.REASONS` names) for which the core
+    calls the plugin's ``mmframe_pte_change`` whatever the table; ``HookScope.pte_change_shared``:
+    those for which it calls it when the PTE page has more than one user (``None``, the default:
+    every reason).  With ``pte_change`` left ``None`` the hook is called on every write; otherwise
+    other writes to a PTE page are the core's alone (a plugin naming reasons it leaves alone should
+    compute the set from ``REASONS``, so a reason added later reaches it).
+
+    The declaration is a promise the tests hold a plugin to: outside the declared cases its hook
+    would have returned ``None`` having charged only ``fault_cost`` (each fault) or nothing
+    (``pte_change``), so a run is the same with the scope as with every call.  With a scoped fault
+    hook ``touch`` calls it for exactly the faults in scope (the first of a PTE page or not),
+    filling the others in bulk.  A plugin may scope only hooks it implements; an unknown case,
+    reason or cost entry is an error naming the plugin and hook.
     """
 
 
@@ -223,7 +292,9 @@ def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access
     ``touch`` over a range calls it for the first faulting entry of each PTE page; when every entry
     it must fault there is empty, the rest are then filled as the core's implementation would, in
     bulk (the costs are the same per entry).  Writes into a PTE page whose PMD is still read-only
-    after that first fault take the single path, entry by entry.
+    after that first fault take the single path, entry by entry.  Since 1.15 a plugin may declare
+    when its hook can act (:func:`mmframe_hook_scope`): it is then called for those faults only, on
+    every path, and not at all on the others.
     """
 
 
@@ -245,7 +316,9 @@ def mmframe_pte_change(vm: VM, mm: MM, idx: int, reason: str, start: int, end: i
     Called before every write to a PTE page, so a policy can make the page private first (unshare)
     or do the whole change at the PMD level: return ``True`` when the policy has completed the
     change itself (only for zap, exit and mprotect over the whole page), ``None`` to let the core
-    write the entries.  Nobody implements it in mainline, so it costs nothing there.
+    write the entries.  Nobody implements it in mainline, so it costs nothing there; a plugin that
+    declares a scope (:func:`mmframe_hook_scope`, since 1.15) is called only for the reasons and
+    shared tables it names.
     """
 
 

@@ -24,7 +24,7 @@ from mmframe.mm.page_alloc import PageAllocator
 from mmframe.mm.pdflush import Pdflush
 from mmframe.mm.shm import ShmIds
 from mmframe.mm.slab import KmemCache
-from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one
+from mmframe.plugin import CORE, build_hooks, call_lifecycle, call_one, hook_scopes
 from mmframe.sched import BLOCKED, EventEngine, ProgramError, Scheduler
 from mmframe.usr import SimSignal
 
@@ -109,6 +109,8 @@ class Machine:
         for info in self._infos():  # each plugin sees only its own options
             call_one(info, "mmframe_configure", machine=self,
                      options=dict(self.cfg.plugin_options.get(info.name, {})))
+        # when the page-table policy hooks can act (contract 1.15): the rest never calls them
+        self.mm.scope_hooks(hook_scopes(self._infos(), self.hooks, self, self.cfg.plugin_options, self.costs.id))
 
     def _attach_swap(self) -> None:
         """``swapon`` of the ``[vm] swap`` area: on the ``swap_disk`` disk, or on a disk of its own
@@ -200,11 +202,16 @@ class Machine:
     def alloc_pages(self, gfp: int, order: int = 0) -> int:
         """Allocate through the allocation policy hook on the current CPU: a pfn, or -1."""
         cur = self.sched.current
+        if self.core_alloc:  # the core's policy alone: its implementation, one call fewer
+            return self.pagealloc._alloc_pages(gfp, order, cur.cpu.id if cur is not None else 0)
         return self._alloc_hook(self.pagealloc, gfp, order, cur.cpu.id if cur is not None else 0)
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """Free a block whose last reference is gone, through the free policy hook."""
         cur = self.sched.current
+        if self.core_free:  # the core's policy alone: its implementation, one call fewer
+            self.pagealloc.free_pages(pfn, order, cur.cpu.id if cur is not None else 0)
+            return
         self._free_hook(self.pagealloc, pfn, order, cur.cpu.id if cur is not None else 0)
 
     def current_cpu(self) -> int:

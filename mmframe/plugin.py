@@ -27,6 +27,7 @@ import pluggy
 
 from mmframe import __version__, hookspecs
 from mmframe.errors import PluginError, UsageError
+from mmframe.mm.pte_change import REASONS
 from mmframe.options import Option
 
 ENTRY_POINT_GROUP = "mmframe"
@@ -415,6 +416,47 @@ def _check_conflicts(pm: pluggy.PluginManager, catalog: Catalog) -> None:
             dists = [f"{n} (distribution {catalog.plugins[n].dist})" for n in claimants]
             raise UsageError(f"policy hook {name} is implemented by more than one enabled plugin: "
                              f"{' and '.join(dists)}; enable only one of them")
+
+
+#: the policy hooks a :class:`~mmframe.hookspecs.HookScope` may scope, by field
+_SCOPED = (("fault", "mmframe_handle_mm_fault"), ("fault_cost", "mmframe_handle_mm_fault"),
+           ("pte_change", "mmframe_pte_change"), ("pte_change_shared", "mmframe_pte_change"))
+
+
+def hook_scopes(infos: Sequence[PluginInfo], hooks: Hooks, machine: Any, options: dict[str, dict[str, Any]],
+                cost_ids: dict[str, int]) -> dict[str, Any]:
+    """The scopes the enabled plugins declare (``mmframe_hook_scope``, contract 1.15), checked:
+    ``{"fault": cases or None, "fault_cost": entry names, "pte_change": reasons or None,
+    "pte_change_shared": reasons or None}``, each
+    from the plugin implementing that hook (None: every call).  A plugin scoping a hook it does not
+    implement, an unknown case or reason, or a cost entry not in the table is a PluginError naming
+    the plugin and hook."""
+    allowed = {"fault": frozenset(hookspecs.FAULT_CASES), "pte_change": frozenset(REASONS), "pte_change_shared": frozenset(REASONS)}
+    out: dict[str, Any] = {"fault": None, "fault_cost": (), "pte_change": None, "pte_change_shared": None}
+    hook = "mmframe_hook_scope"
+    for info in infos:
+        sc = call_one(info, hook, machine=machine, options=dict(options.get(info.name, {})))
+        if sc is None:
+            continue
+        if not isinstance(sc, hookspecs.HookScope):
+            raise PluginError(f"plugin {info.name!r}: {hook} must return a HookScope or None, got {sc!r}",
+                              plugin=info.name, hook=hook)
+        for field, scoped in _SCOPED:
+            value = getattr(sc, field)
+            if value is None or value == ():
+                continue
+            if info.name not in hooks.resolved[scoped].owners:
+                raise PluginError(f"plugin {info.name!r}: {hook} scopes {scoped} ({field}), which it does not "
+                                  "implement", plugin=info.name, hook=hook)
+            known = allowed.get(field, cost_ids.keys())
+            bad = sorted(set(value) - set(known))
+            if bad:
+                what = "cost entries" if field == "fault_cost" else "cases"
+                raise PluginError(f"plugin {info.name!r}: {hook}: unknown {what} {bad} in {field} (allowed: "
+                                  f"{', '.join(sorted(known)) if field != 'fault_cost' else 'the cost table'})",
+                                  plugin=info.name, hook=hook)
+            out[field] = value
+    return out
 
 
 def call_lifecycle(catalog: Catalog, enabled: Sequence[str], hook: str, **kwargs: Any) -> list[Any]:

@@ -12,6 +12,10 @@
   examples) are chosen by ``MMFRAME_HYPOTHESIS_PROFILE``, else ``ci`` when ``CI`` is set, else
   ``dev``.  Tests size their budgets with :func:`examples`, so the long profile scales them.
   A failure found once is kept in the test as an ``@example``.
+* **Programs in the period's images.**  :func:`run_image_ops` runs a generated list whose forks
+  make the period's stores after fork; :func:`spawn` starts a server on its own (fork, exec);
+  :func:`shm_attach` attaches a SysV segment by key; :func:`region_ops`/:func:`region_call` are
+  the operations on a mapped region and :func:`look` reads it back (the attach and image tests).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import functools
 import os
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from mmframe.usr import (IPC_CREAT, PAGE_SIZE as P, PROT_NONE, PROT_READ, PROT_WRITE, SimSignal, after_fork, execve,
+                         exit, fork, mprotect, munmap, read, shmat, shmget, touch, wait, write)
 
 LONG_FACTOR = 10
 
@@ -140,3 +148,104 @@ def _calls_a_factor(path: str) -> bool:
             if name in _USES_FACTORS:
                 return True
     return False
+
+
+# --- programs in the period's images (mmframe.usr): exec'd servers, forks with their stores --------
+# The attach tests (tests/test_attach.py, tests/test_pt_shared_attach.py) and the image tests
+# (tests/test_images.py) run generated lists in processes started as the period's were: one image
+# creates a SysV segment (or a file) and starts unrelated servers (fork, then exec) that attach it
+# by key; forks inside them store to their stack and data after fork (usr.after_fork).
+
+def run_image_ops(ctx, ops, call, look):
+    """Run a generated list in the calling process (``yield from``): ``("fork", child_ops)`` or
+    ``("fork", child_ops, wait_now)`` forks with the period's stores after fork on both sides; the
+    child runs its list, then ``look()``, and exits; the parent waits for it at once (``wait_now``
+    true or absent) or at the end of the list.  Any other operation is ``call(op)``: a
+    ``mmframe.usr`` call (a signal it raises ends that operation only) or a generator of calls,
+    run as it is (its signals are its own)."""
+    later = 0
+    for op in ops:
+        if op[0] == "fork":
+            pid = yield fork()
+            yield from after_fork(ctx, pid)
+            if pid == 0:
+                yield from run_image_ops(ctx, op[1], call, look)
+                yield from look()
+                yield exit(0)
+            if len(op) < 3 or op[2]:
+                yield wait(pid)
+            else:
+                later += 1
+            continue
+        c = call(op)
+        if not isinstance(c, tuple):
+            yield from c
+            continue
+        try:
+            yield c
+        except SimSignal:
+            pass
+    for _ in range(later):
+        yield wait()
+
+
+def spawn(ctx, image, *args):
+    """Start a server on its own (``pid = yield from spawn(ctx, image, ...)``): fork, the child
+    execs ``image(ctx, *args)`` at once (its stores after fork first), the parent makes its own
+    stores after fork and gets the pid."""
+    pid = yield fork(_exec_after_fork, image, args)
+    yield from after_fork(ctx, pid)
+    return pid
+
+
+def _exec_after_fork(ctx, image, args):
+    yield from after_fork(ctx, 0)
+    yield execve(image, *args)
+
+
+def region_ops(length):
+    """Hypothesis strategies of the operations :func:`region_call` makes on a region of ``length``
+    bytes (``munmap``/``mprotect`` of up to 1,100 pages: across a PTE page's end)."""
+    page = st.integers(0, length // P - 1)
+    return (st.tuples(st.just("write"), page, st.integers(1, 99)),
+            st.tuples(st.just("read"), page),
+            st.tuples(st.just("touch"), st.integers(0, 3), st.booleans()),  # a quarter of the region
+            st.tuples(st.just("munmap"), page, st.integers(1, 1100)),  # a partial detach
+            st.tuples(st.just("mprotect"), page, st.integers(1, 1100),
+                      st.sampled_from([PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE])))
+
+
+def region_call(base, length, op):
+    """The call of a generated operation on a region of ``length`` bytes mapped at ``base`` (pages
+    counted from its start): ``("write", page, tag)``, ``("read", page)``, ``("touch", quarter,
+    for_write)``, ``("munmap", page, pages)`` and ``("mprotect", page, pages, prot)`` (a partial
+    detach or change); None for any other name (the caller's own operations)."""
+    name, *a = op
+    if name == "write":
+        return write(base + a[0] * P, a[1])
+    if name == "read":
+        return read(base + a[0] * P)
+    if name == "touch":
+        return touch(base + a[0] * length // 4, length // 4, a[1])
+    if name == "munmap":
+        return munmap(base + a[0] * P, a[1] * P)
+    if name == "mprotect":
+        return mprotect(base + a[0] * P, a[1] * P, a[2])
+    return None
+
+
+def look(base, length, step):
+    """Read every ``step``-th page of ``length`` bytes at ``base`` (a signal is a result too: the
+    call log has it)."""
+    for i in range(0, length // P, step):
+        try:
+            yield read(base + i * P)
+        except SimSignal:
+            pass
+
+
+def shm_attach(key, size, addr=0, create=False):
+    """``base = yield from shm_attach(...)``: shmget of ``key`` (created, mode 0600, when
+    ``create``) and shmat at ``addr`` (0: where shmat puts it)."""
+    sid = yield shmget(key, size, IPC_CREAT | 0o600 if create else 0)
+    return (yield shmat(sid, addr))

@@ -456,35 +456,27 @@ from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from mmframe.differential import compare_results  # noqa: E402
+from mmframe.testing.programs import (BRK_SHM_STACK_CALLS, MEMORY_AND_FILE_CALLS, PAGES, WINDOW,  # noqa: E402
+                                      run_ops)
 
-WINDOW, PAGES = 0x1000_0000, 40
 _PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
 NAMES = ("/a", "/b", "/c", "/d", "/d/e", "/a/x", "/d/", "/tmp/f")
 OPEN_FLAGS = (O_RDONLY, O_RDWR | O_CREAT, O_RDWR | O_CREAT | usr.O_EXCL, O_WRONLY | O_CREAT | usr.O_TRUNC)
 _PG = st.integers(0, PAGES - 1)
 _N = st.integers(1, 24)
-_MEMORY_AND_FILE_CALLS = (
-    st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
-    st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
-    st.tuples(st.just("munmap"), _PG, _N),
-    st.tuples(st.just("mprotect"), _PG, _N, _PROTS),
-    st.tuples(st.just("msync"), _PG, _N),
-    st.tuples(st.just("write"), _PG, st.integers(1, 99)),
-    st.tuples(st.just("read"), _PG),
-    st.tuples(st.just("touch"), _PG, _N, st.booleans()),
-    st.tuples(st.just("pwrite"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("pread"), st.integers(0, 1), _PG, st.integers(1, 3), st.integers(0, 10)),
-    st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
-    st.tuples(st.just("fsync"), st.integers(0, 1)),
+# The kit's base operations (mmframe.testing.programs) and this file's: the kit's dispatch runs them
+# all, the names of its registered operations (f_pwrite, f_pread, f_lseek, mremap, mincore, mlockall)
+# by their handlers, this file's others by OWN below.
+_MEMORY_AND_FILE_CALLS = MEMORY_AND_FILE_CALLS + (
     # byte-granular I/O, the file position, stores of bytes (issue 19)
-    st.tuples(st.just("pwriteb"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
+    st.tuples(st.just("f_pwrite"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
               st.integers(0, 10 * P)),
-    st.tuples(st.just("preadb"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
+    st.tuples(st.just("f_pread"), st.integers(0, 1), _PG, st.integers(0, P - 1), st.integers(0, 2 * P),
               st.integers(0, 10 * P)),
     st.tuples(st.just("store"), _PG, st.integers(0, P - 1), st.binary(min_size=1, max_size=40)),
     st.tuples(st.just("load"), _PG, st.integers(0, P - 1), st.integers(0, 24)),
     st.tuples(st.just("rw"), st.booleans(), st.integers(0, 1), _PG, st.integers(0, 3 * P)),
-    st.tuples(st.just("lseek"), st.integers(0, 1), st.integers(-P, 8 * P), st.integers(0, 3)),
+    st.tuples(st.just("f_lseek"), st.integers(0, 1), st.integers(-P, 8 * P), st.integers(0, 3)),
     # mapping calls (issue 19)
     st.tuples(st.just("mremap"), _PG, _N, _N, st.integers(0, 3), _PG),
     st.tuples(st.just("mlock"), st.booleans(), _PG, _N),
@@ -499,12 +491,7 @@ _MEMORY_AND_FILE_CALLS = (
 )
 CALL = st.one_of(
     *_MEMORY_AND_FILE_CALLS,
-    st.tuples(st.just("brk"), st.integers(-4, 12)),
-    st.tuples(st.just("shmget"), st.integers(1, 3), st.integers(1, 6)),
-    st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
-    st.tuples(st.just("shmdt"), _PG),
-    st.tuples(st.just("rmid"), st.integers(0, 2)),
-    st.tuples(st.just("stack"), st.integers(0, 24), st.booleans()),  # below the stack: it grows
+    *BRK_SHM_STACK_CALLS,
     st.tuples(st.just("mincore"), _PG, _N),  # page-cache residency: no oracle, compared across policies
     st.tuples(st.just("mlockall"), st.integers(0, 3)),
     st.tuples(st.just("populate"), _PG, _N, st.integers(0, 1)),
@@ -513,124 +500,31 @@ ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, m
                                st.tuples(st.just("spawn"), st.lists(CALL, max_size=8))), max_size=22)
 
 
-def _do(op, fds, shmids, b0):
-    name, *a = op
-    if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt", "mremap", "madvise",
-                "mincore", "populate"):
-        addr = WINDOW + a[0] * P
-    if name == "anon":
-        return anon(a[1] * P, shared=a[3], prot=a[2], addr=addr, fixed=True)
-    if name == "file":
-        return mmap(addr, a[1] * P, a[2], (MAP_SHARED if a[3] else MAP_PRIVATE) | MAP_FIXED, fds[a[4]], a[5] * P)
-    if name == "munmap":
-        return munmap(addr, a[1] * P)
-    if name == "mprotect":
-        return mprotect(addr, a[1] * P, a[2])
-    if name == "stack":
-        addr = 0xC000_0000 - (a[0] + 1) * P + 8
-        return write(addr, 5) if a[1] else read(addr)
-    if name == "brk":
-        return brk(b0 + a[0] * P)
-    if name == "msync":
-        return msync(addr, a[1] * P)
-    if name == "write":
-        return write(addr, a[1])
-    if name == "read":
-        return read(addr)
-    if name == "touch":
-        return touch(addr, a[1] * P, a[2])
-    if name == "pwrite":
-        return pwrite(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
-    if name == "pread":
-        return pread(fds[a[0]], WINDOW + a[1] * P, a[2] * P, a[3] * P)
-    if name == "ftruncate":
-        return ftruncate(fds[a[0]], a[1])
-    if name == "fsync":
-        return fsync(fds[a[0]])
-    if name == "pwriteb":
-        return pwrite(fds[a[0]], WINDOW + a[1] * P + a[2], a[3], a[4])
-    if name == "preadb":
-        return pread(fds[a[0]], WINDOW + a[1] * P + a[2], a[3], a[4])
-    if name == "store":
-        return usr.store(WINDOW + a[0] * P + a[1], a[2])
-    if name == "load":
-        return usr.load(WINDOW + a[0] * P + a[1], a[2])
-    if name == "rw":
-        return (write if a[0] else read)(fds[a[1]], WINDOW + a[2] * P, a[3])
-    if name == "lseek":
-        return usr.lseek(fds[a[0]], a[1], a[2])
-    if name == "mremap":
-        return usr.mremap(addr, a[1] * P, a[2] * P, a[3], WINDOW + a[4] * P)
-    if name == "mlock":
-        return (usr.mlock if a[0] else usr.munlock)(WINDOW + a[1] * P, a[2] * P)
-    if name == "madvise":
-        return usr.madvise(addr, a[1] * P, a[2])
-    if name == "mincore":
-        return usr.mincore(addr, a[1] * P)
-    if name == "mlockall":
-        return usr.mlockall(a[0]) if a[0] else usr.munlockall()
-    if name == "pipeio":
-        return (write if a[0] else read)(fds[-1] if a[0] else fds[-2], WINDOW + a[1] * P, a[2])
-    if name == "unlink":
-        return usr.unlink(NAMES[a[0]])
-    if name == "rename":
-        return usr.rename(NAMES[a[0]], NAMES[a[1]])
-    if name == "mkdir":
-        return usr.mkdir(NAMES[a[0]])
-    if name == "openp":
-        return open(NAMES[a[0]], a[1])
-    if name == "populate":
-        return mmap(addr, a[1] * P, RW, MAP_SHARED | MAP_FIXED | usr.MAP_POPULATE, fds[a[2]], 0)
-    if name == "shmget":
-        return shmget(a[0], a[1] * P, IPC_CREAT)
-    if name == "shmat":
-        return usr.shmat(shmids[a[0] % len(shmids)] if shmids else -1, WINDOW + a[1] * P,
-                         usr.SHM_REMAP if a[2] else 0)
-    if name == "shmdt":
-        return shmdt(addr)
-    return shmctl(shmids[a[0] % len(shmids)] if shmids else -1, IPC_RMID)
+def _at(page, off=0):
+    return WINDOW + page * P + off
+
+
+OWN = {  # this file's operations (handlers as the kit's register takes them); mlock and madvise
+    # take other arguments than the kit's registered ones of those names, which these shadow
+    "store": lambda a, *_: usr.store(_at(a[0], a[1]), a[2]),
+    "load": lambda a, *_: usr.load(_at(a[0], a[1]), a[2]),
+    "rw": lambda a, fds, *_: (write if a[0] else read)(fds[a[1]], _at(a[2]), a[3]),
+    "mlock": lambda a, *_: (usr.mlock if a[0] else usr.munlock)(_at(a[1]), a[2] * P),
+    "madvise": lambda a, *_: usr.madvise(_at(a[0]), a[1] * P, a[2]),
+    "pipeio": lambda a, fds, *_: (write if a[0] else read)(fds[-1] if a[0] else fds[-2], _at(a[1]), a[2]),
+    "unlink": lambda a, *_: usr.unlink(NAMES[a[0]]),
+    "rename": lambda a, *_: usr.rename(NAMES[a[0]], NAMES[a[1]]),
+    "mkdir": lambda a, *_: usr.mkdir(NAMES[a[0]]),
+    "openp": lambda a, *_: open(NAMES[a[0]], a[1]),
+    "populate": lambda a, fds, *_: mmap(_at(a[0]), a[1] * P, RW, MAP_SHARED | MAP_FIXED | usr.MAP_POPULATE,
+                                        fds[a[2]], 0),
+}
 
 
 def _ops(ops, fds, shmids, b0):
-    for op in ops:
-        if op[0] == "fork":
-            pid = yield fork(_forked, op[1], fds, list(shmids), b0, op[2])
-            yield wait(pid)
-            continue
-        if op[0] == "spawn":  # a child that runs alongside; reaped at the end
-            yield fork(_forked, op[1], fds, list(shmids), b0, False)
-            continue
-        try:
-            r = yield _do(op, fds, shmids, b0)
-        except SimSignal:
-            continue
-        if op[0] == "shmget" and r >= 0:
-            shmids.append(r)
-
-
-def _forked(ctx, ops, fds, shmids, b0, then_exec):
-    yield from _ops(ops, fds, shmids, b0)
-    for page in range(0, PAGES, 5):
-        try:
-            yield read(WINDOW + page * P)
-        except SimSignal:
-            pass
-    if then_exec:
-        yield execve(_exec_target, fds, shmids)
-
-
-def _exec_target(ctx, fds, shmids):
-    """A new image: the descriptors survive exec, the old mappings and attachments do not."""
-    buf = yield anon(4 * P)
-    yield pread(fds[0], buf, 4 * P, 0)
-    for i in range(4):
-        yield read(buf + i * P)
-    for sid in shmids[:1]:
-        at = yield shmat(sid)
-        if at > 0:
-            yield write(at, 5)
-    yield write(buf, 7)
-    yield pwrite(fds[1], buf, P, 0)
+    """Run ``ops`` (this file's and the kit's) in the calling process: the kit's runner with OWN
+    (tests/test_direct_io.py runs them too)."""
+    return run_ops(ops, fds, shmids, b0, OWN)
 
 
 def _exec_everything(ctx, ops):

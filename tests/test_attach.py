@@ -9,19 +9,17 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import examples
+from tests.support import examples, look, region_call, region_ops, run_image_ops, shm_attach, spawn
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
-from mmframe.usr import (IPC_CREAT, PAGE_SIZE, PROT_NONE, PROT_READ, SimSignal, after_fork, execve, exit, fork,
-                         mprotect, munmap, read, shmat, shmdt, shmget, touch, wait, write)
+from mmframe.usr import PAGE_SIZE, SimSignal, execve, shmdt, touch, wait, write
 
 P = PAGE_SIZE
 KEY = 0x5EED
 SEG = 8 << 20  # two whole PTE pages without PAE, four with PAE
 ALIGNED = 0x2000_0000  # an attach address on a PTE-page boundary (the rest attach where shmat puts them)
-RW = PROT_READ | usr.PROT_WRITE
 
 
 def machine(policies=(), pae=False) -> Machine:
@@ -30,83 +28,39 @@ def machine(policies=(), pae=False) -> Machine:
                                                           debug_vm="syscall", shmmax=SEG)))
 
 
-PAGE = st.integers(0, SEG // P - 1)
-OP = st.one_of(
-    st.tuples(st.just("write"), PAGE, st.integers(1, 99)),
-    st.tuples(st.just("read"), PAGE),
-    st.tuples(st.just("touch"), st.integers(0, 3), st.booleans()),  # a quarter of the segment
-    st.tuples(st.just("munmap"), PAGE, st.integers(1, 1100)),  # a partial detach
-    st.tuples(st.just("mprotect"), PAGE, st.integers(1, 1100), st.sampled_from([PROT_NONE, PROT_READ, RW])),
-    st.tuples(st.just("shmdt")),
-)
+OP = st.one_of(*region_ops(SEG), st.tuples(st.just("shmdt")))
 LEAF = st.lists(OP, max_size=5)
 ATTACHER = st.tuples(st.booleans(), st.lists(st.one_of(OP, st.tuples(st.just("fork"), LEAF)), max_size=8))
 PROGRAM = st.tuples(st.lists(ATTACHER, min_size=1, max_size=3), st.lists(OP, max_size=4), st.booleans())
 
 
 def _ops(ctx, base, ops):
-    for op in ops:
-        name, *a = op
-        if name == "fork":
-            pid = yield fork()
-            yield from after_fork(ctx, pid)
-            if pid == 0:
-                yield from _ops(ctx, base, a[0])
-                yield from _look(base)
-                yield exit(0)
-            yield wait(pid)
-            continue
-        try:
-            if name == "write":
-                yield write(base + a[0] * P, a[1])
-            elif name == "read":
-                yield read(base + a[0] * P)
-            elif name == "touch":
-                yield touch(base + a[0] * SEG // 4, SEG // 4, a[1])
-            elif name == "munmap":
-                yield munmap(base + a[0] * P, a[1] * P)
-            elif name == "mprotect":
-                yield mprotect(base + a[0] * P, a[1] * P, a[2])
-            else:
-                yield shmdt(base)
-        except SimSignal:
-            pass
+    call = lambda op: shmdt(base) if op[0] == "shmdt" else region_call(base, SEG, op)  # noqa: E731
+    yield from run_image_ops(ctx, ops, call, lambda: _look(base))
 
 
 def _look(base):
-    for i in range(0, SEG // P, 97):
-        try:
-            yield read(base + i * P)
-        except SimSignal:
-            pass
+    return look(base, SEG, 97)
 
 
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def attacher(ctx, aligned, ops):
     """A server started on its own: attaches the segment by key (at a PTE-page boundary or where
     shmat puts it, after libc) and works on it."""
-    sid = yield shmget(KEY, SEG, 0)
-    base = yield shmat(sid, ALIGNED if aligned else 0)
+    base = yield from shm_attach(KEY, SEG, ALIGNED if aligned else 0)
     yield from _ops(ctx, base, ops)
     yield from _look(base)
 
 
-def _spawn(ctx, aligned, ops):
-    yield from after_fork(ctx, 0)
-    yield execve(attacher, aligned, ops)
-
-
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def instance(ctx, attachers, own, wait_each):
-    sid = yield shmget(KEY, SEG, IPC_CREAT | 0o600)
-    base = yield shmat(sid, ALIGNED)
+    base = yield from shm_attach(KEY, SEG, ALIGNED, create=True)
     yield touch(base, SEG // 2, True)
     for i in range(0, SEG // P, 61):
         yield write(base + i * P, 1000 + i)
     pids = []
     for aligned, ops in attachers:
-        pid = yield fork(_spawn, aligned, ops)
-        yield from after_fork(ctx, pid)
+        pid = yield from spawn(ctx, attacher, aligned, ops)
         if wait_each:
             yield wait(pid)
         else:

@@ -34,6 +34,7 @@ def _spy(m, log, act=None):
         return inner(vm, mm, idx, reason, start, end) if inner is not None else None
 
     m.mm._pte_hook = hook
+    m.mm.every_pte_change()  # every call (a plugin's declared scope would skip some: contract 1.15)
 
 
 def _quiet(ctx):

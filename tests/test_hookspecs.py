@@ -424,3 +424,123 @@ def test_mmframe_get_user_pages(isolated, install_plugin):
     r = m.run(prog)
     assert [v for _, v in r.tasks["1"].calls[-4:]] == [2 * 4096, -usr.EFAULT, 4096, 6]
     assert plugin.CALLS == [(2, False), (3, False), (1, True)]
+
+
+SCOPED = """
+from mmframe.facade import CostEntry, HookScope, hookimpl
+FAULTS, CHANGES, SCOPE = [], [], {}
+
+@hookimpl
+def mmframe_cost_entries():
+    return [CostEntry("scoped.lock", 40, "estimate", "test figure")]
+
+@hookimpl
+def mmframe_hook_scope(machine, options):
+    return HookScope(**SCOPE)
+
+@hookimpl
+def mmframe_copy_pte_page(vm, src, dst, idx):
+    vm.pmd_share(src, dst, idx, vm.pmd_writable(src, idx))  # shared writable: the test reads only
+    return True
+
+@hookimpl
+def mmframe_handle_mm_fault(vm, mm, vma, address, write_access):
+    FAULTS.append((address, write_access))
+    idx = address >> vm.pmd_shift
+    if write_access and mm.ptp[idx] is not None and not vm.pmd_writable(mm, idx):
+        vm.pmd_set_writable(mm, idx, True)
+    return None
+
+@hookimpl
+def mmframe_pte_change(vm, mm, idx, reason, start, end):
+    CHANGES.append(reason)
+    return None
+"""
+
+
+def _scoped(install_plugin, **scope):
+    mod = install_plugin("scoped", SCOPED)
+    plugin = sys.modules.get(mod) or __import__(mod)
+    plugin.SCOPE.clear()
+    plugin.SCOPE.update(scope)
+    return Machine(load_config(env={}, cli_plugins=["scoped"])), plugin
+
+
+def test_mmframe_hook_scope(isolated, install_plugin):
+    """The hooks are called for the declared cases only; ``fault_cost`` is charged by the core for
+    every other fault, one at a time and on touch's bulk path alike."""
+    from mmframe import usr
+    m, plugin = _scoped(install_plugin, fault={"pmd_wrprotect"}, fault_cost="scoped.lock", pte_change={"mprotect"})
+    vm = m.mm
+    m.sched.handlers["wrprotect_pmd"] = lambda task, addr: vm.pmd_set_writable(task.mm, addr >> vm.sh, False)
+
+    def prog(ctx):
+        a = yield _anon(4 << 20)
+        yield usr.touch(a, 64 * 4096, True)  # bulk: 64 faults, none in scope
+        yield usr.write(a + (1 << 20), 1)  # a single fault, not in scope
+        yield ("wrprotect_pmd", a)
+        yield usr.write(a + (1 << 20) + 4096, 2)  # a write through a write-protected PMD: the hook
+        yield usr.mprotect(a, 4096, usr.PROT_READ)
+        yield usr.munmap(a, 4 << 20)
+
+    m.run(prog)
+    assert [w for _, w in plugin.FAULTS] == [True]
+    assert m.acct.totals()["scoped.lock"] == 64 + 1  # the faults the hook was not called for
+    assert plugin.CHANGES == ["mprotect"]  # no fault, zap or exit call on an unshared table
+    assert m.acct.totals()["page_fault"] == 64 + 2
+
+
+@pytest.mark.parametrize("case", ["no_pte", "shared_pte"])
+def test_mmframe_hook_scope_fault_cases(isolated, install_plugin, case):
+    """``no_pte``: the first fault of each PTE page; ``shared_pte``: faults into a table another mm
+    uses (here shared at fork by the test plugin's copy hook); ``pte_change_shared``: its reasons on
+    a shared table only."""
+    from mmframe import usr
+    m, plugin = _scoped(install_plugin, fault={case}, pte_change=(), pte_change_shared={"fault"})
+    seen = {}
+
+    def child(ctx):
+        seen["child"] = len(plugin.FAULTS), len(plugin.CHANGES)
+        yield usr.read(0x4000_0000 + 5 * 4096)  # a fault in the shared table
+        seen["child after"] = len(plugin.FAULTS), len(plugin.CHANGES)
+        yield usr.exit(0)
+
+    def prog(ctx):
+        a = yield usr.mmap(0x4000_0000, 8 << 20, usr.PROT_READ | usr.PROT_WRITE,
+                           usr.MAP_SHARED | usr.MAP_ANONYMOUS | usr.MAP_FIXED)
+        yield usr.write(a, 1)  # first fault of the first PTE page
+        yield usr.write(a + 4096, 1)  # second fault there
+        yield usr.touch(a + (4 << 20), 64 * 4096, True)  # the second PTE page, on the bulk path
+        seen["parent"] = len(plugin.FAULTS), len(plugin.CHANGES)
+        yield usr.wait((yield usr.fork(child)))
+
+    m.run(prog)
+    if case == "no_pte":
+        assert seen["parent"] == (2, 0)  # one per PTE page; no pte_change on unshared tables
+        assert seen["child after"][0] == seen["child"][0]  # the child's table is there: not called
+    else:
+        assert seen["parent"] == (0, 0)
+        assert seen["child after"][0] == seen["child"][0] + 1  # the shared table: called
+    assert seen["child after"][1] == seen["child"][1] + 1  # pte_change "fault" on the shared table
+
+
+@pytest.mark.parametrize("scope, message", [
+    ({"fault": {"bogus"}}, "unknown cases \\['bogus'\\] in fault"),
+    ({"pte_change": {"fork", "nope"}}, "unknown cases \\['nope'\\] in pte_change"),
+    ({"fault_cost": "no.such"}, "unknown cost entries \\['no.such'\\]"),
+])
+def test_mmframe_hook_scope_bad_declarations_are_named(isolated, install_plugin, scope, message):
+    with pytest.raises(PluginError, match=f"plugin 'scoped': mmframe_hook_scope: {message}"):
+        _scoped(install_plugin, **scope)
+
+
+def test_mmframe_hook_scope_only_for_hooks_the_plugin_implements(isolated, install_plugin):
+    mod = install_plugin("half", """
+from mmframe.facade import HookScope, hookimpl
+
+@hookimpl
+def mmframe_hook_scope(machine, options):
+    return HookScope(pte_change={"zap"})
+""")
+    with pytest.raises(PluginError, match="'half'.*scopes mmframe_pte_change.*does not implement"):
+        Machine(load_config(env={}, cli_plugins=["half"]))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import examples
+from tests.support import examples, run_image_ops
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
@@ -130,39 +130,24 @@ def _regions(ctx, blocks):
 
 
 def _ops(ctx, ops, blocks):
-    later = 0
-    for op in ops:
+    def call(op):
         name, *a = op
-        if name == "fork":
-            pid = yield fork()
-            yield from after_fork(ctx, pid)
-            if pid == 0:
-                yield from _ops(ctx, a[0], blocks)
-                yield from _look(ctx, blocks)
-                yield exit(0)
-            if a[1]:
-                yield wait(pid)
-            else:
-                later += 1
-            continue
         if name == "malloc":
-            blocks.append((yield from malloc(a[0])))
-            continue
+            return _malloc(blocks, a[0])
         regions = _regions(ctx, blocks)
         base = regions[a[0] % len(regions)]
-        try:
-            if name == "write":
-                yield write(base + a[1] * P, a[2])
-            elif name == "read":
-                yield read(base + a[1] * P)
-            elif name == "munmap":
-                yield munmap(base, a[1] * P)
-            else:
-                yield mprotect(base, a[1] * P, a[2])
-        except SimSignal:
-            pass
-    for _ in range(later):
-        yield wait()
+        if name == "write":
+            return write(base + a[1] * P, a[2])
+        if name == "read":
+            return read(base + a[1] * P)
+        if name == "munmap":
+            return munmap(base, a[1] * P)
+        return mprotect(base, a[1] * P, a[2])
+    yield from run_image_ops(ctx, ops, call, lambda: _look(ctx, blocks))
+
+
+def _malloc(blocks, size):
+    blocks.append((yield from malloc(size)))
 
 
 def _look(ctx, blocks):
@@ -211,11 +196,13 @@ def test_fork_scaling_shows_the_share_of_fitted_costs():
 
 
 def test_sga_attach_form_starts_unrelated_servers(isolated):
-    """Servers exec'd and attaching the segment by key: none shares page tables with another under
-    the 2002 patch (only forked relatives did), so pt_shared's lowmem is mainline's."""
+    """Servers exec'd and attaching the segment by key: with pt_shared sharing between forked
+    relatives only (``attach_2002 = false``) none shares page tables with another, so pt_shared's
+    lowmem is mainline's (the default's pte_try_to_share: tests/test_pt_shared_attach.py)."""
     from mmframe.scenario import run_scenario
     (isolated / "run.toml").write_text('[scenario]\nname = "sga"\npolicies = [[], ["pt_shared"]]\n'
-                                       'memory = "128MiB"\nsize = "8MiB"\nchildren = 6\nforms = ["attach"]\n')
+                                       'memory = "128MiB"\nsize = "8MiB"\nchildren = 6\nforms = ["attach"]\n'
+                                       '[plugins.pt_shared]\nattach_2002 = false\n')
     scen, (plain, shared) = run_scenario(load_config(isolated / "run.toml", env={}))
     for tag in ("attach no HIGHPTE", "attach HIGHPTE"):
         assert plain.figures[f"children {tag}"] == 6 == shared.figures[f"children {tag}"]

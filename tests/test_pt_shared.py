@@ -13,6 +13,7 @@ from mmframe.config import load_config
 from mmframe import usr
 from mmframe.differential import compare_results
 from mmframe.machine import Machine
+from mmframe.mm import pgtable
 from mmframe.usr import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
                          PROT_WRITE, SimSignal, exit, fork, mmap, mprotect, munmap, read, touch, wait, write)
 
@@ -323,3 +324,59 @@ def test_sga_oops_ends_the_measurement_not_the_scenario(isolated):
         assert plain.figures[f"children {tag}"] < 12  # stopped by the oops, with its figures
         assert plain.figures[f"page tables {tag}"] > 0 and plain.figures[f"pte_chains {tag}"] > 0
     assert "children HIGHPTE" in shared.figures  # the next policy ran (it meets the injected failure too)
+
+
+# --- the declared scope (contract 1.15) is a promise: the same run as with every call ---------------
+
+def _scope_program(ctx):
+    from mmframe.usr import MAP_FIXED, O_CREAT, O_RDWR, ftruncate, msync, open as sopen
+    n = 12 << 20
+    a = yield mmap(0, n, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    yield touch(a, n // 2, True)
+    yield touch(a + n // 2, n // 4, False)
+    s = yield mmap(0, 8 << 20, RW, MAP_SHARED | MAP_ANONYMOUS)
+    yield touch(s, 8 << 20, True)
+    fd = yield sopen("/f", O_RDWR | O_CREAT)
+    yield ftruncate(fd, 4 << 20)
+    f = yield mmap(0x2000_0000, 4 << 20, RW, MAP_SHARED | MAP_FIXED, fd, 0)
+    yield touch(f, 2 << 20, True)
+
+    def child(ctx):
+        fd2 = yield sopen("/f", O_RDWR)
+        yield munmap(0x2000_0000, 4 << 20)
+        g = yield mmap(0x2000_0000, 4 << 20, RW, MAP_SHARED | MAP_FIXED, fd2, 0)
+        yield touch(g, 4 << 20, False)  # attach sharing takes the parent's table
+        yield write(g + 8192, 9)
+        yield touch(a, n, False)
+        yield write(a + 4096, 7)
+        yield exit((yield read(a)))
+
+    pid = yield fork(child)
+    yield write(a, 3)
+    yield touch(s, 8 << 20, True)
+    yield wait(pid)
+    yield mprotect(a, 4 << 20, PROT_READ)
+    yield munmap(a + (4 << 20), 4 << 20)
+    yield msync(f, 4 << 20)
+    yield exit(0)
+
+
+@pytest.mark.parametrize("opts", [{"attach_2002": False}, {}, {"attach_2005": True}],
+                         ids=["relatives", "attach_2002", "attach_2005"])
+def test_the_hook_scope_changes_nothing_but_which_calls_are_made(monkeypatch, opts):
+    """pt_shared's HookScope (contract 1.15) against its hooks called on every fault and every
+    pte_change (the single path, where that is every fault): the same counts, state and results."""
+    monkeypatch.setattr(pgtable, "BULK_MIN", 10**9)
+    runs = []
+    for scoped in (True, False):
+        cfg = load_config(use_pyproject=False, env={}, cli_plugins=["pt_shared"])
+        cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=128 * MiB, debug_vm="exit"),
+                           plugin_options={**cfg.plugin_options, "pt_shared": {
+                               **cfg.plugin_options.get("pt_shared", {}), **opts}})
+        m = Machine(cfg)
+        if not scoped:
+            m.mm.scope_hooks({})
+            assert m.mm._fault_scope is None and m.mm._pte_scope == m.mm._pte_any == -1
+        r = m.run(_scope_program)
+        runs.append((r.tasks, dict(r.counts), r.sim_ns, m.meminfo(), m.close()))
+    assert runs[0] == runs[1]

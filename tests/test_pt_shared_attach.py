@@ -11,14 +11,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import test_attach as sysv
-from tests.support import examples
+from tests.support import examples, look, region_call, region_ops, run_image_ops, shm_attach, spawn
 from mmframe import usr
 from mmframe.config import load_config
 from mmframe.differential import compare_results
-from mmframe.errors import PluginError
 from mmframe.machine import Machine
-from mmframe.usr import (MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ, SimSignal, after_fork, execve, exit,
-                         fork, mmap, mprotect, munmap, read, touch, wait, write)
+from mmframe.mm import pgtable
+from mmframe.usr import MAP_FIXED, MAP_SHARED, PAGE_SIZE, PROT_READ, execve, mmap, touch, wait, write
 
 P = PAGE_SIZE
 MiB = 1 << 20
@@ -50,15 +49,7 @@ def test_sysv_attachers_see_the_same_with_attach_sharing(program, pae, year):
 # --- the file form: unrelated processes mapping one file MAP_SHARED at one address ----------------
 FILE_LEN = 8 * MiB  # two whole PTE pages without PAE, four with PAE
 AT = 0x2000_0000
-PAGE = st.integers(0, FILE_LEN // P - 1)
-FOP = st.one_of(
-    st.tuples(st.just("write"), PAGE, st.integers(1, 99)),
-    st.tuples(st.just("read"), PAGE),
-    st.tuples(st.just("touch"), st.integers(0, 3), st.booleans()),
-    st.tuples(st.just("munmap"), PAGE, st.integers(1, 1100)),
-    st.tuples(st.just("mprotect"), PAGE, st.integers(1, 1100), st.sampled_from([PROT_NONE, PROT_READ, RW])),
-    st.tuples(st.just("msync"), st.integers(0, 1)),
-)
+FOP = st.one_of(*region_ops(FILE_LEN), st.tuples(st.just("msync"), st.integers(0, 1)))
 FLEAF = st.lists(FOP, max_size=4)
 FMAPPER = st.tuples(st.sampled_from([RW, PROT_READ]), st.lists(st.one_of(FOP, st.tuples(st.just("fork"), FLEAF)),
                                                                max_size=6))
@@ -66,40 +57,15 @@ FPROGRAM = st.tuples(st.lists(FMAPPER, min_size=1, max_size=3), st.lists(FOP, ma
 
 
 def _fops(ctx, fd, ops):
-    for op in ops:
-        name, *a = op
-        if name == "fork":
-            pid = yield fork()
-            yield from after_fork(ctx, pid)
-            if pid == 0:
-                yield from _fops(ctx, fd, a[0])
-                yield from _flook()
-                yield exit(0)
-            yield wait(pid)
-            continue
-        try:
-            if name == "write":
-                yield write(AT + a[0] * P, a[1])
-            elif name == "read":
-                yield read(AT + a[0] * P)
-            elif name == "touch":
-                yield touch(AT + a[0] * FILE_LEN // 4, FILE_LEN // 4, a[1])
-            elif name == "munmap":
-                yield munmap(AT + a[0] * P, a[1] * P)
-            elif name == "mprotect":
-                yield mprotect(AT + a[0] * P, a[1] * P, a[2])
-            else:
-                yield usr.msync(AT + a[0] * FILE_LEN // 2, FILE_LEN // 2, usr.MS_SYNC)
-        except SimSignal:
-            pass
+    def call(op):
+        if op[0] == "msync":
+            return usr.msync(AT + op[1] * FILE_LEN // 2, FILE_LEN // 2, usr.MS_SYNC)
+        return region_call(AT, FILE_LEN, op)
+    yield from run_image_ops(ctx, ops, call, _flook)
 
 
 def _flook():
-    for i in range(0, FILE_LEN // P, 89):
-        try:
-            yield read(AT + i * P)
-        except SimSignal:
-            pass
+    return look(AT, FILE_LEN, 89)
 
 
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
@@ -111,11 +77,6 @@ def fmapper(ctx, prot, ops):
     yield from _flook()
 
 
-def _fspawn(ctx, prot, ops):
-    yield from after_fork(ctx, 0)
-    yield execve(fmapper, prot, ops)
-
-
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def finstance(ctx, mappers, own):
     fd = yield usr.open("/f", usr.O_RDWR | usr.O_CREAT)
@@ -125,8 +86,7 @@ def finstance(ctx, mappers, own):
     for i in range(0, FILE_LEN // P, 67):
         yield write(AT + i * P, 500 + i)
     for prot, ops in mappers:
-        pid = yield fork(_fspawn, prot, ops)
-        yield from after_fork(ctx, pid)
+        pid = yield from spawn(ctx, fmapper, prot, ops)
         yield wait(pid)
     yield from _fops(ctx, fd, own)
     yield from _flook()
@@ -159,27 +119,18 @@ def test_file_mappers_see_the_same_with_attach_sharing(program, pae, year):
 # --- the sharing happens, and only when asked for --------------------------------------------------
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def reader(ctx, aligned):
-    sid = yield usr.shmget(sysv.KEY, sysv.SEG, 0)
-    base = yield usr.shmat(sid, sysv.ALIGNED if aligned else 0)
+    base = yield from shm_attach(sysv.KEY, sysv.SEG, sysv.ALIGNED if aligned else 0)
     yield touch(base, sysv.SEG, False)
     yield usr.sleep(10**9)  # alive while the instance counts
 
 
-def _spawn_reader(ctx, aligned):
-    yield from after_fork(ctx, 0)
-    yield execve(reader, aligned)
-
-
 @usr.program(text_pages=4, data_pages=1, bss_pages=1)
 def readers_instance(ctx, n, aligned):
-    sid = yield usr.shmget(sysv.KEY, sysv.SEG, usr.IPC_CREAT | 0o600)
-    base = yield usr.shmat(sid, sysv.ALIGNED)
+    base = yield from shm_attach(sysv.KEY, sysv.SEG, sysv.ALIGNED, create=True)
     yield touch(base, sysv.SEG, True)
     pids = []
     for _ in range(n):
-        pid = yield fork(_spawn_reader, aligned)
-        yield from after_fork(ctx, pid)
-        pids.append(pid)
+        pids.append((yield from spawn(ctx, reader, aligned)))
     yield usr.sleep(10**8)
     yield ("count",)
     for pid in pids:
@@ -199,10 +150,10 @@ def _count(m, n, aligned=True):
 
 @pytest.mark.parametrize("year", YEARS)
 def test_unrelated_attachers_share_the_segments_pte_pages(year):
-    plain, fp, tp = _count(machine(["pt_shared"]), 3)
+    plain, fp, tp = _count(machine(["pt_shared"], attach_2002=False), 3)
     shared, fs, ts = _count(machine(["pt_shared"], **{year: True}), 3)
     assert not compare_results(plain, shared).differences
-    assert fp["pt_shared.attached"] == 0  # the default shares between relatives only
+    assert fp["pt_shared.attached"] == 0  # attach_2002 off: sharing between relatives only
     assert fs["pt_shared.attached"] == 3 * 2  # three servers, two whole PTE pages of the segment each
     assert ts == tp - 3 * 2 * 4  # while all run: six fewer 4 KiB PTE pages
 
@@ -236,22 +187,30 @@ def test_2005_drops_instead_of_copying():
     assert not compare_results(machine().run(sysv._root, program), r).differences
 
 
-def test_both_years_at_once_is_a_clear_error():
-    with pytest.raises(PluginError, match="attach_2002 and attach_2005"):
-        machine(["pt_shared"], attach_2002=True, attach_2005=True)
+def test_attach_2002_is_the_default_and_attach_2005_replaces_it():
+    """2.5.49-mm1's pt_shared had pte_try_to_share (in -mm from 2.5.41-mm3 past 2.5.49-mm1): on by
+    default; the 2005 rewrite, when asked for, replaces it (it replaced pte_try_to_share)."""
+    _, default, tables = _count(machine(["pt_shared"]), 3)
+    _, explicit, tables_2002 = _count(machine(["pt_shared"], attach_2002=True), 3)
+    assert default["pt_shared.attached"] == explicit["pt_shared.attached"] == 3 * 2 and tables == tables_2002
+    for opts in ({"attach_2005": True}, {"attach_2002": True, "attach_2005": True}):
+        m = machine(["pt_shared"], **opts)
+        assert m.plugin_state["pt_shared"]["attach"] == "2005"
+        m.close()
 
 
 @pytest.mark.parametrize("year", YEARS)
 def test_sga_attach_form_shares_with_attach_sharing(isolated, year):
     """The sga scenario's attach form (exec'd servers attaching the SGA by key): with attach sharing
-    their page tables and pte_chains in lowmem shrink; with the 2002 patch's relatives-only sharing
-    they do not."""
+    their page tables and pte_chains in lowmem shrink; with sharing between relatives only
+    (``attach_2002 = false``) they do not."""
     from mmframe.scenario import run_scenario
     got = {}
     for on in (False, True):
         (isolated / "run.toml").write_text(
             '[scenario]\nname = "sga"\npolicies = [["pt_shared"]]\nmemory = "256MiB"\nsize = "32MiB"\n'
-            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n{year} = {"true" if on else "false"}\n')
+            f'children = 6\nforms = ["attach"]\n[plugins.pt_shared]\n'
+            + (f'{year} = true\n' if on else 'attach_2002 = false\n'))
         scen, (col,) = run_scenario(load_config(isolated / "run.toml", env={}))
         got[on] = col.figures
     for tag in ("attach no HIGHPTE", "attach HIGHPTE"):
@@ -280,3 +239,18 @@ def test_attach_sharing_touches_only_the_facade(year):
     (a, sa, fa), (b, sb, fb) = runs
     assert a[0].tasks == b[0].tasks and a[1:] == b[1:] and sa.tasks == sb.tasks
     assert fa == fb and fa["pt_shared.attached"] > 0
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_touch_one_fault_at_a_time_takes_no_fault_on_what_an_attach_filled(monkeypatch, year):
+    """touch's single path after a fault that attached another mm's filled table: the entries that
+    table brought are the MMU's hits, not faults, as on the bulk path, so both charge the same
+    (the single path used to fault each of them again)."""
+    totals = []
+    for bulk_min in (1, 10**9):
+        monkeypatch.setattr(pgtable, "BULK_MIN", bulk_min)
+        m = machine(["pt_shared"], **{year: True})
+        m.run(_readers_root, 3)
+        totals.append(dict(m.acct.totals()))
+        assert m.close()["pt_shared.attached"] == 3 * 2
+    assert totals[0] == totals[1]

@@ -7,6 +7,7 @@ locks) and per shared table dropped at exit (McCracken, shpte-2.5.43-mm2-4.diff,
 from __future__ import annotations
 
 import attrs
+import pytest
 
 from mmframe.config import load_config
 from mmframe.machine import Machine
@@ -18,9 +19,13 @@ BIG = 0x2000_0000  # on a PTE-page boundary
 RW = PROT_READ | PROT_WRITE
 
 
-def machine(policies=()) -> Machine:
+def machine(policies=(), **opts) -> Machine:
     cfg = load_config(use_pyproject=False, env={}, cli_plugins=list(policies))
-    return Machine(attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=64 * MiB, debug_vm="syscall")))
+    cfg = attrs.evolve(cfg, machine=attrs.evolve(cfg.machine, memory=64 * MiB, debug_vm="syscall"))
+    if opts:
+        cfg = attrs.evolve(cfg, plugin_options={**cfg.plugin_options, "pt_shared": {
+            **cfg.plugin_options.get("pt_shared", {}), **opts}})
+    return Machine(cfg)
 
 
 def _child(ctx):
@@ -105,3 +110,60 @@ def test_the_sharing_costs_cite_their_sources():
         e = m.costs.entries[m.costs.id[name]]
         assert e.kind != "fitted" and e.source.strip()
     m.close()
+
+
+# --- the patched handle_mm_fault's lock on the faulting PTE page, one per fault ----------------------
+
+def _faults(ctx):
+    a = yield mmap(BIG, 8 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    yield touch(a, 6 * MiB, True)  # 1536 write faults: bulk on the touch path
+    yield touch(a + 6 * MiB, MiB, False)  # 256 read faults (the ZERO_PAGE)
+    for i in range(5):
+        yield write(a + 7 * MiB + i * PAGE_SIZE, i)  # 5 single faults, on an existing table
+    yield write(a + 6 * MiB, 9)  # a copy-on-write fault on the ZERO_PAGE
+    yield exit(0)
+
+
+def _fault_run(policies, bulk_min, **opts):
+    from mmframe.mm import pgtable
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pgtable, "BULK_MIN", bulk_min)
+        m = machine(policies, **opts)
+        m.run(_faults)
+    return m.acct.totals()
+
+
+@pytest.mark.parametrize("opts", [{"attach_2002": False}, {}, {"attach_2005": True}],
+                         ids=["relatives", "attach_2002", "attach_2005"])
+def test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path(opts):
+    """shpte-2.5.43-mm2's handle_mm_fault locks the faulting PTE page before it drops
+    page_table_lock: one pte_page_lock per fault (no sharing here, so no other lock is taken
+    before exit), charged the same by touch's bulk fill (once per run) and one fault at a time,
+    whether the plugin's hook sees the fault (an empty slot, with attach sharing) or not."""
+    for bulk_min in (1, 10**9):
+        t = _fault_run(["pt_shared"], bulk_min, **opts)
+        exit_locks = 2  # exit's walk locks each of the two PTE pages (unmap_all_pages)
+        assert t["page_fault"] == 1536 + 256 + 5 + 1
+        assert t["pte_page_lock"] == t["page_fault"] + exit_locks, bulk_min
+
+
+def test_mainline_takes_no_pte_page_lock_on_faults():
+    for bulk_min in (1, 10**9):
+        t = _fault_run([], bulk_min)
+        assert t["page_fault"] == 1536 + 256 + 5 + 1 and not t.get("pte_page_lock")
+
+
+def test_the_fault_lock_is_the_only_change_to_pt_shared_fault_costs():
+    """Without the lock, a pt_shared run of faults charges what mainline charges, count for count."""
+    a, b = _fault_run([], 1), _fault_run(["pt_shared"], 1)
+    b = dict(b)
+    assert b.pop("pte_page_lock") == b["page_fault"] + 2
+    assert a == b
+
+
+def test_an_unsharing_fault_pays_its_lock_within_the_unshare():
+    """The fault that unshares is charged unshare's three locks (the faulting table's among them),
+    not a fourth: the per-fault lock is the one ``unshare`` counts as its caller's."""
+    m, marks, r, figures = run(["pt_shared"])
+    d = delta(marks, "child before write", "child after write")
+    assert d["page_fault"] == 1 and d["pte_page_lock"] == 3

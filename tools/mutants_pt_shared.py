@@ -56,3 +56,27 @@ MUTANTS += [
      "        vm.pmd_share(other, mm, idx, _attach_writable(v))",
      (f"{ATTACH}::test_the_walk_for_a_table_is_charged",)),
 ]
+
+# --- issue 24 (branch defer): the patched handle_mm_fault's lock on every fault -----------------
+MUTANTS += [
+    # the plugin no longer declares the lock as its fault cost: the core charges nothing for it
+    ("pt_shared.no_fault_lock_declared", "plugins/pt_shared/__init__.py",
+     '                     fault_cost=("pte_page_lock",), pte_change=_LOCKED_WALKS,',
+     '                     fault_cost=(), pte_change=_LOCKED_WALKS,',
+     (f"{COSTS}::test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path",), True),
+    # the hook charges the lock on an unsharing fault too (a fourth lock: unshare counts the caller's)
+    ("pt_shared.unsharing_fault_locks_twice", "plugins/pt_shared/__init__.py",
+     "        elif not _unshare(vm, mm, idx):\n            return VM_FAULT_OOM\n        return None",
+     "        elif not _unshare(vm, mm, idx):\n            return VM_FAULT_OOM\n        vm.pte_page_lock()\n        return None",
+     (f"{COSTS}::test_an_unsharing_fault_pays_its_lock_within_the_unshare",), True),
+    # the hook forgets the lock on a fault into an empty slot (attach sharing calls it there)
+    ("pt_shared.attach_fault_no_lock", "plugins/pt_shared/__init__.py",
+     "            _try_attach(vm, st, mm, vma, idx)\n        vm.pte_page_lock()\n",
+     "            _try_attach(vm, st, mm, vma, idx)\n",
+     (f"{COSTS}::test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path",), True),
+    # touch's single path faults again on entries an attached table already filled
+    ("pt_shared.touch_refaults_attached", "mmframe/mm/touch.py",
+     "                    continue  # the MMU's hit: no fault\n", "",
+     ("tests/test_pt_shared_attach.py::test_touch_one_fault_at_a_time_takes_no_fault_on_what_an_attach_filled",),
+     True),
+]

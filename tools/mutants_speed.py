@@ -5,6 +5,7 @@ T = "tests/test_bulk_alloc.py"
 ALLOC = (f"{T}::test_take_pcp_and_free_pages_bulk_equal_the_single_calls",)
 USER = (f"{T}::test_alloc_user_pages_and_release_pages_equal_the_single_paths",)
 PROGRAMS = (f"{T}::test_programs_leave_the_same_state_with_the_bulk_paths_on_and_off",)
+SMALL_ORACLE = "tests/test_memory.py::test_generated_programs_match_the_oracle"
 BUDDY = (f"{T}::test_rmqueue_bulk_and_free_blocks0_equal_one_buddy_call_each",)
 MUTANTS = [
     # take_pcp: a run handed out oldest-first instead of LIFO
@@ -71,6 +72,86 @@ MUTANTS = [
     ("speed.fill_refs_after_reclaim", "mmframe/fs.py",
      "            vm.count[pfn] += 1\n            out.append(pfn)", "            out.append(pfn)",
      ("tests/test_bulk_alloc.py::test_programs_leave_the_same_state_with_the_bulk_paths_on_and_off",), False),
+    # --- branch small (issue 24: one-page mmap+munmap): one VMA lookup per call, cheap checks first
+    # span: a VMA ending exactly at the range's start counted as meeting it (munmap takes a neighbour)
+    ("speed.small_span_takes_left_neighbour", "mmframe/mm/vma.py",
+     "        if i < 0 or self.vmas[i].end <= start:", "        if i < 0 or self.vmas[i].end < start:",
+     ("tests/test_vma_span.py", SMALL_ORACLE), True),
+    # do_munmap: a VMA straddling the range's end taken whole instead of split
+    ("speed.small_munmap_ignores_end_straddler", "mmframe/mm/mmap.py",
+     "    if first.start < start or last.end > end:  # a VMA straddles an edge",
+     "    if first.start < start:  # a VMA straddles an edge", ("tests/test_vma_span.py", SMALL_ORACLE), True),
+    # either_side: the hole's right neighbour one too far (vma_merge and free_pgtables see the wrong VMA)
+    ("speed.small_either_side_skips_next", "mmframe/mm/vma.py",
+     "        return vmas[i - 1] if i > 0 else None, vmas[i] if i < len(vmas) else None",
+     "        return vmas[i - 1] if i > 0 else None, vmas[i + 1] if i + 1 < len(vmas) else None",
+     ("tests/test_vma_span.py", SMALL_ORACLE), True),
+    # do_munmap: pages left mapped when the range's page table is not the first slot's
+    ("speed.small_zap_skip_first_slot_only", "mmframe/mm/mmap.py",
+     "    if mm.ptp[lo:hi].count(None) != hi - lo:  # a page table to zap",
+     "    if mm.ptp[lo] is not None:  # a page table to zap", ("tests/test_vma_span.py", SMALL_ORACLE), True),
+    # free_pgtables: page tables never freed (the all-empty shortcut taken always)
+    ("speed.small_pgtables_never_freed", "mmframe/mm/mmap.py",
+     "    if ptp[lo:hi].count(None) == hi - lo:  # no page table there (a scan in C)",
+     "    if True:  # no page table there (a scan in C)",
+     ("tests/test_memory.py::test_free_pgtables_granularity_is_the_pgd_slot",), False),
+    # flush_tlb_range: no IPI when this CPU has the mm too (another CPU's TLB left stale)
+    ("speed.small_range_flush_no_ipi_with_self", "mmframe/cpu.py",
+     "        if len(mask) > 1 or mask and here.id not in mask:  # another CPU has it loaded",
+     "        if mask and here.id not in mask:  # another CPU has it loaded",
+     ("tests/test_vma_span.py",), False),
+    # vm_enough_memory: the early grant taken whenever any page is free
+    ("speed.small_overcommit_early_grant", "mmframe/mm/overcommit.py",
+     "        if nr_free > pages:  # enough whatever", "        if nr_free > 0:  # enough whatever",
+     ("tests/test_reclaim.py::test_overcommit_heuristic_refuses_an_obvious_overcommit_and_grants_the_rest",), True),
+    # kmem_cache_alloc: an object past the slabs held taken without a page
+    ("speed.small_slab_fits_one_over", "mmframe/mm/slab.py",
+     "        if objects <= len(pages) * self.per_slab:  # fits",
+     "        if objects <= len(pages) * self.per_slab + 1:  # fits", ("tests/test_vma_span.py",), False),
+    # the core's page policy called directly even when a plugin implements the hook
+    ("speed.small_alloc_bypasses_plugin", "mmframe/machine.py",
+     "        if self.core_alloc:  # the core's policy alone", "        if True:  # the core's policy alone",
+     ("tests/test_vma_span.py",), False),
+    # the scheduler's inline resume: a yielded non-call not reported
+    ("speed.small_sched_inline_no_call_check", "mmframe/sched.py",
+     "                    if type(call) is not tuple or not call or not isinstance(call[0], str):\n"
+     "                        call = self._not_a_call(task, call)",
+     "                    pass", ("tests/test_sched.py::test_program_bugs_are_program_errors",), False),
+]
+
+# --- branch defer (issue 24: a deferring plugin costs nothing; contract 1.15's HookScope) ------------
+PTC = "tests/test_pt_shared_costs.py"
+HOOKS = "tests/test_hookspecs.py"
+LOCK = (f"{PTC}::test_every_fault_takes_the_pte_page_lock_on_the_single_and_the_bulk_path",)
+MUTANTS += [
+    # touch's bulk fill forgets the scoped plugin's fault_cost (the per-fault lock) for its run
+    ("speed.bulk_forgets_fault_cost", "mmframe/mm/touch.py",
+     "                    self.charge_fault_cost(row, row[self.P_fault] - before)", "                    pass",
+     LOCK + (f"{HOOKS}::test_mmframe_hook_scope",), True),
+    # the single path forgets it (do_page_fault's inline scoped dispatch)
+    ("speed.single_forgets_fault_cost", "mmframe/mm/fault.py",
+     "                if p >= 0:\n                    acct.row[p] += 1\n", "                if p >= 0:\n",
+     LOCK + (f"{HOOKS}::test_mmframe_hook_scope",), True),
+    # the scoped dispatch never asks the policy on a write through a write-protected PMD (no unshare)
+    ("speed.scope_skips_pmd_wrprotect", "mmframe/mm/fault.py",
+     "            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW",
+     "            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW and False",
+     ("tests/test_cow.py", f"{HOOKS}::test_mmframe_hook_scope"), True),
+    # the scoped dispatch ignores the shared_pte case
+    ("speed.scope_ignores_shared_pte", "mmframe/mm/fault.py",
+     "                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 1):\n                r = self._fault_policy",
+     "                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 99):\n                r = self._fault_policy",
+     (f"{HOOKS}::test_mmframe_hook_scope_fault_cases",), True),
+    # pte_change's scope ignores shared tables (pt_shared would never unshare on zap, cow, mprotect...)
+    ("speed.pte_scope_ignores_shared", "mmframe/mm/pte_change.py",
+     "                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 1):",
+     "                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 0):",
+     ("tests/test_cow.py", f"{HOOKS}::test_mmframe_hook_scope_fault_cases"), False),
+    # a scoped plugin's first fault in an empty slot is not shown to it on touch's bulk path
+    ("speed.bulk_skips_no_pte_scope", "mmframe/mm/touch.py",
+     "            if self.fault_in_scope(mm, idx, write):  # the policy sees the first fault of the PTE page",
+     "            if self._fault_scope is None:  # the policy sees the first fault of the PTE page",
+     (f"{HOOKS}::test_mmframe_hook_scope_fault_cases",), True),
 ]
 
 # --- branch forkbulk: fork's and exit's batches over every PTE page of an mm, the rmap's distinct

@@ -15,7 +15,7 @@ removes or changes one.
   ``REQ_*`` flags.
 
 Registration: ``hookimpl`` marks a hook implementation; ``Option``, ``CostEntry`` and ``Scenario``
-are what the registration hooks return; a scenario declares its results with ``Figure``, ``Axis``,
+are what the registration hooks return, ``HookScope`` what ``mmframe_hook_scope`` does (since 1.15); a scenario declares its results with ``Figure``, ``Axis``,
 ``Plot`` and ``Reference`` and rejects option values it cannot run with ``OptionProblem``
 (docs/scenarios.md).
 """
@@ -28,11 +28,11 @@ from mmframe.facade.mm import *  # noqa: F401,F403 - the memory facade is this p
 from mmframe.facade.block import *  # noqa: F401,F403 - so is the block facade's
 from mmframe.facade.block import __all__ as _block_all
 from mmframe.facade.mm import __all__ as _mm_all
-from mmframe.hookspecs import hookimpl
+from mmframe.hookspecs import FAULT_CASES, HookScope, hookimpl
 from mmframe.options import Option
 from mmframe.scenario import Axis, Figure, OptionProblem, Plot, Reference, Scenario
 
 FACADE_VERSION = HOOK_CONTRACT_VERSION
 
 __all__ = ["FACADE_VERSION", "CostEntry", "Option", "Scenario", "Figure", "Axis", "Plot", "Reference", "OptionProblem",
-           "hookimpl", *_mm_all, *_block_all]
+           "hookimpl", "HookScope", "FAULT_CASES", *_mm_all, *_block_all]

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmframe.mm import content
 from mmframe.mm.filemap import NOPAGE_SIGBUS
 from mmframe.mm.page import GFP_HIGHUSER, PAGE_SHIFT, PAGE_SIZE, PG_reserved
 from mmframe.mm.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, PAGE_READONLY, PTE_PRESENT_MASK, TASK_SIZE
 from mmframe.mm.overcommit import VM_ACCOUNT, over_rlimit_as, vm_enough_memory, vm_unacct_memory
-from mmframe.mm.pte_change import COW, FAULT, SWAP_IN
+from mmframe.mm.pte_change import COW, FAULT, REASONS, SWAP_IN
 from mmframe.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, VMA
 from mmframe.usr import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR, SimSignal
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MINOR, VM_FAULT_MAJOR = -1, 0, 1, 2
 
 _RESERVED = 1 << PG_reserved
+#: the fault cases of a plugin's HookScope (contract 1.15), as bits of ``Memory._fault_scope``
+SCOPE_NO_PTE, SCOPE_PMD_WP, SCOPE_SHARED_PTE = 1, 2, 4
+_SCOPE_BITS = {"no_pte": SCOPE_NO_PTE, "pmd_wrprotect": SCOPE_PMD_WP, "shared_pte": SCOPE_SHARED_PTE}
 ZERO_PFN = (1 << 20) >> PAGE_SHIFT  # empty_zero_page lives in the kernel image (reserved)
 
 
@@ -55,13 +58,100 @@ class Faults:
             raise SimSignal(SIGSEGV, SEGV_MAPERR, addr)
         if not vma.flags & (VM_WRITE if write else VM_READ | VM_EXEC):
             raise SimSignal(SIGSEGV, SEGV_ACCERR, addr)
-        r = self._fault_hook(self, mm, vma, addr, write)
+        sc = self._fault_scope
+        if not sc:  # no policy's hook to ask (0), or one asked on every fault (None)
+            r = self.handle_mm_fault(mm, vma, addr, write) if sc == 0 else self._fault_policy(self, mm, vma, addr, write)
+        else:  # _scoped_fault, inline on this hot path (bits: SCOPE_NO_PTE 1, _PMD_WP 2, _SHARED_PTE 4)
+            e = mm.pmd[addr >> self.sh]  # the PMD entry: 0 with no PTE page, else its pfn and bits
+            if (sc & 1 if not e else write and sc & 2 and not e & _PAGE_RW
+                    or sc & 4 and self.count[e >> PAGE_SHIFT] > 1):
+                r = self._fault_policy(self, mm, vma, addr, write)
+            else:
+                p = self._fault_cost1  # the one fault_cost entry (-1: none, or several)
+                if p >= 0:
+                    acct.row[p] += 1
+                    acct.ns += self._fault_cost_ns
+                elif self._fault_cost:
+                    self.charge_fault_cost(acct.row, 1)
+                r = self.handle_mm_fault(mm, vma, addr, write)
         if r == VM_FAULT_OOM:
             self.m.sched.kill(task, SIGKILL)
             raise Killed()
         if r == VM_FAULT_SIGBUS:
             raise SimSignal(SIGBUS, BUS_ADRERR, addr)
         return r
+
+    def scope_hooks(self, scopes: dict[str, Any]) -> None:
+        """Set up the fault and ``pte_change`` dispatch for the scopes the enabled plugins declared
+        (:func:`mmframe.plugin.hook_scopes`; ``{}`` before they are known).  ``_fault_hook`` is what
+        every caller of ``handle_mm_fault`` calls: the core's own when no plugin implements the hook,
+        the resolved policy when one does without a scope, else :meth:`_scoped_fault`."""
+        m = self.m
+        self._fault_policy = m.policy("mmframe_handle_mm_fault")
+        self.fault_hook_is_core = m.hooks.resolved["mmframe_handle_mm_fault"].owners == ("mmframe.core",)
+        cases = scopes.get("fault")
+        cost = tuple(self.m.costs.id[n] for n in scopes.get("fault_cost", ()))
+        self._fault_cost, self._fault_cost_ns = cost, sum(self.acct.ns_of[p] for p in cost)
+        self._fault_cost1 = cost[0] if len(cost) == 1 else -1
+        if self.fault_hook_is_core:
+            self._fault_scope = 0  # nothing for a policy to do: never called
+            self._fault_hook = type(self).handle_mm_fault
+        elif cases is None and not cost:
+            self._fault_scope = None  # every fault (touch's bulk path: the first of each PTE page)
+            self._fault_hook = self._fault_policy
+        else:
+            self._fault_scope = sum(_SCOPE_BITS[c] for c in cases) if cases is not None else 7
+            self._fault_hook = type(self)._scoped_fault
+        # pte_change: bit r of _pte_scope calls the hook for reason r on any table, of _pte_shared on
+        # a shared one, _pte_any is their union; no hook, no bits (a test installing one sets
+        # every_pte_change())
+        if self._pte_hook is None:
+            self._pte_scope = self._pte_shared = self._pte_any = 0
+        elif scopes.get("pte_change") is None:
+            self.every_pte_change()
+        else:
+            shared = scopes.get("pte_change_shared")
+            self._pte_scope = sum(1 << REASONS.index(r) for r in scopes["pte_change"])
+            self._pte_shared = -1 if shared is None else sum(1 << REASONS.index(r) for r in shared)
+            self._pte_any = self._pte_scope | self._pte_shared
+
+    def every_pte_change(self) -> None:
+        """Call ``_pte_hook`` on every write to a PTE page (no scope)."""
+        self._pte_scope = self._pte_shared = self._pte_any = -1
+
+    def _scoped_fault(self, mm: MMStruct, vma: VMA, addr: int, write: bool) -> int:
+        """``handle_mm_fault`` under a plugin's declared scope: its hook for the faults in scope, the
+        core's directly for the rest, charging the entries the hook would have (``fault_cost``)."""
+        if self.fault_in_scope(mm, addr >> self.sh, write):
+            return self._fault_policy(self, mm, vma, addr, write)
+        cost = self._fault_cost
+        if cost:
+            acct = self.acct
+            row = acct.row
+            for p in cost:
+                row[p] += 1
+            acct.ns += self._fault_cost_ns
+        return self.handle_mm_fault(mm, vma, addr, write)
+
+    def fault_in_scope(self, mm: MMStruct, idx: int, write: bool) -> bool:
+        """Would a fault in slot ``idx`` of ``mm`` call a plugin's fault hook now?  Without a scope,
+        a plugin's hook is asked (``touch`` then asks it for the first fault of each PTE page)."""
+        sc = self._fault_scope
+        if sc is None:
+            return True
+        e = mm.pmd[idx]  # (0 exactly when the slot has no PTE page)
+        if not e:
+            return bool(sc & SCOPE_NO_PTE)
+        return bool(write and sc & SCOPE_PMD_WP and not e & _PAGE_RW
+                    or sc & SCOPE_SHARED_PTE and self.count[e >> PAGE_SHIFT] > 1)
+
+    def charge_fault_cost(self, row: list[int], n: int) -> None:
+        """The scoped plugin's ``fault_cost`` entries for ``n`` faults its hook was not called for
+        (a bulk run's: once per run), on ``row``."""
+        if n:
+            for p in self._fault_cost:
+                row[p] += n
+            self.acct.ns += n * self._fault_cost_ns
 
     def expand_stack(self, mm: MMStruct, vma: VMA, addr: int) -> bool:
         """``expand_stack``: a fault below a VM_GROWSDOWN VMA (nothing lies between, find_vma saw

@@ -98,7 +98,6 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self.ns_fault, self.ns_pte_set, self.ns_clear = ns[P.page_fault], ns[P.pte_set], ns[P.clear_page]
         self.ns_clear_kmap = ns[P.clear_page] + ns[P.kmap_atomic]
         self.P_mmc_alloc, self.P_mmc_free, self.P_mmc_visit = P.mm_chain_alloc, P.mm_chain_free, P.mm_chain_visit
-        self._fault_hook = m.policy("mmframe_handle_mm_fault")
         self._copy_hook = m.policy("mmframe_copy_pte_page")
         self._pte_hook = m.policy("mmframe_pte_change")
         self.committed = 0  # vm_committed_space: pages charged by vm_enough_memory (Committed_AS)
@@ -106,8 +105,7 @@ class Memory(MMLifecycle, PageRefs, PmdOps, PteChoke, Faults, UserAccess, Touch,
         self.vmscan = VmScan(self)
         self.lru_cache_add = self.vmscan.lru_cache_add
         pa.reclaim = self.vmscan
-        self.fault_hook_is_core = not [o for o in m.hooks.resolved["mmframe_handle_mm_fault"].owners
-                                       if o != "mmframe.core"]
+        self.scope_hooks({})  # the fault dispatch; the machine redoes it with the plugins' scopes (1.15)
 
     # --- reports ---------------------------------------------------------------------------------
     def reverse_maps(self) -> int:

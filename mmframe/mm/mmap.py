@@ -89,7 +89,7 @@ def sys_mmap(vm: Memory, task: Task, addr: int, length: int, prot: int, flags: i
     if length > TASK_SIZE:
         return -EINVAL
     mm = task.mm
-    if len(mm.vmas) > MAX_MAP_COUNT:
+    if len(mm.vmas.vmas) > MAX_MAP_COUNT:  # (the list itself: VMAList.__len__ is a Python call)
         return -ENOMEM
     if flags & MAP_FIXED:
         if addr & (PAGE_SIZE - 1) or addr < 0 or addr + length > TASK_SIZE:
@@ -150,8 +150,12 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
     mapping merges with its neighbours (``vma_merge``).  ``file`` None with ``VM_SHARED`` makes a
     shmem object (``shmem_zero_setup``); a shmem object or open file gains a reference."""
     mm = task.mm
-    if do_munmap(vm, task, addr, length) < 0:
-        return -ENOMEM
+    end = addr + length
+    i, j = mm.vmas.span(addr, end)
+    if i != j:  # something is mapped there (MAP_FIXED): unmap it first
+        if do_munmap(vm, task, addr, length) < 0:
+            return -ENOMEM
+        i = mm.vmas.span(addr, end)[0]
     vmflags |= mm.def_flags
     if over_rlimit_as(vm, mm, length):
         return -ENOMEM
@@ -161,11 +165,12 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
         if not vm_enough_memory(vm, charged):
             return -ENOMEM
         vmflags |= VM_ACCOUNT
-    end = addr + length
     if vmflags & VM_LOCKED:  # (RLIMIT_MEMLOCK is infinite: nothing refuses it)
         mm.locked_vm += length >> PAGE_SHIFT
     if file is None and not vmflags & VM_SHARED:
-        if vma_merge(vm, mm, addr, end, vmflags):
+        prev, nxt = around = mm.vmas.either_side(i)
+        if (prev is not None and prev.end == addr or nxt is not None and nxt.start == end) and \
+                vma_merge(vm, mm, addr, end, vmflags, around):  # (only a VMA touching the range can merge)
             vm.mapping_changed(mm, addr, end)
             _locked(vm, mm, vmflags, addr, end)
             return addr
@@ -183,7 +188,8 @@ def do_mmap(vm: Memory, task: Task, file: Any, addr: int, length: int, vmflags: 
             return -ENOMEM
     mm.vmas.insert(VMA(addr, end, vmflags, obj, pgoff))
     vm.mapping_changed(mm, addr, end)
-    _locked(vm, mm, vmflags, addr, end)
+    if vmflags & VM_LOCKED:
+        make_pages_present(vm, mm, addr, end)
     return addr
 
 
@@ -222,10 +228,12 @@ def _mergeable(v: VMA | None, flags: int) -> bool:
     return v is not None and v.obj is None and v.flags == flags
 
 
-def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int) -> bool:
+def vma_merge(vm: Memory, mm: MMStruct, addr: int, end: int, flags: int,
+              around: tuple[VMA | None, VMA | None] | None = None) -> bool:
     """2.5.49 ``vma_merge`` for a new anonymous mapping ``[addr, end)``: extend the VMA ending at
-    ``addr`` (and absorb the one starting at ``end``), or the one starting at ``end``."""
-    prev, nxt = mm.vmas.neighbours(addr, end)
+    ``addr`` (and absorb the one starting at ``end``), or the one starting at ``end``.  ``around``:
+    the VMAs either side, if the caller has them (``neighbours``)."""
+    prev, nxt = around if around is not None else mm.vmas.neighbours(addr, end)
     if prev is not None and prev.end == addr and _mergeable(prev, flags):
         prev.end = end
         vm.acct.charge(vm.P_vma)
@@ -266,44 +274,59 @@ def _split_edges(vm: Memory, mm: MMStruct, start: int, end: int) -> bool:
 
 
 def do_munmap(vm: Memory, task: Task, start: int, length: int) -> int:
+    """2.5.49 ``do_munmap``: split the VMAs straddling the edges, take out those inside, zap their
+    pages, flush the TLB, free the structs and the page tables the hole leaves.  One lookup when
+    no VMA straddles an edge (the common whole-mapping munmap)."""
     if length <= 0:
         return 0  # (2.5's do_munmap: -EINVAL, which mremap ignores)
     mm, end = task.mm, start + length
-    if not mm.vmas.overlapping(start, end):
+    vmas = mm.vmas
+    i, j = vmas.span(start, end)
+    if i == j:
         return 0
-    if not _split_edges(vm, mm, start, end):
-        return -ENOMEM
-    hit = mm.vmas.overlapping(start, end)
+    first, last = vmas.vmas[i], vmas.vmas[j - 1]
+    if first.start < start or last.end > end:  # a VMA straddles an edge
+        if not _split_edges(vm, mm, start, end):
+            return -ENOMEM
+        i, j = vmas.span(start, end)
+    hit = vmas.remove_span(i, j)
+    around = vmas.either_side(i)  # the hole's neighbours, for free_pgtables
     for v in hit:
-        mm.vmas.remove(v)
         if v.flags & VM_LOCKED:
             mm.locked_vm -= (v.end - v.start) >> PAGE_SHIFT
         if v.flags & VM_ACCOUNT:
             vm_unacct_memory(vm, (v.end - v.start) >> PAGE_SHIFT)
-    vm.zap_page_range(mm, hit[0].start, hit[-1].end)
+    lo, hi = hit[0].start >> vm.sh, ((hit[-1].end - 1) >> vm.sh) + 1
+    if mm.ptp[lo:hi].count(None) != hi - lo:  # a page table to zap (zap_page_range visits only those)
+        vm.zap_page_range(mm, hit[0].start, hit[-1].end)
     vm.m.tlb.flush_tlb_range(mm, vm._cpu(), start, end)
     for v in hit:
         vm.vma_free(v)
-    free_pgtables(vm, mm, start, end)
+    free_pgtables(vm, mm, start, end, around)
     return 0
 
 
-def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int) -> None:
+def free_pgtables(vm: Memory, mm: MMStruct, start: int, end: int,
+                  around: tuple[VMA | None, VMA | None] | None = None) -> None:
     """2.5.49 ``free_pgtables``: free the page tables of PGD slots wholly inside the hole left
-    between the VMAs around ``[start, end)``."""
-    pgsize = 1 << vm.pgdir_shift
-    first, last = start & ~(pgsize - 1), min(end + pgsize - 1, TASK_SIZE + pgsize - 1)
-    prev, nxt = mm.vmas.neighbours(start, end)
+    between the VMAs around ``[start, end)`` (``around``: those two, if the caller has them)."""
+    shift = vm.pgdir_shift
+    pgsize = 1 << shift
+    first, last = start & ~(pgsize - 1), (end if end < TASK_SIZE else TASK_SIZE) + pgsize - 1
+    prev, nxt = around if around is not None else mm.vmas.neighbours(start, end)
     if prev is not None and prev.end > first:
         first = prev.end + pgsize - 1
     if nxt is not None and last > nxt.start:
         last = nxt.start
-    lo, hi = first >> vm.pgdir_shift, last >> vm.pgdir_shift
+    lo, hi = first >> shift, last >> shift
     if hi <= lo:
         return
-    step = vm.pgdir_shift - vm.sh
-    for idx in range(lo << step, min(hi << step, len(mm.ptp))):
-        if mm.ptp[idx] is not None:
+    step, ptp = shift - vm.sh, mm.ptp
+    lo, hi = lo << step, min(hi << step, len(ptp))
+    if ptp[lo:hi].count(None) == hi - lo:  # no page table there (a scan in C)
+        return
+    for idx in range(lo, hi):
+        if ptp[idx] is not None:
             vm.pmd_drop(mm, idx)
 
 

@@ -46,8 +46,11 @@ def vm_enough_memory(vm: Memory, pages: int) -> bool:
         return True
     swap, pa = vm.swap, vm.pa
     if mode == OVERCOMMIT_GUESS:
+        nr_free = pa.nr_free_pages()
+        if nr_free > pages:  # enough whatever the other terms (each >= 0) add: the common case
+            return True
         swap_cached = len(swap.cache.page_tree.values()) if swap.inuse else 0
-        free = len(vm.page_cache) + pa.nr_free_pages() + swap.nr_swap_pages() + swap_cached
+        free = len(vm.page_cache) + nr_free + swap.nr_swap_pages() + swap_cached
         if free > pages:
             return True
         vm.committed -= pages

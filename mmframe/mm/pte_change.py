@@ -31,10 +31,15 @@ class PteChoke:
         or do the change at the PMD level and return True), map the page (``kmap_atomic`` with
         HIGHPTE).  Returns the PTE page to write, or None when the policy did the change."""
         self.pte_changes[reason] += 1
-        hook = self._pte_hook
-        if hook is not None and hook(self, mm, idx, REASONS[reason], start, end):
-            return None
         pt = mm.ptp[idx]
+        # the policy's hook, for the reasons its scope names (contract 1.15): bit ``reason`` of
+        # _pte_scope on any table, of _pte_shared on a shared one (-1: every reason), _pte_any their
+        # union (0: no hook, or no reason the policy could act on)
+        if self._pte_any >> reason & 1 and (self._pte_scope >> reason & 1 or pt is not None
+                                            and self.count[pt.pfn] > 1 and self._pte_shared >> reason & 1):
+            if self._pte_hook(self, mm, idx, REASONS[reason], start, end):
+                return None
+            pt = mm.ptp[idx]  # (the policy may have unshared it)
         if pt is not None and pt.high:
             self.acct.charge(self.P_kmap)
         return pt

@@ -31,20 +31,22 @@ class KmemCache:
         """``kmem_cache_alloc`` of ``n`` objects: the pfn of the slab holding the last one, or -1
         (nothing allocated) when no page could be had; the caller decides what failure means."""
         objects = self.objects + n
-        need = -(-objects // self.per_slab) - len(self.pages)
-        if need > 0:
-            got = []
-            for _ in range(need):
-                pfn = self.machine.alloc_pages(gfp, 0)
-                if pfn < 0:
-                    for p in got:
-                        self.machine.free_pages(p, 0)
-                    self.failures += 1
-                    return -1
-                got.append(pfn)
-            self.pages.extend(got)
+        pages = self.pages
+        if objects <= len(pages) * self.per_slab:  # fits in the slabs held (the common case)
+            self.objects = objects
+            return pages[-1] if pages else -1
+        machine, got = self.machine, []
+        for _ in range(-(-objects // self.per_slab) - len(pages)):  # (at least one page)
+            pfn = machine.alloc_pages(gfp, 0)
+            if pfn < 0:
+                for p in got:
+                    machine.free_pages(p, 0)
+                self.failures += 1
+                return -1
+            got.append(pfn)
+        pages.extend(got)
         self.objects = objects
-        return self.pages[-1] if self.pages else -1
+        return pages[-1]
 
     def pages_needed(self, n: int) -> int:
         """Pages an allocation of ``n`` more objects would take from the page allocator."""
@@ -52,11 +54,11 @@ class KmemCache:
 
     def free(self, handle: int = 0, n: int = 1) -> None:
         """``kmem_cache_free`` of ``n`` objects; a page goes back once the rest fit without it."""
-        self.objects -= n
-        assert self.objects >= 0, f"{self.name}: freed more objects than allocated"
-        keep = -(-self.objects // self.per_slab)
-        while len(self.pages) > keep:
-            self.machine.free_pages(self.pages.pop(), 0)
+        objects = self.objects = self.objects - n
+        assert objects >= 0, f"{self.name}: freed more objects than allocated"
+        pages, keep = self.pages, -(-objects // self.per_slab)
+        while len(pages) > keep:
+            self.machine.free_pages(pages.pop(), 0)
 
     @property
     def bytes(self) -> int:

@@ -1,6 +1,7 @@
 """``touch``: an access to every page of a range, bulk where it can be: entries with nothing mapped
 are filled a PTE page at a time on numpy views, charging exactly what one fault per entry would
-(``BULK_MIN`` in :mod:`mmframe.mm.pgtable`; tests run both paths and compare)."""
+(``BULK_MIN`` in :mod:`mmframe.mm.pgtable`; tests run both paths and compare), a scoped policy's
+``fault_cost`` included (contract 1.15: once per run, for the run's count of faults)."""
 
 from __future__ import annotations
 
@@ -68,16 +69,33 @@ class Touch:
             return
         private_file_write = write and vma.obj is not None and not vma.flags & VM_SHARED
         if len(empty) >= pgtable.BULK_MIN and len(empty) == len(need) and not private_file_write:
-            if not self.fault_hook_is_core:  # the policy sees the first fault of the PTE page
+            bulk = True
+            if self.fault_in_scope(mm, idx, write):  # the policy sees the first fault of the PTE page
                 self.do_page_fault(task, base + (int(empty[0]) << PAGE_SHIFT), write)
                 pt = mm.ptp[idx]
                 empty = empty[1:]
                 empty = empty[pt.np()[empty] == 0]
-            if len(empty) and (not write or mm.ptp[idx] is None or mm.pmd[idx] & _PAGE_RW):
-                self._fill_bulk(task, mm, vma, idx, empty, write)
+                # a scoped policy sees every fault in its scope (without one: the first only)
+                bulk = self._fault_scope is None or not self.fault_in_scope(mm, idx, write)
+            if bulk and len(empty) and (not write or mm.ptp[idx] is None or mm.pmd[idx] & _PAGE_RW):
+                if not self._fault_cost:
+                    self._fill_bulk(task, mm, vma, idx, empty, write)
+                    return
+                row = self.acct.row  # the faults the fill takes, each with the policy's fault_cost
+                before = row[self.P_fault]
+                try:
+                    self._fill_bulk(task, mm, vma, idx, empty, write)
+                finally:
+                    self.charge_fault_cost(row, row[self.P_fault] - before)
                 return
             need = empty
         for i in need.tolist():
+            pt = mm.ptp[idx]
+            if pt is not None:  # an earlier fault of this run may have filled it (an attached table)
+                pte = pt.ptes[i]
+                if pte & _PAGE_PRESENT and (not write or pte & _PAGE_RW and mm.pmd[idx] & _PAGE_RW):
+                    pt.ptes[i] = pte | (_PAGE_DIRTY | _PAGE_ACCESSED if write else _PAGE_ACCESSED)
+                    continue  # the MMU's hit: no fault
             self.do_page_fault(task, base + (i << PAGE_SHIFT), write)
 
     def _fill_bulk(self, task: Task, mm: MMStruct, vma: VMA, idx: int, slots: np.ndarray, write: bool) -> None:

@@ -111,6 +111,22 @@ class VMAList:
                 out.append(v)
         return out
 
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """``(i, j)``: ``vmas[i:j]`` are the VMAs meeting ``[start, end)`` (``end > start``); when
+        none does, ``i == j`` is where a VMA for the range would go, ``vmas[i - 1]`` and
+        ``vmas[i]`` the ones either side.  Two bisections, O(log V)."""
+        starts = self.starts
+        i = bisect_right(starts, start) - 1
+        if i < 0 or self.vmas[i].end <= start:
+            i += 1
+        return i, bisect_left(starts, end)
+
+    def either_side(self, i: int) -> tuple[VMA | None, VMA | None]:
+        """The VMAs at ``i - 1`` and ``i``: :meth:`neighbours` of a free range whose :meth:`span`
+        gave ``(i, i)``."""
+        vmas = self.vmas
+        return vmas[i - 1] if i > 0 else None, vmas[i] if i < len(vmas) else None
+
     def from_addr(self, addr: int):
         """The VMAs ending above ``addr``, in order, lazily (a gap search stops at the first fit)."""
         i = bisect_right(self.starts, addr) - 1
@@ -130,6 +146,15 @@ class VMAList:
             return
         starts.insert(i, v.start)
         self.vmas.insert(i, v)
+
+    def remove_span(self, i: int, j: int) -> list[VMA]:
+        """Take out ``vmas[i:j]`` (from :meth:`span`) in one step; returns them.  O(V) memmove."""
+        hit = self.vmas[i:j]
+        del self.starts[i:j]
+        del self.vmas[i:j]
+        if self.cache in hit:
+            self.cache = None
+        return hit
 
     def remove(self, v: VMA) -> None:
         i = bisect_left(self.starts, v.start)

@@ -18,7 +18,8 @@ Fixtures (override ``mmframe_plugin`` in your conftest.py, or set ``mmframe_plug
 
 Program helpers: :mod:`mmframe.testing.programs` (``program_strategy()``,
 ``sharing_program_strategy()`` and ``swap_program_strategy()`` for hypothesis, ``run_program``,
-``anon``; ``register`` adds operations).  Docs: docs/plugins.md.
+``anon``; ``register`` adds operations; ``run_ops``/``do`` run lists with a table of a test's own
+operations).  Docs: docs/plugins.md.
 """
 
 from __future__ import annotations

@@ -3,16 +3,20 @@ simulated programs that run them (``mmframe.usr`` calls), shared by the project'
 plugin kit's harness (:mod:`mmframe.testing.harness`).
 
 A program is a list of operations, each a tuple ``(name, *args)``; :func:`do` turns one into a
-system call.  The base vocabulary (:data:`CALL`, :data:`ALL_CALLS`) works in a 40-page window of a
-process that :func:`_everything` sets up (two files, the window mapped, a heap); fork and spawn nest
-lists.  :func:`register` adds operations (a strategy and how to run it), so new calls (direct and
-async I/O, swap) join the generator without a second copy; :data:`PTE_CALLS` is the first such
-set: whole-PTE-page operations in a region aligned to PTE pages.
+system call and :func:`run_ops` runs a list (fork, spawn and clone nest lists).  The base vocabulary
+(:data:`MEMORY_AND_FILE_CALLS` and :data:`BRK_SHM_STACK_CALLS`, drawn by :data:`CALL` and
+:data:`ALL_CALLS`) works in a 40-page window (:data:`WINDOW`, :data:`PAGES`) of a process that
+:func:`_everything` sets up (two files, the window mapped, a heap).  :func:`register` adds operations
+(a strategy and how to run it), so new calls (direct and async I/O, swap) join the generator without
+a second copy; the ``ptp_*`` operations are the first such set: whole-PTE-page operations in a
+region aligned to PTE pages.  A test with operations of its own that the generator must not draw
+passes them to :func:`run_ops` as a table (``own``) and keeps the kit's dispatch and runner for the
+rest.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hypothesis import strategies as st
 
@@ -36,7 +40,9 @@ WINDOW, PAGES = 0x1000_0000, 40
 _PROTS = st.sampled_from([PROT_NONE, PROT_READ, RW])
 _PG = st.integers(0, PAGES - 1)
 _N = st.integers(1, 24)
-_MEMORY_AND_FILE_CALLS = (
+#: The base operations on memory and files (what an oracle of mappings and files models: no brk,
+#: SysV shm or stack growth): strategies of ``(name, *args)`` tuples that :func:`do` runs.
+MEMORY_AND_FILE_CALLS = (
     st.tuples(st.just("anon"), _PG, _N, _PROTS, st.booleans()),
     st.tuples(st.just("file"), _PG, _N, _PROTS, st.booleans(), st.integers(0, 1), st.integers(0, 6)),
     st.tuples(st.just("munmap"), _PG, _N),
@@ -50,8 +56,8 @@ _MEMORY_AND_FILE_CALLS = (
     st.tuples(st.just("ftruncate"), st.integers(0, 1), st.integers(0, 12 * P)),
     st.tuples(st.just("fsync"), st.integers(0, 1)),
 )
-CALL = st.one_of(
-    *_MEMORY_AND_FILE_CALLS,
+#: The rest of the base: brk (relative to the break at the start), SysV shm, a fault below the stack.
+BRK_SHM_STACK_CALLS = (
     st.tuples(st.just("brk"), st.integers(-4, 12)),
     st.tuples(st.just("shmget"), st.integers(1, 3), st.integers(1, 6)),
     st.tuples(st.just("shmat"), st.integers(0, 2), _PG, st.booleans()),
@@ -59,15 +65,19 @@ CALL = st.one_of(
     st.tuples(st.just("rmid"), st.integers(0, 2)),
     st.tuples(st.just("stack"), st.integers(0, 24), st.booleans()),  # below the stack: it grows
 )
+CALL = st.one_of(*MEMORY_AND_FILE_CALLS, *BRK_SHM_STACK_CALLS)
 ALL_CALLS = st.lists(st.one_of(CALL, st.tuples(st.just("fork"), st.lists(CALL, max_size=8), st.booleans()),
                                st.tuples(st.just("spawn"), st.lists(CALL, max_size=8))), max_size=22)
 
 
-# Operations added by register(): name -> (strategy, handler(args, fds, shmids, b0) -> a call or calls).
-EXTRA: dict[str, tuple[Any, Callable[..., Any]]] = {}
+#: How an operation runs: ``handler(args, fds, shmids, b0)`` -> a ``mmframe.usr`` call, or a generator
+#: of calls (a compound operation).
+Handler = Callable[..., Any]
+# Operations added by register(): name -> (strategy, handler).
+EXTRA: dict[str, tuple[Any, Handler]] = {}
 
 
-def register(name: str, strategy: Any, handler: Callable[..., Any]) -> None:
+def register(name: str, strategy: Any, handler: Handler) -> None:
     """Add an operation: ``strategy`` draws ``(name, *args)`` tuples, ``handler(args, fds, shmids, b0)``
     returns the system call to make (a ``mmframe.usr`` call tuple) or, for a compound operation, a
     generator that yields several calls and receives their results (it catches the ``SimSignal``
@@ -96,13 +106,17 @@ def program_strategy(max_size: int = 22, child_size: int = 8, names: tuple[str, 
                     min_size=min_size, max_size=max_size)
 
 
-def do(op, fds, shmids, b0):
-    """The system call of one operation."""
-    return _do(op, fds, shmids, b0)
+def do(op: tuple, fds: list[int], shmids: list[int], b0: int, own: Mapping[str, Handler] | None = None) -> Any:
+    """The system call of one operation (or, for a compound one, the generator of its calls):
+    ``own`` first (a table of the caller's operations, see :func:`run_ops`), then the registered
+    operations, then the base vocabulary; an unknown name is a ValueError."""
+    return _do(op, fds, shmids, b0, own)
 
 
-def _do(op, fds, shmids, b0):
+def _do(op, fds, shmids, b0, own=None):
     name, *a = op
+    if own and name in own:
+        return own[name](a, fds, shmids, b0)
     if name in EXTRA:
         return EXTRA[name][1](a, fds, shmids, b0)
     if name in ("anon", "file", "munmap", "mprotect", "msync", "write", "read", "touch", "shmdt"):
@@ -143,22 +157,38 @@ def _do(op, fds, shmids, b0):
                          usr.SHM_REMAP if a[2] else 0)
     if name == "shmdt":
         return shmdt(addr)
-    return shmctl(shmids[a[0] % len(shmids)] if shmids else -1, IPC_RMID)
+    if name == "rmid":
+        return shmctl(shmids[a[0] % len(shmids)] if shmids else -1, IPC_RMID)
+    raise ValueError(f"mmframe.testing.programs: no operation {name!r} (not in the base vocabulary, "
+                     f"not registered, not in the caller's own table)")
 
 
-def _ops(ops, fds, shmids, b0):
+def run_ops(ops: list, fds: list[int], shmids: list[int], b0: int, own: Mapping[str, Handler] | None = None):
+    """Run a list of operations in the calling simulated process (``yield from run_ops(...)``):
+    ``("fork", ops, then_exec)`` forks a child that runs ``ops``, reads the window and execs a
+    new image or not, and waits for it; ``("spawn", ops)`` forks one running alongside and
+    ``("clone", ops)`` a thread (both reaped by the caller); any other operation is :func:`do`'s,
+    a signal it raises ending that operation only (a compound one catches its own).  ``fds``:
+    the descriptors the operations index; ``shmids`` collects the ids ``shmget`` returns; ``b0``:
+    the break at the start.  ``own`` maps names to handlers (as :func:`register` takes them)
+    looked up first, in children too: a test's operations, never drawn by
+    :func:`program_strategy` and shadowing a registered operation of the same name."""
+    return _ops(ops, fds, shmids, b0, own)
+
+
+def _ops(ops, fds, shmids, b0, own=None):
     for op in ops:
         if op[0] == "fork":
-            pid = yield fork(_forked, op[1], list(fds), list(shmids), b0, op[2])
+            pid = yield fork(_forked, op[1], list(fds), list(shmids), b0, op[2], own)
             yield wait(pid)
             continue
         if op[0] == "spawn":  # a child that runs alongside; reaped at the end
-            yield fork(_forked, op[1], list(fds), list(shmids), b0, False)
+            yield fork(_forked, op[1], list(fds), list(shmids), b0, False, own)
             continue
         if op[0] == "clone":  # a thread: the same mm and files, running alongside; reaped at the end
-            yield usr.clone(_cloned, op[1], list(fds), list(shmids), b0)
+            yield usr.clone(_cloned, op[1], list(fds), list(shmids), b0, own)
             continue
-        call = _do(op, fds, shmids, b0)
+        call = _do(op, fds, shmids, b0, own)
         if not isinstance(call, tuple):  # a compound operation: its own calls
             yield from call
             continue
@@ -170,8 +200,8 @@ def _ops(ops, fds, shmids, b0):
             shmids.append(r)
 
 
-def _forked(ctx, ops, fds, shmids, b0, then_exec):
-    yield from _ops(ops, fds, shmids, b0)
+def _forked(ctx, ops, fds, shmids, b0, then_exec, own=None):
+    yield from _ops(ops, fds, shmids, b0, own)
     for page in range(0, PAGES, 5):
         try:
             yield read(WINDOW + page * P)
@@ -181,8 +211,8 @@ def _forked(ctx, ops, fds, shmids, b0, then_exec):
         yield execve(_exec_target, fds, shmids)
 
 
-def _cloned(ctx, ops, fds, shmids, b0):
-    yield from _ops(ops, fds, shmids, b0)
+def _cloned(ctx, ops, fds, shmids, b0, own=None):
+    yield from _ops(ops, fds, shmids, b0, own)
 
 
 def _exec_target(ctx, fds, shmids):

@@ -5,9 +5,9 @@ fails or the count is reached; run with HIGHPTE off and on, in two forms:
 - **fork**: children forked by the instance inherit the attachment, the sharing the 2002 patch
   could use (its PTE pages are shared from the parent);
 - **attach**: server processes forked and exec'd (unrelated address spaces, as a database's server
-  processes were), each attaching the segment by its SysV key and reading it.  The default
-  pt_shared (sharing at fork) shares nothing between them; its options ``attach_2002`` (the 2002
-  patch's ``pte_try_to_share``) and ``attach_2005`` (McCracken's 2005-06 rewrite) share the PTE
+  processes were), each attaching the segment by its SysV key and reading it.  Sharing at fork
+  alone shares nothing between them; pt_shared's ``attach_2002`` (the 2002 patch's
+  ``pte_try_to_share``, on by default) or ``attach_2005`` (McCracken's 2005-06 rewrite) shares the PTE
   pages the segment covers whole where the servers attach it at one address (docs/pt_shared.md;
   examples/configs/sga-attach-2005.toml).
 

@@ -23,8 +23,11 @@ stay its own.
 
 Option ``min_rss`` is not in the 2002 patch: an mmframe experiment (default 0: share every page).
 
-Sharing between processes that did not fork from each other (off by default, each named for its
-year; docs/pt_shared.md gives the rules and sources):
+Sharing between processes that did not fork from each other, each design named for its year
+(docs/pt_shared.md gives the rules and sources).  ``attach_2002`` is on by default: the -mm tree
+carried it from 2.5.41-mm3 past 2.5.49-mm1, so 2.5.49-mm1's shared page tables included it;
+``attach_2005 = true`` replaces it with the later design; ``attach_2002 = false`` (without 2005)
+leaves sharing between forked relatives only.
 
 - ``attach_2002``: the 2002 patch's ``pte_try_to_share`` (2.5.41-mm3, "Proactively share page
   tables for shared memory", carried in the -mm shpte patch to 2.5.54-mm2): on a fault into an
@@ -44,8 +47,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmframe.facade import (MM, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, VMA,
-                            MachineView, Option, hookimpl, vma_mapping)
+from mmframe.facade import (MM, REASONS, VM, VM_EXEC, VM_FAULT_OOM, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
+                            VMA, HookScope, MachineView, Option, hookimpl, vma_mapping)
 
 #: the 2005 design's VMFLAG_COMPARE: sharers' mappings must agree on these flags
 VMFLAG_COMPARE = VM_READ | VM_WRITE | VM_EXEC | VM_SHARED
@@ -65,7 +68,8 @@ def mmframe_options() -> list[Option]:
         Option("min_rss", "int", 0, "mmframe experiment, not in the 2002 patch: PTE pages with fewer present "
                "pages than this are copied at fork as mainline does (0 shares every PTE page)",
                minimum=0, maximum=1024),
-        Option("attach_2002", "bool", False, "the 2002 patch's pte_try_to_share (2.5.41-mm3 onward): a fault into an "
+        Option("attach_2002", "bool", True, "the 2002 patch's pte_try_to_share (in -mm from 2.5.41-mm3, so on by "
+               "default; false: only forked relatives share): a fault into an "
                "empty slot of a shared mapping covering a whole PTE page takes another mm's PTE page for the same "
                "object, range and offset (unrelated processes attaching one segment share)"),
         Option("attach_2005", "bool", False, "McCracken's 2005-06 rewrite instead of the 2002 patch: only shared (or "
@@ -76,11 +80,23 @@ def mmframe_options() -> list[Option]:
 
 @hookimpl
 def mmframe_configure(machine: MachineView, options: dict[str, Any]) -> None:
-    if options.get("attach_2002") and options.get("attach_2005"):
-        raise ValueError(f"{NAME}: attach_2002 and attach_2005 are two designs of sharing; enable one of them")
+    # the 2005 rewrite replaced pte_try_to_share: it wins over attach_2002, on by default
     attach = "2005" if options.get("attach_2005") else "2002" if options.get("attach_2002") else None
     machine.plugin_state[NAME] = {**options, "attach": attach, "index": {}, "shared_at_fork": 0, "unshares": 0,
                                   "pmd_ops": 0, "attached": 0, "dropped": 0}
+
+
+@hookimpl
+def mmframe_hook_scope(machine: MachineView, options: dict[str, Any]) -> HookScope:
+    """The fault hook acts only on a write through a write-protected PMD (unshare, or the 2005
+    design's drop) and, with attach sharing, on a fault into an empty PMD slot; on every other
+    fault it only takes the patch's per-fault PTE-page lock (``pte_page_lock``), which the core then
+    charges in its place.  ``pte_change`` acts on the walks the patch locked (each PTE page's lock)
+    and on shared tables, except for the reasons that leave them shared (``_PASS``)."""
+    attach = options.get("attach_2002") or options.get("attach_2005")
+    return HookScope(fault={"pmd_wrprotect", "no_pte"} if attach else {"pmd_wrprotect"},
+                     fault_cost=("pte_page_lock",), pte_change=_LOCKED_WALKS,
+                     pte_change_shared=frozenset(REASONS) - _PASS)
 
 
 @hookimpl
@@ -201,6 +217,9 @@ def _drop(vm: VM, st: dict, mm: MM, idx: int) -> None:
 
 @hookimpl
 def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access: bool) -> int | None:
+    """Unshare on a write through a write-protected PMD (the 2005 design drops instead), attach
+    into an empty slot; every fault takes the faulting PTE page's lock in the patched
+    ``handle_mm_fault`` (an unsharing fault's is among the three ``unshare`` charges)."""
     idx = address >> vm.pmd_shift
     pt = mm.ptp[idx]
     if pt is None:
@@ -208,13 +227,17 @@ def mmframe_handle_mm_fault(vm: VM, mm: MM, vma: VMA, address: int, write_access
         # (a write would unshare a table attached write-protected at once: it faults its own)
         if st["attach"] and _attachable(vm, st, vma, idx) and (not write_access or _attach_writable(vma)):
             _try_attach(vm, st, mm, vma, idx)
+        vm.pte_page_lock()
         return None
     if write_access and not vm.pmd_writable(mm, idx):
         st = vm.plugin_state[NAME]
         if st["attach"] == "2005" and vm.sharers(pt) > 1:
             _drop(vm, st, mm, idx)  # a file's table shared write-protected: write a table of its own
+            vm.pte_page_lock()  # then the fault locks the table it gets
         elif not _unshare(vm, mm, idx):
             return VM_FAULT_OOM
+        return None
+    vm.pte_page_lock()
     return None
 
 
