@@ -189,17 +189,22 @@ class Rmap:
                 self._chains_delta(-1)
 
     # --- bulk (a PTE page at a time) ----------------------------------------------------------
+    def _take_ids(self, n: int) -> np.ndarray:
+        """``n`` free entry ids in the order ``n`` single adds would pop them (the stack's top first)."""
+        if len(self.free) < n:
+            self._grow(n - len(self.free))
+        free = np.frombuffer(self.free, dtype=np.int64)
+        ids = free[len(free) - n:][::-1].copy()
+        del free  # (the buffer must have no view left before it shrinks)
+        del self.free[len(self.free) - n:]
+        return ids
+
     def page_add_rmap_bulk(self, pfns: np.ndarray, pt: Any, slots: np.ndarray) -> None:
         """``page_add_rmap`` for each ``(pfns[j], slots[j])`` of one PTE page, charged per entry."""
         n = len(pfns)
         if not n:
             return
-        if len(self.free) < n:
-            self._grow(n - len(self.free))
-        free = np.frombuffer(self.free, dtype=np.int64)
-        ids = free[len(free) - n:][::-1].copy()
-        del free
-        del self.free[len(self.free) - n:]
+        ids = self._take_ids(n)
         np.frombuffer(self.page, dtype=np.int32)[ids] = pfns
         np.frombuffer(self.ptep, dtype=np.int64)[ids] = pt.pfn * 1024 + slots
         pt.np_rid()[slots] = ids
@@ -288,12 +293,7 @@ class Rmap:
         :meth:`_chains_delta`): the entries, links, counts and chain modes, charged per entry.
         Returns the entry ids (the caller records them in its PTE pages' ``rid``).  O(n) numpy."""
         n = len(pfns)
-        if len(self.free) < n:
-            self._grow(n - len(self.free))
-        free = np.frombuffer(self.free, dtype=np.int64)
-        ids = free[len(free) - n:][::-1].copy()
-        del free
-        del self.free[len(self.free) - n:]
+        ids = self._take_ids(n)
         np.frombuffer(self.page, dtype=np.int32)[ids] = pfns
         np.frombuffer(self.ptep, dtype=np.int64)[ids] = pteps
         k = np.frombuffer(self.k, dtype=np.int32)
