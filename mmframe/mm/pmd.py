@@ -114,6 +114,13 @@ class PmdOps:
         elif len(pt.owners) == 1 and any(pt.ptes):  # the last owner: its writes pass the choke point
             if self.pte_change(mm, idx, EXIT, 0, len(pt.ptes)) is pt:
                 self.zap_pte_range(pt, 0, len(pt.ptes))
+        if self._pmd_clear(mm, idx, pt):
+            assert not any(pt.ptes), f"PTE page {pt.pfn} freed with entries left"
+            self.m.free_pages(pt.pfn, 0)
+
+    def _pmd_clear(self, mm: MMStruct, idx: int, pt: PtePage) -> bool:
+        """Clear ``mm``'s slot ``idx`` and drop its reference on ``pt``; True when that was the last
+        one and the caller frees the page (``pte_free``; exit's batch frees it with others)."""
         mm.ptp[idx] = None
         mm.pmd[idx] = 0
         self._owner_remove(pt, mm)
@@ -121,11 +128,10 @@ class PmdOps:
         self.acct.charge(self.P_ref)
         if c:
             self.count[pt.pfn] = c
-            return
-        assert not any(pt.ptes), f"PTE page {pt.pfn} freed with entries left"
+            return False
         del self.ptpages[pt.pfn]
         self.pa.page_table_pages -= 1
-        self.m.free_pages(pt.pfn, 0)
+        return True
 
     def _clear_dirty(self, mm: MMStruct, idx: int, pt: PtePage, to_pages: bool) -> None:
         """Clear the dirty bits of a table's file pages, a write by ``mm`` (an owner of ``pt`` in

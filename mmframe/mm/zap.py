@@ -97,13 +97,7 @@ class Zap:
             pt.rss -= b[j + 1] - b[j]
             if deltas[j]:
                 rmap._chains_delta(deltas[j])
-            # pmd_drop: the last reference, so the PTE page goes too
-            mm.ptp[idx] = None
-            mm.pmd[idx] = 0
-            self._owner_remove(pt, mm)
-            acct.charge(self.P_ref)
-            del self.ptpages[pt.pfn]
-            self.pa.page_table_pages -= 1
+            self._pmd_clear(mm, idx, pt)  # pmd_drop's last reference (count 1): the PTE page goes too
             free(gone_list[gbounds[j]:gbounds[j + 1]] + [pt.pfn], cpu)
         return True
 
